@@ -1,0 +1,15 @@
+//! The product's rules, free of I/O: identifiers, windows, statuses, opt-outs, contacts.
+
+pub mod contact;
+pub mod ids;
+pub mod keywords;
+pub mod preferences;
+pub mod status;
+pub mod time;
+
+pub use contact::{ContactState, Referral, Stamped};
+pub use ids::{Bsuid, ContactKey, IdError, Phone, PhoneNumberId, UserId, UserRef, Wamid};
+pub use keywords::{KeywordIntent, KeywordRules};
+pub use preferences::{Category, Consent, Preference, PreferenceSource};
+pub use status::{DeliveryStatus, StatusLog, StatusObservation};
+pub use time::UnixTime;

@@ -1,0 +1,301 @@
+//! Delivery statuses of the messages we send (DESIGN rule 7).
+//!
+//! Meta reports `sent`, `delivered`, `read`, `played` and `failed`, at least once each, in any order, and
+//! multi-device users can produce `delivered` after `failed`. We keep one observation per status name
+//! (the earliest, so duplicates and redeliveries change nothing) and derive everything else from that
+//! set: the current status is the highest-ranked one seen, so it never goes backwards.
+
+use std::collections::BTreeMap;
+
+use super::ids::{Bsuid, Phone, UserRef};
+use super::time::UnixTime;
+use crate::payload::{MetaError, Pricing, StatusItem};
+
+/// Meta's status names, ranked. `failed` sits above `sent` (it ends a send that went nowhere) but below
+/// `delivered`: a delivery on another device still counts. `played` (a voice note played) implies read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Sent,
+    Failed,
+    Delivered,
+    Read,
+    Played,
+    /// A status Meta may add later: stored and shown, never moves the current status.
+    Other(String),
+}
+
+impl DeliveryStatus {
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "sent" => DeliveryStatus::Sent,
+            "failed" => DeliveryStatus::Failed,
+            "delivered" => DeliveryStatus::Delivered,
+            "read" => DeliveryStatus::Read,
+            "played" => DeliveryStatus::Played,
+            other => DeliveryStatus::Other(other.to_owned()),
+        }
+    }
+
+    pub fn rank(&self) -> u8 {
+        match self {
+            DeliveryStatus::Other(_) => 0,
+            DeliveryStatus::Sent => 1,
+            DeliveryStatus::Failed => 2,
+            DeliveryStatus::Delivered => 3,
+            DeliveryStatus::Read => 4,
+            DeliveryStatus::Played => 5,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+            DeliveryStatus::Played => "played",
+            DeliveryStatus::Other(s) => s,
+        }
+    }
+}
+
+/// One status as received: its name, payload time and exact JSON.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StatusObservation {
+    pub at: UnixTime,
+    pub raw: String,
+}
+
+/// Every status seen for one message, one observation per status name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusLog {
+    events: BTreeMap<String, StatusObservation>,
+}
+
+impl StatusLog {
+    pub fn from_events(events: BTreeMap<String, StatusObservation>) -> Self {
+        Self { events }
+    }
+
+    pub fn events(&self) -> &BTreeMap<String, StatusObservation> {
+        &self.events
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Records a status; the earliest observation of a name is kept (ties by raw text, so any order of
+    /// duplicates ends the same). Returns whether the log changed.
+    pub fn observe(&mut self, name: &str, observation: StatusObservation) -> bool {
+        match self.events.get_mut(name) {
+            Some(existing) if *existing <= observation => false,
+            Some(existing) => {
+                *existing = observation;
+                true
+            }
+            None => {
+                self.events.insert(name.to_owned(), observation);
+                true
+            }
+        }
+    }
+
+    pub fn join(&mut self, other: &StatusLog) -> bool {
+        let mut changed = false;
+        for (name, obs) in &other.events {
+            changed |= self.observe(name, obs.clone());
+        }
+        changed
+    }
+
+    /// The highest-ranked status; among unknown statuses only, the latest one.
+    pub fn current(&self) -> Option<(DeliveryStatus, UnixTime)> {
+        self.events
+            .iter()
+            .map(|(name, obs)| (DeliveryStatus::parse(name), obs.at, name))
+            .max_by(|a, b| (a.0.rank(), a.1, a.2).cmp(&(b.0.rank(), b.1, b.2)))
+            .map(|(status, at, _)| (status, at))
+    }
+
+    /// The earliest payload time of any status: when the message was sent, as far as Meta tells.
+    pub fn first_at(&self) -> Option<UnixTime> {
+        self.events.values().map(|o| o.at).min()
+    }
+
+    pub fn last_at(&self) -> Option<UnixTime> {
+        self.events.values().map(|o| o.at).max()
+    }
+
+    /// What the statuses say beyond their names, read from the kept raw JSON.
+    pub fn summary(&self) -> StatusSummary {
+        let mut parsed: Vec<(u8, &str, StatusItem)> = self
+            .events
+            .iter()
+            .filter_map(|(name, obs)| {
+                StatusItem::parse(&obs.raw)
+                    .map(|s| (DeliveryStatus::parse(name).rank(), name.as_str(), s))
+            })
+            .collect();
+        // Highest rank first: pricing and conversation from the most advanced status that has them.
+        parsed.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+
+        let error = self
+            .events
+            .get("failed")
+            .and_then(|o| StatusItem::parse(&o.raw))
+            .and_then(|s| s.errors.into_iter().next());
+        StatusSummary {
+            error,
+            pricing: parsed.iter().find_map(|(_, _, s)| s.pricing.clone()),
+            conversation_id: parsed
+                .iter()
+                .find_map(|(_, _, s)| s.conversation.as_ref().and_then(|c| c.id.clone())),
+            conversation_origin: parsed.iter().find_map(|(_, _, s)| {
+                s.conversation
+                    .as_ref()
+                    .and_then(|c| c.origin.as_ref())
+                    .and_then(|o| o.kind.clone())
+            }),
+            callback_data: parsed
+                .iter()
+                .find_map(|(_, _, s)| s.biz_opaque_callback_data.clone()),
+            // Whatever status first named each identity; a function of the set, not of arrival order.
+            recipient: UserRef::new(
+                parsed.iter().find_map(|(_, _, s)| {
+                    s.recipient_id.as_deref().and_then(|p| Phone::parse(p).ok())
+                }),
+                parsed.iter().find_map(|(_, _, s)| {
+                    s.recipient_user_id
+                        .as_deref()
+                        .and_then(|b| Bsuid::parse(b).ok())
+                }),
+            ),
+        }
+    }
+}
+
+/// Derived from a [`StatusLog`]: the error of a failed send, the pricing Meta applied, the echo of our
+/// callback data.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusSummary {
+    pub error: Option<MetaError>,
+    pub pricing: Option<Pricing>,
+    pub conversation_id: Option<String>,
+    pub conversation_origin: Option<String>,
+    pub callback_data: Option<String>,
+    /// Who the message went to: `recipient_id` (phone) and `recipient_user_id` (BSUID).
+    pub recipient: Option<UserRef>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(at: i64, raw: &str) -> StatusObservation {
+        StatusObservation {
+            at: UnixTime::from_secs(at),
+            raw: raw.to_owned(),
+        }
+    }
+
+    fn status_raw(name: &str, at: i64) -> String {
+        format!(r#"{{"id":"wamid.X","status":"{name}","timestamp":"{at}"}}"#)
+    }
+
+    fn log_of(events: &[(&str, i64)]) -> StatusLog {
+        let mut log = StatusLog::default();
+        for (name, at) in events {
+            log.observe(name, obs(*at, &status_raw(name, *at)));
+        }
+        log
+    }
+
+    #[test]
+    fn the_status_never_goes_backwards() {
+        let log = log_of(&[("read", 30), ("delivered", 20), ("sent", 10)]);
+        assert_eq!(log.current().unwrap().0, DeliveryStatus::Read);
+    }
+
+    #[test]
+    fn read_without_delivered_is_read() {
+        let log = log_of(&[("sent", 10), ("read", 30)]);
+        assert_eq!(log.current().unwrap().0, DeliveryStatus::Read);
+    }
+
+    #[test]
+    fn failed_ends_a_send_but_a_later_delivery_elsewhere_still_counts() {
+        let failed = log_of(&[("sent", 10), ("failed", 20)]);
+        assert_eq!(failed.current().unwrap().0, DeliveryStatus::Failed);
+        let then_delivered = log_of(&[("sent", 10), ("failed", 20), ("delivered", 25)]);
+        assert_eq!(
+            then_delivered.current().unwrap().0,
+            DeliveryStatus::Delivered
+        );
+        assert!(
+            then_delivered.events().contains_key("failed"),
+            "the failure is still recorded"
+        );
+    }
+
+    #[test]
+    fn played_counts_as_read() {
+        let log = log_of(&[("played", 40), ("read", 30)]);
+        assert_eq!(log.current().unwrap().0, DeliveryStatus::Played);
+        assert!(DeliveryStatus::Played.rank() >= DeliveryStatus::Read.rank());
+    }
+
+    #[test]
+    fn unknown_statuses_are_kept_but_never_move_the_status() {
+        let log = log_of(&[("delivered", 20), ("deleted", 50)]);
+        assert_eq!(log.current().unwrap().0, DeliveryStatus::Delivered);
+        assert!(log.events().contains_key("deleted"));
+        let only_unknown = log_of(&[("warning", 5)]);
+        assert_eq!(
+            only_unknown.current().unwrap().0,
+            DeliveryStatus::Other("warning".into())
+        );
+    }
+
+    #[test]
+    fn duplicates_keep_the_earliest_observation_in_any_order() {
+        let mut a = StatusLog::default();
+        a.observe("delivered", obs(20, "b"));
+        a.observe("delivered", obs(15, "a"));
+        let mut b = StatusLog::default();
+        b.observe("delivered", obs(15, "a"));
+        assert!(!b.observe("delivered", obs(20, "b")));
+        assert_eq!(a, b);
+        assert!(
+            !a.observe("delivered", obs(15, "a")),
+            "an exact duplicate changes nothing"
+        );
+    }
+
+    #[test]
+    fn summary_takes_error_from_failed_and_pricing_from_the_most_advanced_status() {
+        let mut log = StatusLog::default();
+        log.observe(
+            "sent",
+            obs(10, r#"{"status":"sent","pricing":{"category":"utility","type":"regular"},"biz_opaque_callback_data":"order-7"}"#),
+        );
+        log.observe(
+            "delivered",
+            obs(20, r#"{"status":"delivered","pricing":{"category":"utility","type":"free_customer_service"}}"#),
+        );
+        log.observe(
+            "failed",
+            obs(
+                30,
+                r#"{"status":"failed","errors":[{"code":131049,"title":"healthy ecosystem"}]}"#,
+            ),
+        );
+        let s = log.summary();
+        assert_eq!(s.error.unwrap().code, Some(131049));
+        assert_eq!(
+            s.pricing.unwrap().kind.as_deref(),
+            Some("free_customer_service")
+        );
+        assert_eq!(s.callback_data.as_deref(), Some("order-7"));
+    }
+}

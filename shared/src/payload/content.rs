@@ -1,0 +1,475 @@
+//! What a user message contains, for every type Meta documents (docs/whatsapp-platform.md §4.4).
+//!
+//! Read from the message item leniently: a type we do not know, or a part we cannot read, becomes
+//! [`MessageContent::Unknown`] with the type name, and the raw JSON stays the source of truth.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A message's content, by `type`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageContent {
+    Text {
+        body: String,
+    },
+    /// `image`, `video`, `audio`, `document`, `sticker`: the media id is what a later download needs
+    /// (valid for 7 days).
+    Media {
+        kind: MediaKind,
+        id: Option<String>,
+        mime_type: Option<String>,
+        caption: Option<String>,
+        filename: Option<String>,
+        /// Audio recorded as a voice note.
+        voice: bool,
+    },
+    Location {
+        latitude: Option<f64>,
+        longitude: Option<f64>,
+        name: Option<String>,
+        address: Option<String>,
+    },
+    /// Shared contact cards.
+    Contacts {
+        count: usize,
+    },
+    /// A tap on a reply button, a list row, or a Flow / address form submission.
+    Interactive {
+        kind: String,
+        id: Option<String>,
+        title: Option<String>,
+    },
+    /// A template quick-reply tap.
+    Button {
+        text: Option<String>,
+        payload: Option<String>,
+    },
+    /// A reaction to one of our messages; no emoji means the reaction was removed.
+    Reaction {
+        message_id: Option<String>,
+        emoji: Option<String>,
+    },
+    Order {
+        catalog_id: Option<String>,
+        items: usize,
+    },
+    /// A notice from WhatsApp (number changed, identity changed, user id changed).
+    System {
+        kind: Option<String>,
+        body: Option<String>,
+    },
+    /// A type Cloud API does not support (Meta says which in `unsupported.type`).
+    Unsupported {
+        original_type: Option<String>,
+    },
+    /// The user opened the chat for the first time.
+    RequestWelcome,
+    /// A type we do not know yet, or a known type whose content could not be read.
+    Unknown {
+        kind: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+    Document,
+    Sticker,
+}
+
+impl MediaKind {
+    fn from_type(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "image" => MediaKind::Image,
+            "video" => MediaKind::Video,
+            "audio" => MediaKind::Audio,
+            "document" => MediaKind::Document,
+            "sticker" => MediaKind::Sticker,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Media {
+    id: Option<String>,
+    mime_type: Option<String>,
+    caption: Option<String>,
+    filename: Option<String>,
+    #[serde(default)]
+    voice: bool,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    latitude: Option<Coordinate>,
+    longitude: Option<Coordinate>,
+    name: Option<String>,
+    address: Option<String>,
+}
+
+/// Numbers in some payloads, strings in others.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Coordinate {
+    Number(f64),
+    Text(String),
+}
+
+impl Coordinate {
+    fn value(self) -> Option<f64> {
+        match self {
+            Coordinate::Number(n) => Some(n),
+            Coordinate::Text(t) => t.trim().parse().ok(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Interactive {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    button_reply: Option<Reply>,
+    list_reply: Option<Reply>,
+    nfm_reply: Option<FlowReply>,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    id: Option<String>,
+    title: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FlowReply {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Button {
+    text: Option<String>,
+    payload: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Reaction {
+    message_id: Option<String>,
+    emoji: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Order {
+    catalog_id: Option<String>,
+    #[serde(default)]
+    product_items: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct System {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Unsupported {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Text {
+    body: Option<String>,
+}
+
+type Fields<'a> = std::collections::HashMap<&'a str, &'a RawValue>;
+
+/// The object named `name` in the item, if it reads as `T`.
+fn read<T: serde::de::DeserializeOwned>(fields: &Fields<'_>, name: &str) -> Option<T> {
+    fields
+        .get(name)
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+}
+
+impl MessageContent {
+    /// Reads the content of a message item of type `kind` from its raw JSON.
+    pub fn parse(kind: &str, raw: &str) -> MessageContent {
+        Self::try_parse(kind, raw).unwrap_or_else(|| MessageContent::Unknown {
+            kind: kind.to_owned(),
+        })
+    }
+
+    fn try_parse(kind: &str, raw: &str) -> Option<MessageContent> {
+        // Only the object named after the type is read, from the item's own bytes.
+        let fields: Fields = serde_json::from_str(raw).ok()?;
+        if let Some(media) = MediaKind::from_type(kind) {
+            let m: Media = read(&fields, kind)?;
+            return Some(MessageContent::Media {
+                kind: media,
+                id: m.id,
+                mime_type: m.mime_type,
+                caption: m.caption,
+                filename: m.filename,
+                voice: m.voice,
+            });
+        }
+        Some(match kind {
+            "text" => MessageContent::Text {
+                body: read::<Text>(&fields, "text")?.body?,
+            },
+            "location" => {
+                let l: Location = read(&fields, "location")?;
+                MessageContent::Location {
+                    latitude: l.latitude.and_then(Coordinate::value),
+                    longitude: l.longitude.and_then(Coordinate::value),
+                    name: l.name,
+                    address: l.address,
+                }
+            }
+            "contacts" => MessageContent::Contacts {
+                count: read::<Vec<serde::de::IgnoredAny>>(&fields, "contacts")?.len(),
+            },
+            "interactive" => {
+                let i: Interactive = read(&fields, "interactive")?;
+                let reply = i.button_reply.or(i.list_reply);
+                MessageContent::Interactive {
+                    kind: i.kind.unwrap_or_default(),
+                    id: reply.as_ref().and_then(|r| r.id.clone()),
+                    title: reply
+                        .and_then(|r| r.title)
+                        .or_else(|| i.nfm_reply.and_then(|n| n.name)),
+                }
+            }
+            "button" => {
+                let b: Button = read(&fields, "button")?;
+                MessageContent::Button {
+                    text: b.text,
+                    payload: b.payload,
+                }
+            }
+            "reaction" => {
+                let r: Reaction = read(&fields, "reaction")?;
+                MessageContent::Reaction {
+                    message_id: r.message_id,
+                    emoji: r.emoji.filter(|e| !e.is_empty()),
+                }
+            }
+            "order" => {
+                let o: Order = read(&fields, "order")?;
+                MessageContent::Order {
+                    catalog_id: o.catalog_id,
+                    items: o.product_items.len(),
+                }
+            }
+            "system" => {
+                let s: System = read(&fields, "system")?;
+                MessageContent::System {
+                    kind: s.kind,
+                    body: s.body,
+                }
+            }
+            "unsupported" | "unknown" => MessageContent::Unsupported {
+                original_type: read::<Unsupported>(&fields, "unsupported").and_then(|u| u.kind),
+            },
+            "request_welcome" => MessageContent::RequestWelcome,
+            _ => return None,
+        })
+    }
+
+    /// A one-line description without the user's words, for timelines and logs: `[image]`,
+    /// `[reaction 👍]`… Text itself is never included here.
+    pub fn label(&self) -> String {
+        match self {
+            MessageContent::Text { body } => format!("[text, {} chars]", body.chars().count()),
+            MessageContent::Media { kind, voice, .. } => match (kind, voice) {
+                (MediaKind::Audio, true) => "[voice note]".into(),
+                _ => format!("[{}]", format!("{kind:?}").to_lowercase()),
+            },
+            MessageContent::Location { .. } => "[location]".into(),
+            MessageContent::Contacts { count } => format!("[{count} contact card(s)]"),
+            MessageContent::Interactive { kind, .. } => format!("[interactive {kind}]"),
+            MessageContent::Button { .. } => "[quick reply]".into(),
+            MessageContent::Reaction { emoji: Some(e), .. } => format!("[reaction {e}]"),
+            MessageContent::Reaction { emoji: None, .. } => "[reaction removed]".into(),
+            MessageContent::Order { items, .. } => format!("[order, {items} item(s)]"),
+            MessageContent::System { kind, .. } => {
+                format!("[system {}]", kind.as_deref().unwrap_or("notice"))
+            }
+            MessageContent::Unsupported { original_type } => {
+                format!(
+                    "[unsupported {}]",
+                    original_type.as_deref().unwrap_or("type")
+                )
+            }
+            MessageContent::RequestWelcome => "[opened the chat]".into(),
+            MessageContent::Unknown { kind } => format!("[{kind}]"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(kind: &str, content: &str) -> MessageContent {
+        MessageContent::parse(
+            kind,
+            &format!(r#"{{"id":"wamid.X","type":"{kind}",{content}}}"#),
+        )
+    }
+
+    #[test]
+    fn every_documented_type_is_read() {
+        assert_eq!(
+            parse("text", r#""text":{"body":"Ol\u00e1"}"#),
+            MessageContent::Text {
+                body: "Olá".into()
+            }
+        );
+        let img = parse(
+            "image",
+            r#""image":{"id":"1479","mime_type":"image/jpeg","sha256":"x","caption":"Receipt"}"#,
+        );
+        assert!(
+            matches!(img, MessageContent::Media { kind: MediaKind::Image, id: Some(ref id), caption: Some(_), .. } if id == "1479")
+        );
+        let voice = parse(
+            "audio",
+            r#""audio":{"id":"9","mime_type":"audio/ogg; codecs=opus","voice":true}"#,
+        );
+        assert_eq!(voice.label(), "[voice note]");
+        let doc = parse(
+            "document",
+            r#""document":{"id":"5","filename":"invoice.pdf","mime_type":"application/pdf"}"#,
+        );
+        assert!(matches!(
+            doc,
+            MessageContent::Media {
+                filename: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("sticker", r#""sticker":{"id":"7","animated":false}"#),
+            MessageContent::Media {
+                kind: MediaKind::Sticker,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("video", r#""video":{"id":"8"}"#),
+            MessageContent::Media {
+                kind: MediaKind::Video,
+                ..
+            }
+        ));
+
+        let loc = parse(
+            "location",
+            r#""location":{"latitude":"-23.5","longitude":-46.6,"name":"Pa\u00e7o"}"#,
+        );
+        assert_eq!(
+            loc,
+            MessageContent::Location {
+                latitude: Some(-23.5),
+                longitude: Some(-46.6),
+                name: Some("Paço".into()),
+                address: None
+            }
+        );
+        assert_eq!(
+            parse("contacts", r#""contacts":[{"name":{}},{"name":{}}]"#),
+            MessageContent::Contacts { count: 2 }
+        );
+        assert_eq!(
+            parse(
+                "interactive",
+                r#""interactive":{"type":"button_reply","button_reply":{"id":"yes","title":"Yes"}}"#
+            ),
+            MessageContent::Interactive {
+                kind: "button_reply".into(),
+                id: Some("yes".into()),
+                title: Some("Yes".into())
+            }
+        );
+        assert!(matches!(
+            parse("interactive", r#""interactive":{"type":"nfm_reply","nfm_reply":{"name":"flow","response_json":"{}"}}"#),
+            MessageContent::Interactive { title: Some(ref t), .. } if t == "flow"
+        ));
+        assert!(matches!(
+            parse(
+                "button",
+                r#""button":{"text":"Stop promotions","payload":"x"}"#
+            ),
+            MessageContent::Button { .. }
+        ));
+        assert_eq!(
+            parse(
+                "reaction",
+                r#""reaction":{"message_id":"wamid.Y","emoji":""}"#
+            )
+            .label(),
+            "[reaction removed]"
+        );
+        assert_eq!(
+            parse(
+                "order",
+                r#""order":{"catalog_id":"c","product_items":[{},{},{}]}"#
+            ),
+            MessageContent::Order {
+                catalog_id: Some("c".into()),
+                items: 3
+            }
+        );
+        assert!(matches!(
+            parse(
+                "system",
+                r#""system":{"type":"customer_changed_number","body":"x"}"#
+            ),
+            MessageContent::System { .. }
+        ));
+        assert_eq!(
+            parse(
+                "unsupported",
+                r#""errors":[{"code":131051}],"unsupported":{"type":"poll_creation"}"#
+            ),
+            MessageContent::Unsupported {
+                original_type: Some("poll_creation".into())
+            }
+        );
+        assert_eq!(
+            parse("request_welcome", r#""x":1"#),
+            MessageContent::RequestWelcome
+        );
+    }
+
+    #[test]
+    fn unknown_or_unreadable_content_is_unknown_not_an_error() {
+        assert_eq!(
+            parse("hologram", r#""hologram":{}"#),
+            MessageContent::Unknown {
+                kind: "hologram".into()
+            }
+        );
+        assert_eq!(
+            parse("text", r#""text":"not an object""#),
+            MessageContent::Unknown {
+                kind: "text".into()
+            }
+        );
+        assert_eq!(
+            parse("image", r#""x":1"#),
+            MessageContent::Unknown {
+                kind: "image".into()
+            }
+        );
+    }
+
+    #[test]
+    fn labels_never_carry_the_users_words() {
+        let t = parse("text", r#""text":{"body":"my card number is 4111"}"#);
+        assert_eq!(t.label(), "[text, 22 chars]");
+    }
+}
