@@ -2,8 +2,14 @@
 //!
 //! The Lambda functions are thin adapters over this library, which holds every rule.
 
+pub mod aws;
+pub mod config;
 pub mod domain;
+pub mod inbound;
 pub mod payload;
 pub mod secret;
 pub mod signature;
+pub mod store;
+pub mod telemetry;
 pub mod verification;
+pub mod webhook;

@@ -1,0 +1,12 @@
+//! The AWS SDK configuration every function shares.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Region, credentials and endpoint from the environment (`AWS_REGION`, Lambda's role credentials,
+/// `AWS_ENDPOINT_URL` for the local emulator). The behavior version is pinned so an SDK upgrade cannot
+/// silently change retries or timeouts.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::v2026_01_12())
+        .load()
+        .await
+}

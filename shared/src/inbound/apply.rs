@@ -1,0 +1,252 @@
+//! Applies a [`Plan`] to DynamoDB. Returns only when every write is durable; any failure is an error,
+//! and since every write is idempotent, Meta's redelivery of the whole body repairs a partial apply.
+
+use std::future::Future;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::plan::{ContactUpdate, Plan, StatusUpdate};
+use crate::domain::contact::{resolve, ContactSnapshot, ResolveStep};
+use crate::domain::ids::{ContactKey, UserId, Wamid};
+use crate::domain::time::UnixTime;
+use crate::store::messages::StoredStatus;
+use crate::store::{backoff, PutOutcome, Store, StoreError, WriteOutcome};
+
+/// Versioned writes that keep conflicting are retried this many times before the delivery fails.
+const MAX_ATTEMPTS: u32 = 6;
+
+/// What applying a plan did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyReport {
+    pub messages_stored: usize,
+    pub messages_duplicate: usize,
+    pub statuses_written: usize,
+    pub statuses_unchanged: usize,
+    pub contacts_written: usize,
+    pub contacts_unchanged: usize,
+    pub events_stored: usize,
+    pub events_duplicate: usize,
+    /// Versioned writes that lost a race and were retried.
+    pub conflicts: usize,
+}
+
+impl ApplyReport {
+    fn add(mut self, o: ApplyReport) -> Self {
+        self.messages_stored += o.messages_stored;
+        self.messages_duplicate += o.messages_duplicate;
+        self.statuses_written += o.statuses_written;
+        self.statuses_unchanged += o.statuses_unchanged;
+        self.contacts_written += o.contacts_written;
+        self.contacts_unchanged += o.contacts_unchanged;
+        self.events_stored += o.events_stored;
+        self.events_duplicate += o.events_duplicate;
+        self.conflicts += o.conflicts;
+        self
+    }
+}
+
+/// Writes plans through a [`Store`], with at most `concurrency` requests in flight per kind of write.
+#[derive(Debug, Clone)]
+pub struct InboundWriter {
+    store: Store,
+    concurrency: usize,
+}
+
+impl InboundWriter {
+    pub fn new(store: Store, concurrency: usize) -> Self {
+        Self {
+            store,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn apply(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {
+        let (events, messages, statuses, contacts) = tokio::try_join!(
+            self.events(plan, now),
+            self.messages(plan, now),
+            self.statuses(&plan.statuses),
+            self.contacts(&plan.contacts),
+        )?;
+        Ok(events.add(messages).add(statuses).add(contacts))
+    }
+
+    async fn events(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {
+        let puts = plan
+            .events
+            .iter()
+            .map(|e| self.store.put_event(e, now))
+            .collect();
+        let (stored, duplicate) = created_and_duplicate(&bounded(puts, self.concurrency).await?);
+        Ok(ApplyReport {
+            events_stored: stored,
+            events_duplicate: duplicate,
+            ..ApplyReport::default()
+        })
+    }
+
+    async fn messages(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {
+        let puts = plan
+            .messages
+            .iter()
+            .map(|m| self.store.put_inbound(m, now))
+            .collect();
+        let (stored, duplicate) = created_and_duplicate(&bounded(puts, self.concurrency).await?);
+        Ok(ApplyReport {
+            messages_stored: stored,
+            messages_duplicate: duplicate,
+            ..ApplyReport::default()
+        })
+    }
+
+    async fn statuses(&self, updates: &[StatusUpdate]) -> Result<ApplyReport, StoreError> {
+        if updates.is_empty() {
+            return Ok(ApplyReport::default());
+        }
+        let wamids: Vec<Wamid> = updates.iter().map(|u| u.wamid.clone()).collect();
+        let stored = self.store.get_statuses(&wamids).await?;
+        let writes = updates
+            .iter()
+            .map(|u| self.status(u, stored.get(&u.wamid).cloned().unwrap_or_default()))
+            .collect();
+        let reports = bounded(writes, self.concurrency).await?;
+        Ok(reports
+            .into_iter()
+            .fold(ApplyReport::default(), ApplyReport::add))
+    }
+
+    async fn status(
+        &self,
+        update: &StatusUpdate,
+        mut stored: StoredStatus,
+    ) -> Result<ApplyReport, StoreError> {
+        let mut report = ApplyReport::default();
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut merged = stored.log.clone();
+            if !merged.join(&update.log) {
+                report.statuses_unchanged += 1;
+                return Ok(report);
+            }
+            match self
+                .store
+                .write_status(&update.wamid, &update.number, &merged, &stored)
+                .await?
+            {
+                WriteOutcome::Written => {
+                    report.statuses_written += 1;
+                    return Ok(report);
+                }
+                WriteOutcome::Conflict => {
+                    report.conflicts += 1;
+                    backoff(attempt).await;
+                    stored = self
+                        .store
+                        .get_statuses(std::slice::from_ref(&update.wamid))
+                        .await?
+                        .remove(&update.wamid)
+                        .unwrap_or_default();
+                }
+            }
+        }
+        Err(StoreError::Contention {
+            what: "message",
+            key: update.wamid.to_string(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    async fn contacts(&self, updates: &[ContactUpdate]) -> Result<ApplyReport, StoreError> {
+        if updates.is_empty() {
+            return Ok(ApplyReport::default());
+        }
+        // One batched read of every identity named in the delivery; alias targets are read as needed.
+        let keys: Vec<ContactKey> = updates
+            .iter()
+            .flat_map(|u| u.user.ids().map(|id| ContactKey::new(&u.number, &id)))
+            .collect();
+        let initial = self.store.get_contacts(&keys).await?;
+        let writes = updates
+            .iter()
+            .map(|u| {
+                let local: ContactSnapshot = u
+                    .user
+                    .ids()
+                    .map(|id: UserId| ContactKey::new(&u.number, &id))
+                    .filter_map(|k| initial.get(&k).map(|v| (k, v.clone())))
+                    .collect();
+                self.contact(u, local)
+            })
+            .collect();
+        let reports = bounded(writes, self.concurrency).await?;
+        Ok(reports
+            .into_iter()
+            .fold(ApplyReport::default(), ApplyReport::add))
+    }
+
+    async fn contact(
+        &self,
+        update: &ContactUpdate,
+        mut snapshot: ContactSnapshot,
+    ) -> Result<ApplyReport, StoreError> {
+        let mut report = ApplyReport::default();
+        let mut attempt = 0;
+        // Each round reads at most two keys more, so this bound is generous.
+        for _ in 0..MAX_ATTEMPTS * 4 {
+            match resolve(&update.number, &update.user, &update.delta, &snapshot) {
+                ResolveStep::Read(keys) => {
+                    snapshot.extend(self.store.get_contacts(&keys).await?);
+                }
+                ResolveStep::Write(write) if write.is_empty() => {
+                    report.contacts_unchanged += 1;
+                    return Ok(report);
+                }
+                ResolveStep::Write(write) => match self.store.write_contact(&write).await? {
+                    WriteOutcome::Written => {
+                        report.contacts_written += 1;
+                        return Ok(report);
+                    }
+                    WriteOutcome::Conflict => {
+                        report.conflicts += 1;
+                        attempt += 1;
+                        if attempt >= MAX_ATTEMPTS {
+                            break;
+                        }
+                        backoff(attempt).await;
+                        let keys: Vec<ContactKey> = snapshot.keys().cloned().collect();
+                        snapshot = self.store.get_contacts(&keys).await?;
+                    }
+                },
+            }
+        }
+        Err(StoreError::Contention {
+            what: "contact",
+            key: update.user.masked(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
+fn created_and_duplicate(outcomes: &[PutOutcome]) -> (usize, usize) {
+    let created = outcomes
+        .iter()
+        .filter(|o| **o == PutOutcome::Created)
+        .count();
+    (created, outcomes.len() - created)
+}
+
+/// Runs already-built (still idle) futures with at most `limit` in flight; the first error wins.
+///
+/// Building the futures first, rather than mapping a closure inside the stream, keeps the combined
+/// future `Send` for the Lambda runtime (rustc cannot prove it through a borrowing closure).
+async fn bounded<T, F>(futures: Vec<F>, limit: usize) -> Result<Vec<T>, StoreError>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    stream::iter(futures)
+        .buffer_unordered(limit)
+        .try_collect()
+        .await
+}

@@ -1,0 +1,923 @@
+//! From a verified body to the writes it calls for, without I/O.
+//!
+//! Every `entry × change × item` is visited (Meta batches up to 1000 updates per POST; DESIGN rule 3).
+//! What we understand becomes a message record, a status observation or a contact delta; what we do not
+//! (another webhook field, `value.errors`, a part that does not parse) becomes a raw event, so nothing
+//! authentic is ever dropped (rule 5). Updates for the same message or the same person are folded here,
+//! so one delivery costs at most one write per message, per status'd message and per contact.
+
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+
+use crate::domain::contact::{ContactState, Referral};
+use crate::domain::ids::{Bsuid, Phone, PhoneNumberId, UserId, UserRef, Wamid};
+use crate::domain::keywords::{KeywordIntent, KeywordRules};
+use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
+use crate::domain::status::{DeliveryStatus, StatusLog, StatusObservation};
+use crate::domain::time::UnixTime;
+use crate::payload::{
+    Change, ChangeValue, Entry, Envelope, MessageContent, MessageItem, PreferenceItem, StatusItem,
+    ValueContact,
+};
+
+/// Meta's error code for "this user stopped marketing messages from you".
+pub const ERROR_MARKETING_STOPPED: i64 = 131050;
+
+/// Message types Meta documents; anything else is stored all the same and counted as unknown.
+const KNOWN_MESSAGE_TYPES: &[&str] = &[
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "interactive",
+    "button",
+    "reaction",
+    "order",
+    "system",
+    "unsupported",
+    "unknown",
+    "request_welcome",
+];
+
+/// A message a user sent us.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage<'a> {
+    pub wamid: Wamid,
+    pub number: PhoneNumberId,
+    /// Who sent it; `None` if the payload named nobody we can parse (kept, but on no timeline).
+    pub user: Option<UserRef>,
+    /// The payload's timestamp; `None` if absent or malformed.
+    pub at: Option<UnixTime>,
+    /// Meta's `type`, as sent (`"unknown"` when absent).
+    pub kind: String,
+    /// What it contains, read for every documented type.
+    pub content: MessageContent,
+    /// The wamid of our message this one replies to, if any.
+    pub reply_to: Option<String>,
+    /// The exact JSON of the message item.
+    pub raw: &'a str,
+}
+
+/// Status observations for one of our messages, folded across the delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub wamid: Wamid,
+    pub number: PhoneNumberId,
+    /// The recipient is read from the statuses themselves (see `StatusLog::summary`).
+    pub log: StatusLog,
+}
+
+/// What a delivery tells about one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactUpdate {
+    pub number: PhoneNumberId,
+    pub user: UserRef,
+    pub delta: ContactState,
+}
+
+/// Something authentic we keep as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent<'a> {
+    /// `field:<name>` for other webhook fields, `messages_errors` for `value.errors`,
+    /// `user_preferences`, or `unparsed_<level>` for a part we could not read.
+    pub kind: String,
+    pub number: Option<PhoneNumberId>,
+    pub waba_id: Option<String>,
+    /// Why it was not processed, for `unparsed_*`.
+    pub reason: Option<String>,
+    /// The payload time if the event carries one.
+    pub at: Option<UnixTime>,
+    pub raw: &'a [u8],
+}
+
+impl RawEvent<'_> {
+    pub fn is_unparsed(&self) -> bool {
+        self.kind.starts_with("unparsed_")
+    }
+}
+
+/// Counts for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlanCounts {
+    pub entries: usize,
+    pub changes: usize,
+    pub messages: usize,
+    pub statuses: usize,
+    pub preferences: usize,
+    pub unknown_message_types: usize,
+    pub unknown_statuses: usize,
+    pub other_fields: usize,
+    pub unparsed: usize,
+    /// Messages with no usable sender or timestamp: stored, but they move no window.
+    pub unattributed: usize,
+}
+
+/// The writes one delivery calls for.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan<'a> {
+    pub messages: Vec<InboundMessage<'a>>,
+    pub statuses: Vec<StatusUpdate>,
+    pub contacts: Vec<ContactUpdate>,
+    pub events: Vec<RawEvent<'a>>,
+    pub counts: PlanCounts,
+}
+
+/// Plans the writes for a verified webhook body.
+pub fn plan<'a>(body: &'a [u8], rules: &KeywordRules) -> Plan<'a> {
+    let mut b = Builder {
+        rules,
+        plan: Plan::default(),
+        message_index: HashMap::new(),
+        status_index: HashMap::new(),
+        contact_index: HashMap::new(),
+    };
+    b.payload(body);
+    b.finish()
+}
+
+struct Builder<'r, 'a> {
+    rules: &'r KeywordRules,
+    plan: Plan<'a>,
+    message_index: HashMap<Wamid, ()>,
+    status_index: HashMap<Wamid, usize>,
+    contact_index: HashMap<(PhoneNumberId, UserId), usize>,
+}
+
+impl<'a> Builder<'_, 'a> {
+    fn unparsed(
+        &mut self,
+        level: &str,
+        raw: &'a [u8],
+        reason: String,
+        number: Option<&PhoneNumberId>,
+        waba: Option<&str>,
+    ) {
+        self.plan.counts.unparsed += 1;
+        self.plan.events.push(RawEvent {
+            kind: format!("unparsed_{level}"),
+            number: number.cloned(),
+            waba_id: waba.map(str::to_owned),
+            reason: Some(reason),
+            at: None,
+            raw,
+        });
+    }
+
+    /// Parses one item; on failure keeps it raw as `unparsed_<level>` and returns `None`.
+    fn parse_item<T: serde::de::DeserializeOwned>(
+        &mut self,
+        level: &str,
+        text: &'a str,
+        number: &PhoneNumberId,
+        waba: Option<&str>,
+    ) -> Option<T> {
+        match serde_json::from_str(text) {
+            Ok(item) => Some(item),
+            Err(e) => {
+                self.unparsed(level, text.as_bytes(), e.to_string(), Some(number), waba);
+                None
+            }
+        }
+    }
+
+    fn payload(&mut self, body: &'a [u8]) {
+        let envelope: Envelope<'a> = match serde_json::from_slice(body) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.unparsed(
+                    "payload",
+                    body,
+                    format!("not a webhook envelope: {e}"),
+                    None,
+                    None,
+                )
+            }
+        };
+        if envelope.object.as_deref() != Some("whatsapp_business_account") {
+            let reason = format!(
+                "object is {:?}, expected \"whatsapp_business_account\"",
+                envelope.object
+            );
+            return self.unparsed("payload", body, reason, None, None);
+        }
+        for entry in envelope.entry {
+            self.entry(entry);
+        }
+    }
+
+    fn entry(&mut self, raw: &'a RawValue) {
+        self.plan.counts.entries += 1;
+        let entry: Entry<'a> = match serde_json::from_str(raw.get()) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.unparsed("entry", raw.get().as_bytes(), e.to_string(), None, None)
+            }
+        };
+        for change in entry.changes {
+            self.change(change, entry.id.as_deref(), entry.time);
+        }
+    }
+
+    fn change(&mut self, raw: &'a RawValue, waba: Option<&str>, time: Option<UnixTime>) {
+        self.plan.counts.changes += 1;
+        let bytes = raw.get().as_bytes();
+        let change: Change<'a> = match serde_json::from_str(raw.get()) {
+            Ok(c) => c,
+            Err(e) => return self.unparsed("change", bytes, e.to_string(), None, waba),
+        };
+        let field = change.field.as_deref().unwrap_or("");
+        if field != "messages" && field != "user_preferences" {
+            // Template, quality, account… updates: not our rules, but a team will want them.
+            self.plan.counts.other_fields += 1;
+            let kind = format!("field:{}", sanitize_kind(field));
+            self.plan.events.push(RawEvent {
+                kind,
+                number: None,
+                waba_id: waba.map(str::to_owned),
+                reason: None,
+                at: time,
+                raw: bytes,
+            });
+            return;
+        }
+        let Some(value_raw) = change.value else {
+            return self.unparsed("change", bytes, "no value".into(), None, waba);
+        };
+        let value: ChangeValue<'a> = match serde_json::from_str(value_raw.get()) {
+            Ok(v) => v,
+            Err(e) => return self.unparsed("change", bytes, e.to_string(), None, waba),
+        };
+        let number = value
+            .metadata
+            .as_ref()
+            .and_then(|m| m.phone_number_id.as_deref())
+            .and_then(|id| PhoneNumberId::parse(id).ok());
+        let Some(number) = number else {
+            let reason =
+                "no valid metadata.phone_number_id: cannot tell which business number it is for";
+            return self.unparsed("change", bytes, reason.into(), None, waba);
+        };
+
+        for m in &value.messages {
+            self.message(m, &number, &value.contacts, waba);
+        }
+        for s in &value.statuses {
+            self.status(s, &number, &value.contacts, waba);
+        }
+        for p in &value.user_preferences {
+            self.preference(p, &number, &value.contacts, waba);
+        }
+        for e in &value.errors {
+            // System- or app-level errors (e.g. 130429 reported asynchronously): kept for operators.
+            self.plan.events.push(RawEvent {
+                kind: "messages_errors".into(),
+                number: Some(number.clone()),
+                waba_id: waba.map(str::to_owned),
+                reason: None,
+                at: None,
+                raw: e.get().as_bytes(),
+            });
+        }
+    }
+
+    fn message(
+        &mut self,
+        raw: &'a RawValue,
+        number: &PhoneNumberId,
+        contacts: &[ValueContact],
+        waba: Option<&str>,
+    ) {
+        let text = raw.get();
+        let Some(item) = self.parse_item::<MessageItem>("message", text, number, waba) else {
+            return;
+        };
+        let Some(wamid) = item.id.as_deref().and_then(|id| Wamid::parse(id).ok()) else {
+            let reason = "message has no valid id (wamid): cannot deduplicate it".into();
+            return self.unparsed("message", text.as_bytes(), reason, Some(number), waba);
+        };
+        self.plan.counts.messages += 1;
+        let kind = item.kind.clone().unwrap_or_else(|| "unknown".into());
+        if !KNOWN_MESSAGE_TYPES.contains(&kind.as_str()) {
+            self.plan.counts.unknown_message_types += 1;
+        }
+        if self.message_index.insert(wamid.clone(), ()).is_some() {
+            return; // the same message twice in one delivery
+        }
+
+        let (user, contact) =
+            identify(item.from.as_deref(), item.from_user_id.as_deref(), contacts);
+        if let (Some(user), Some(at)) = (&user, item.timestamp) {
+            let delta = self.message_delta(&item, &kind, user, contact, at);
+            self.contact(number, user, delta);
+        } else {
+            self.plan.counts.unattributed += 1;
+        }
+        self.plan.messages.push(InboundMessage {
+            wamid,
+            number: number.clone(),
+            user,
+            at: item.timestamp,
+            content: MessageContent::parse(&kind, text),
+            kind,
+            reply_to: item.context.and_then(|c| c.id),
+            raw: text,
+        });
+    }
+
+    /// What one user message says about its sender.
+    fn message_delta(
+        &self,
+        item: &MessageItem,
+        kind: &str,
+        user: &UserRef,
+        contact: Option<&ValueContact>,
+        at: UnixTime,
+    ) -> ContactState {
+        let mut delta = ContactState::default();
+        // System notices (number changed…) are not the user writing to us: they open no window.
+        if kind != "system" {
+            delta.observe_inbound(at);
+        }
+        if let Some(phone) = user.phone() {
+            delta.observe_phone(phone.clone(), at);
+        }
+        if let Some(name) = contact
+            .and_then(|c| c.profile.as_ref())
+            .and_then(|p| p.name.clone())
+        {
+            delta.observe_profile_name(name, at);
+        }
+        if let Some(r) = &item.referral {
+            delta.observe_referral(
+                Referral {
+                    source_type: r.source_type.clone(),
+                    source_id: r.source_id.clone(),
+                    source_url: r.source_url.clone(),
+                    ctwa_clid: r.ctwa_clid.clone(),
+                    headline: r.headline.clone(),
+                },
+                at,
+            );
+        }
+        let keyword = match kind {
+            "text" => item
+                .text
+                .as_ref()
+                .and_then(|t| t.body.as_deref())
+                .and_then(|body| self.rules.classify_text(body)),
+            _ => None,
+        };
+        if let Some(intent) = keyword {
+            let consent = match intent {
+                KeywordIntent::Stop => Consent::OptedOut,
+                KeywordIntent::Start => Consent::OptedIn,
+            };
+            for category in self.rules.keyword_categories() {
+                delta.observe_preference(
+                    *category,
+                    Preference {
+                        at,
+                        consent,
+                        source: PreferenceSource::Keyword,
+                    },
+                );
+            }
+        }
+        if kind == "button" {
+            let button = item.button.as_ref();
+            if self.rules.is_stop_promotions(
+                button.and_then(|b| b.text.as_deref()),
+                button.and_then(|b| b.payload.as_deref()),
+            ) {
+                delta.observe_preference(
+                    Category::Marketing,
+                    Preference {
+                        at,
+                        consent: Consent::OptedOut,
+                        source: PreferenceSource::StopPromotionsButton,
+                    },
+                );
+            }
+        }
+        delta
+    }
+
+    fn status(
+        &mut self,
+        raw: &'a RawValue,
+        number: &PhoneNumberId,
+        contacts: &[ValueContact],
+        waba: Option<&str>,
+    ) {
+        let text = raw.get();
+        let Some(item) = StatusItem::parse(text) else {
+            return self.unparsed(
+                "status",
+                text.as_bytes(),
+                "status is not a JSON object".into(),
+                Some(number),
+                waba,
+            );
+        };
+        let wamid = item.id.as_deref().and_then(|id| Wamid::parse(id).ok());
+        let (Some(wamid), Some(name), Some(at)) = (wamid, item.status.clone(), item.timestamp)
+        else {
+            let reason = "status needs a valid id, status and timestamp".into();
+            return self.unparsed("status", text.as_bytes(), reason, Some(number), waba);
+        };
+        self.plan.counts.statuses += 1;
+        if matches!(DeliveryStatus::parse(&name), DeliveryStatus::Other(_)) {
+            self.plan.counts.unknown_statuses += 1;
+        }
+        // A group id in recipient_id is not a phone: it simply yields no user.
+        let (recipient, _) = identify(
+            item.recipient_id.as_deref(),
+            item.recipient_user_id.as_deref(),
+            contacts,
+        );
+
+        if name == "failed"
+            && item
+                .errors
+                .iter()
+                .any(|e| e.code == Some(ERROR_MARKETING_STOPPED))
+        {
+            if let Some(user) = &recipient {
+                let mut delta = ContactState::default();
+                delta.observe_preference(
+                    Category::Marketing,
+                    Preference {
+                        at,
+                        consent: Consent::OptedOut,
+                        source: PreferenceSource::MetaError131050,
+                    },
+                );
+                self.contact(number, user, delta);
+            }
+        }
+
+        let observation = StatusObservation {
+            at,
+            raw: text.to_owned(),
+        };
+        match self.status_index.get(&wamid) {
+            Some(&i) => {
+                self.plan.statuses[i].log.observe(&name, observation);
+            }
+            None => {
+                let mut log = StatusLog::default();
+                log.observe(&name, observation);
+                self.status_index
+                    .insert(wamid.clone(), self.plan.statuses.len());
+                self.plan.statuses.push(StatusUpdate {
+                    wamid,
+                    number: number.clone(),
+                    log,
+                });
+            }
+        }
+    }
+
+    fn preference(
+        &mut self,
+        raw: &'a RawValue,
+        number: &PhoneNumberId,
+        contacts: &[ValueContact],
+        waba: Option<&str>,
+    ) {
+        let text = raw.get();
+        let Some(item) = self.parse_item::<PreferenceItem>("preference", text, number, waba) else {
+            return;
+        };
+        let (user, _) = identify(item.wa_id.as_deref(), item.user_id.as_deref(), contacts);
+        let category = match item.category.as_deref() {
+            Some("marketing_messages") => Some(Category::Marketing),
+            _ => None,
+        };
+        let consent = match item.value.as_deref() {
+            Some("stop") => Some(Consent::OptedOut),
+            Some("resume") => Some(Consent::OptedIn),
+            _ => None,
+        };
+        let (Some(user), Some(category), Some(consent), Some(at)) =
+            (user, category, consent, item.timestamp)
+        else {
+            let reason = "user_preferences item needs a user, category marketing_messages, value stop|resume and a timestamp".into();
+            return self.unparsed("preference", text.as_bytes(), reason, Some(number), waba);
+        };
+        self.plan.counts.preferences += 1;
+        let mut delta = ContactState::default();
+        delta.observe_preference(
+            category,
+            Preference {
+                at,
+                consent,
+                source: PreferenceSource::UserPreferences,
+            },
+        );
+        self.contact(number, &user, delta);
+        // Kept as well: the user's own stop/resume is the proof a team may be asked for.
+        self.plan.events.push(RawEvent {
+            kind: "user_preferences".into(),
+            number: Some(number.clone()),
+            waba_id: waba.map(str::to_owned),
+            reason: None,
+            at: Some(at),
+            raw: text.as_bytes(),
+        });
+    }
+
+    /// Folds a delta into the update for this person, so each contact is written once per delivery.
+    fn contact(&mut self, number: &PhoneNumberId, user: &UserRef, delta: ContactState) {
+        let key = (number.clone(), user.primary());
+        match self.contact_index.get(&key) {
+            Some(&i) => {
+                let update = &mut self.plan.contacts[i];
+                update.user.absorb(user);
+                update.delta.join(&delta);
+            }
+            None => {
+                self.contact_index.insert(key, self.plan.contacts.len());
+                self.plan.contacts.push(ContactUpdate {
+                    number: number.clone(),
+                    user: user.clone(),
+                    delta,
+                });
+            }
+        }
+    }
+
+    /// A phone-only update in the same delivery as a phone+BSUID update of the same phone is the same
+    /// person: fold it in rather than race it.
+    fn finish(mut self) -> Plan<'a> {
+        let mut by_phone: HashMap<(PhoneNumberId, Phone), usize> = HashMap::new();
+        for (i, u) in self.plan.contacts.iter().enumerate() {
+            if let (Some(_), Some(phone)) = (u.user.bsuid(), u.user.phone()) {
+                by_phone.insert((u.number.clone(), phone.clone()), i);
+            }
+        }
+        let mut absorbed = vec![false; self.plan.contacts.len()];
+        let mut folds = Vec::new();
+        for (i, u) in self.plan.contacts.iter().enumerate() {
+            if u.user.bsuid().is_some() {
+                continue;
+            }
+            let Some(phone) = u.user.phone() else {
+                continue;
+            };
+            if let Some(&target) = by_phone.get(&(u.number.clone(), phone.clone())) {
+                folds.push((i, target));
+                absorbed[i] = true;
+            }
+        }
+        for (from, into) in folds {
+            let delta = self.plan.contacts[from].delta.clone();
+            self.plan.contacts[into].delta.join(&delta);
+        }
+        let mut keep = absorbed.iter().map(|a| !a);
+        self.plan.contacts.retain(|_| keep.next().unwrap_or(true));
+        self.plan
+    }
+}
+
+/// Who an item is about: its own phone/BSUID fields, completed from `value.contacts[]` when a contact
+/// there shares one of them (or is the only contact and the item names nobody).
+fn identify<'c>(
+    phone: Option<&str>,
+    bsuid: Option<&str>,
+    contacts: &'c [ValueContact],
+) -> (Option<UserRef>, Option<&'c ValueContact>) {
+    let phone = phone.and_then(|p| Phone::parse(p).ok());
+    let bsuid = bsuid.and_then(|b| Bsuid::parse(b).ok());
+    let contact = contacts.iter().find(|c| {
+        let same_phone =
+            phone.is_some() && c.wa_id.as_deref().and_then(|w| Phone::parse(w).ok()) == phone;
+        let same_bsuid =
+            bsuid.is_some() && c.user_id.as_deref().and_then(|u| Bsuid::parse(u).ok()) == bsuid;
+        same_phone || same_bsuid
+    });
+    let contact = contact.or_else(|| {
+        (phone.is_none() && bsuid.is_none() && contacts.len() == 1).then(|| &contacts[0])
+    });
+    let phone = phone.or_else(|| {
+        contact
+            .and_then(|c| c.wa_id.as_deref())
+            .and_then(|w| Phone::parse(w).ok())
+    });
+    let bsuid = bsuid.or_else(|| {
+        contact
+            .and_then(|c| c.user_id.as_deref())
+            .and_then(|u| Bsuid::parse(u).ok())
+    });
+    (UserRef::new(phone, bsuid), contact)
+}
+
+/// Keeps event kinds short and printable whatever Meta names a field.
+fn sanitize_kind(field: &str) -> String {
+    let s: String = field
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    if s.is_empty() {
+        "unnamed".into()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NUMBER: &str = "106540352242922";
+
+    fn wrap(value_inner: &str, field: &str) -> String {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"{NUMBER}"}},{value_inner}}},"field":"{field}"}}]}}]}}"#
+        )
+    }
+
+    fn plan_of(body: &str) -> Plan<'_> {
+        plan(body.as_bytes(), &KeywordRules::default())
+    }
+
+    fn text_message(id: &str, from: &str, ts: i64, body: &str) -> String {
+        format!(
+            r#"{{"from":"{from}","id":"{id}","timestamp":"{ts}","type":"text","text":{{"body":"{body}"}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_text_message_opens_the_window_from_its_own_timestamp() {
+        let body = wrap(
+            &format!(
+                r#""contacts":[{{"profile":{{"name":"Ana"}},"wa_id":"5215512345678"}}],"messages":[{}]"#,
+                text_message("wamid.1", "5215512345678", 1_795_000_000, "Hola")
+            ),
+            "messages",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.messages.len(), 1);
+        assert_eq!(p.messages[0].kind, "text");
+        assert_eq!(p.contacts.len(), 1);
+        let delta = &p.contacts[0].delta;
+        assert_eq!(
+            delta.window_expires_at(),
+            Some(UnixTime::from_secs(1_795_000_000 + 86_400))
+        );
+        assert_eq!(delta.profile_name.as_ref().unwrap().value, "Ana");
+        assert!(delta.preferences.is_empty(), "Hola is not a keyword");
+    }
+
+    #[test]
+    fn every_entry_change_and_item_of_a_batch_is_planned() {
+        let m = |i: usize| {
+            text_message(
+                &format!("wamid.{i}"),
+                &format!("155512340{i:02}"),
+                100 + i as i64,
+                "hi",
+            )
+        };
+        let change = |items: &str| {
+            format!(
+                r#"{{"value":{{"metadata":{{"phone_number_id":"{NUMBER}"}},"messages":[{items}]}},"field":"messages"}}"#
+            )
+        };
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{},{}]}},{{"id":"2","changes":[{}]}}]}}"#,
+            change(&format!("{},{}", m(1), m(2))),
+            change(&m(3)),
+            change(&format!("{},{}", m(4), m(5)))
+        );
+        let p = plan_of(&body);
+        assert_eq!((p.counts.entries, p.counts.changes), (2, 3));
+        assert_eq!(p.messages.len(), 5);
+        assert_eq!(p.contacts.len(), 5);
+    }
+
+    #[test]
+    fn statuses_of_one_message_fold_into_one_update() {
+        let s = |st: &str, ts: i64| {
+            format!(
+                r#"{{"id":"wamid.OUT","status":"{st}","timestamp":"{ts}","recipient_id":"15551234567"}}"#
+            )
+        };
+        let body = wrap(
+            &format!(
+                r#""statuses":[{},{},{},{}]"#,
+                s("sent", 10),
+                s("delivered", 20),
+                s("read", 30),
+                s("delivered", 20)
+            ),
+            "messages",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.counts.statuses, 4);
+        assert_eq!(p.statuses.len(), 1);
+        assert_eq!(p.statuses[0].log.current().unwrap().0, DeliveryStatus::Read);
+        assert!(
+            p.contacts.is_empty(),
+            "an ordinary status says nothing about the contact"
+        );
+    }
+
+    #[test]
+    fn a_failed_131050_status_opts_the_recipient_out_of_marketing() {
+        let body = wrap(
+            r#""statuses":[{"id":"wamid.OUT","status":"failed","timestamp":"50","recipient_id":"15551234567","errors":[{"code":131050,"title":"Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business"}]}]"#,
+            "messages",
+        );
+        let p = plan_of(&body);
+        let pref = p.contacts[0].delta.preference(Category::Marketing).unwrap();
+        assert_eq!(
+            (pref.consent, pref.source),
+            (Consent::OptedOut, PreferenceSource::MetaError131050)
+        );
+        assert_eq!(pref.at, UnixTime::from_secs(50));
+    }
+
+    #[test]
+    fn user_preferences_stop_and_resume_are_planned_and_kept() {
+        let body = wrap(
+            r#""contacts":[{"wa_id":"15551234567","user_id":"US.abc"}],"user_preferences":[{"wa_id":"15551234567","detail":"User requested to stop marketing messages","category":"marketing_messages","value":"stop","timestamp":"60"}]"#,
+            "user_preferences",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.counts.preferences, 1);
+        let u = &p.contacts[0];
+        assert!(u.user.bsuid().is_some(), "the BSUID comes from contacts[]");
+        assert_eq!(
+            u.delta.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut
+        );
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.events[0].kind, "user_preferences");
+    }
+
+    #[test]
+    fn stop_keyword_and_stop_promotions_button_opt_out() {
+        let stop = text_message("wamid.S", "15551234567", 70, "STOP");
+        let button = r#"{"from":"15557654321","id":"wamid.B","timestamp":"80","type":"button","button":{"text":"Stop promotions","payload":"Stop promotions"}}"#;
+        let body = wrap(&format!(r#""messages":[{stop},{button}]"#), "messages");
+        let p = plan_of(&body);
+        let keyword = &p.contacts[0].delta;
+        assert_eq!(
+            keyword.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut
+        );
+        assert_eq!(
+            keyword.preference(Category::Utility).unwrap().consent,
+            Consent::OptedOut
+        );
+        assert!(keyword.preference(Category::Authentication).is_none());
+        let promo = &p.contacts[1].delta;
+        assert_eq!(
+            promo.preference(Category::Marketing).unwrap().source,
+            PreferenceSource::StopPromotionsButton
+        );
+        assert!(promo.preference(Category::Utility).is_none());
+    }
+
+    #[test]
+    fn a_referral_is_recorded_for_the_free_entry_point_window() {
+        let msg = r#"{"from":"15551234567","id":"wamid.R","timestamp":"90","type":"text","text":{"body":"Is this still available?"},"referral":{"source_url":"https:\/\/fb.me\/x","source_id":"120200","source_type":"ad","headline":"Sale","ctwa_clid":"ARAkL"}}"#;
+        let body = wrap(&format!(r#""messages":[{msg}]"#), "messages");
+        let p = plan_of(&body);
+        let r = p.contacts[0].delta.referral.as_ref().unwrap();
+        assert_eq!(r.at, UnixTime::from_secs(90));
+        assert_eq!(r.value.source_type.as_deref(), Some("ad"));
+        assert_eq!(r.value.ctwa_clid.as_deref(), Some("ARAkL"));
+    }
+
+    #[test]
+    fn a_username_user_without_phone_is_identified_by_bsuid() {
+        let msg = r#"{"from_user_id":"BR.1502abc","id":"wamid.U","timestamp":"95","type":"text","text":{"body":"oi"}}"#;
+        let body = wrap(
+            &format!(
+                r#""contacts":[{{"profile":{{"name":"Bia"}},"user_id":"BR.1502abc"}}],"messages":[{msg}]"#
+            ),
+            "messages",
+        );
+        let p = plan_of(&body);
+        let user = p.messages[0].user.as_ref().unwrap();
+        assert!(user.phone().is_none());
+        assert_eq!(user.bsuid().unwrap().as_str(), "BR.1502abc");
+        assert_eq!(
+            p.contacts[0].delta.profile_name.as_ref().unwrap().value,
+            "Bia"
+        );
+    }
+
+    #[test]
+    fn unknown_types_statuses_and_fields_are_kept_and_counted() {
+        let msg = r#"{"from":"15551234567","id":"wamid.P","timestamp":"1","type":"poll_creation","poll_creation":{"q":"?"}}"#;
+        let st =
+            r#"{"id":"wamid.O","status":"deleted","timestamp":"2","recipient_id":"15551234567"}"#;
+        let body = wrap(
+            &format!(r#""messages":[{msg}],"statuses":[{st}]"#),
+            "messages",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.messages[0].kind, "poll_creation");
+        assert_eq!(
+            (p.counts.unknown_message_types, p.counts.unknown_statuses),
+            (1, 1)
+        );
+        assert_eq!(p.statuses.len(), 1);
+
+        let other = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","time":5,"changes":[{"value":{"event":"APPROVED","message_template_id":12},"field":"message_template_status_update"}]}]}"#;
+        let p = plan_of(other);
+        assert_eq!(p.events[0].kind, "field:message_template_status_update");
+        assert_eq!(p.counts.other_fields, 1);
+        assert!(!p.events[0].is_unparsed());
+    }
+
+    #[test]
+    fn what_does_not_parse_is_kept_raw_at_the_level_that_failed() {
+        let p = plan_of("this is not json");
+        assert_eq!(p.events[0].kind, "unparsed_payload");
+        assert_eq!(p.events[0].raw, b"this is not json");
+
+        let p = plan_of(r#"{"object":"page","entry":[]}"#);
+        assert!(p.events[0].reason.as_deref().unwrap().contains("\"page\""));
+
+        let good = text_message("wamid.G", "15551234567", 5, "ok");
+        let body = wrap(
+            &format!(r#""messages":[{good},{{"from":"15551234567","type":"text"}},"junk"]"#),
+            "messages",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.messages.len(), 1, "the good message is not lost");
+        assert_eq!(p.counts.unparsed, 2);
+        assert!(p.events.iter().all(|e| e.kind == "unparsed_message"));
+
+        let no_number = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"value":{"messages":[]},"field":"messages"}]}]}"#;
+        let p = plan_of(no_number);
+        assert_eq!(p.events[0].kind, "unparsed_change");
+        assert!(p.events[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("phone_number_id"));
+    }
+
+    #[test]
+    fn value_errors_are_kept_as_events() {
+        let body = wrap(
+            r#""errors":[{"code":130429,"title":"Rate limit hit"}]"#,
+            "messages",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.events[0].kind, "messages_errors");
+    }
+
+    #[test]
+    fn a_message_repeated_in_one_delivery_is_planned_once() {
+        let m = text_message("wamid.D", "15551234567", 5, "hi");
+        let body = wrap(&format!(r#""messages":[{m},{m}]"#), "messages");
+        let p = plan_of(&body);
+        assert_eq!(p.messages.len(), 1);
+    }
+
+    #[test]
+    fn a_phone_only_update_joins_the_bsuid_update_of_the_same_phone() {
+        let with_bsuid = r#"{"from":"15551234567","from_user_id":"US.abc","id":"wamid.1","timestamp":"10","type":"text","text":{"body":"a"}}"#;
+        let phone_only = r#"{"from":"15551234567","id":"wamid.2","timestamp":"20","type":"text","text":{"body":"b"}}"#;
+        let body = wrap(
+            &format!(r#""messages":[{phone_only},{with_bsuid}]"#),
+            "messages",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.contacts.len(), 1);
+        assert_eq!(
+            p.contacts[0].delta.last_inbound_at,
+            Some(UnixTime::from_secs(20))
+        );
+    }
+
+    #[test]
+    fn a_message_without_timestamp_is_stored_but_moves_no_window() {
+        let m = r#"{"from":"15551234567","id":"wamid.T","type":"text","text":{"body":"hi"}}"#;
+        let body = wrap(&format!(r#""messages":[{m}]"#), "messages");
+        let p = plan_of(&body);
+        assert_eq!(p.messages.len(), 1);
+        assert!(p.contacts.is_empty());
+        assert_eq!(p.counts.unattributed, 1);
+    }
+
+    #[test]
+    fn system_messages_open_no_window() {
+        let m = r#"{"from":"15551234567","id":"wamid.Y","timestamp":"5","type":"system","system":{"body":"changed","type":"customer_changed_number","new_wa_id":"15559999999"}}"#;
+        let body = wrap(&format!(r#""messages":[{m}]"#), "messages");
+        let p = plan_of(&body);
+        assert_eq!(p.contacts[0].delta.last_inbound_at, None);
+    }
+}

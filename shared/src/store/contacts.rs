@@ -1,0 +1,363 @@
+//! The contacts table: one primary item per person per business number, and alias items that point a
+//! person's other identity (their phone) at it. Reads are strongly consistent; writes are versioned,
+//! and a fold of two records into one is a single transaction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+
+use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
+use super::tables::CONTACTS;
+use super::{condition_failed, Store, StoreError, WriteOutcome};
+use crate::domain::contact::{
+    AliasWrite, ContactRecord, ContactSnapshot, ContactState, ContactWrite, PrimaryWrite, Referral,
+    Stamped, VersionedRecord,
+};
+use crate::domain::ids::{ContactKey, Phone};
+use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
+use crate::domain::time::UnixTime;
+
+const KEY: &str = CONTACTS.partition_key.name;
+
+impl Store {
+    /// Reads these contact keys; every key appears in the result, `None` when absent.
+    pub async fn get_contacts(&self, keys: &[ContactKey]) -> Result<ContactSnapshot, StoreError> {
+        let raw: Vec<String> = keys.iter().map(|k| k.as_str().to_owned()).collect();
+        let found = self.batch_get(&self.tables.contacts, KEY, &raw).await?;
+        Ok(keys
+            .iter()
+            .map(|k| (k.clone(), found.get(k.as_str()).map(record_from_item)))
+            .collect())
+    }
+
+    /// Reads one contact as the sender and tools see it: following an alias to the person's record.
+    pub async fn find_contact(
+        &self,
+        key: &ContactKey,
+    ) -> Result<Option<(ContactKey, ContactState)>, StoreError> {
+        let mut key = key.clone();
+        // At most one hop: aliases always point at a primary.
+        for _ in 0..2 {
+            let snapshot = self.get_contacts(std::slice::from_ref(&key)).await?;
+            match snapshot.get(&key).cloned().flatten().map(|r| r.record) {
+                None => return Ok(None),
+                Some(ContactRecord::Primary(state)) => return Ok(Some((key, state))),
+                Some(ContactRecord::Alias(target)) => key = target,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Performs a write decided by [`crate::domain::contact::resolve`].
+    pub async fn write_contact(&self, write: &ContactWrite) -> Result<WriteOutcome, StoreError> {
+        let table = &self.tables.contacts;
+        match (&write.primary, &write.alias) {
+            (None, None) => Ok(WriteOutcome::Written),
+            (Some(p), None) => {
+                let (expr, cond, names, values) = primary_update(p);
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(table)
+                    .key(KEY, s(p.key.as_str()))
+                    .update_expression(expr)
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(WriteOutcome::Written),
+                    Err(e) if condition_failed(&e) => Ok(WriteOutcome::Conflict),
+                    Err(e) => Err(StoreError::dynamo("UpdateItem", table, e)),
+                }
+            }
+            (None, Some(a)) => {
+                let (item, cond, names, values) = alias_put(a);
+                let result = self
+                    .client
+                    .put_item()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(values)
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(WriteOutcome::Written),
+                    Err(e) if condition_failed(&e) => Ok(WriteOutcome::Conflict),
+                    Err(e) => Err(StoreError::dynamo("PutItem", table, e)),
+                }
+            }
+            (Some(p), Some(a)) => {
+                let (expr, cond, names, values) = primary_update(p);
+                let update = Update::builder()
+                    .table_name(table)
+                    .key(KEY, s(p.key.as_str()))
+                    .update_expression(expr)
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .build()
+                    .expect("table, key and expression are set");
+                let (item, cond, names, values) = alias_put(a);
+                let put = Put::builder()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(values)
+                    .build()
+                    .expect("table and item are set");
+                let result = self
+                    .client
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().update(update).build())
+                    .transact_items(TransactWriteItem::builder().put(put).build())
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(WriteOutcome::Written),
+                    Err(e) if transaction_conflict(&e) => Ok(WriteOutcome::Conflict),
+                    Err(e) => Err(StoreError::dynamo("TransactWriteItems", table, e)),
+                }
+            }
+        }
+    }
+}
+
+/// A condition failed, or another transaction touched the same items: re-read and retry.
+fn transaction_conflict<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            e.cancellation_reasons().iter().any(|r| {
+                matches!(
+                    r.code(),
+                    Some("ConditionalCheckFailed" | "TransactionConflict")
+                )
+            })
+        }
+        _ => false,
+    }
+}
+
+type Names = HashMap<String, String>;
+type Values = HashMap<String, AttributeValue>;
+
+/// `SET` every present field of the state, plus the next version, if the version is still expected.
+fn primary_update(p: &PrimaryWrite) -> (String, String, Names, Values) {
+    let mut u = UpdateBuilder::default();
+    let state = &p.state;
+    if let Some((number, user)) = ContactKey::parse(p.key.as_str()) {
+        u.set_once("number", s(number.as_str()));
+        u.set_once("user", s(user.key_part()));
+    }
+    if let Some(ph) = &state.phone {
+        u.set("phone", s(ph.value.digits()))
+            .set("phone_at", n(ph.at.secs()));
+    }
+    if let Some(name) = &state.profile_name {
+        u.set("profile_name", s(&name.value))
+            .set("profile_name_at", n(name.at.secs()));
+    }
+    if let Some(at) = state.last_inbound_at {
+        u.set("last_inbound_at", n(at.secs()));
+    }
+    if let Some(end) = state.window_expires_at() {
+        u.set("window_expires_at", n(end.secs()));
+    }
+    if let Some(r) = &state.referral {
+        let fields = [
+            ("source_type", &r.value.source_type),
+            ("source_id", &r.value.source_id),
+            ("source_url", &r.value.source_url),
+            ("ctwa_clid", &r.value.ctwa_clid),
+            ("headline", &r.value.headline),
+        ];
+        u.set(
+            "referral",
+            m(fields
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), s(v))))),
+        )
+        .set("referral_at", n(r.at.secs()));
+    }
+    if let Some(end) = state.entry_point_expires_at {
+        u.set("entry_point_expires_at", n(end.secs()));
+    }
+    if !state.preferences.is_empty() {
+        u.set(
+            "preferences",
+            m(state.preferences.iter().map(|(c, p)| {
+                (
+                    c.as_str().to_owned(),
+                    m([
+                        ("consent".into(), s(p.consent.as_str())),
+                        ("at".into(), n(p.at.secs())),
+                        ("source".into(), s(p.source.as_str())),
+                    ]),
+                )
+            })),
+        );
+    }
+    let cond = u.versioned(p.expected_version);
+    let expr = u.expression();
+    (expr, cond, u.names, u.values)
+}
+
+/// The whole alias item (replacing whatever state the identity held before it was folded).
+fn alias_put(a: &AliasWrite) -> (Item, String, Names, Option<Values>) {
+    let next = a.expected_version.map_or(1, |v| v + 1);
+    let item: Item = HashMap::from([
+        (KEY.to_owned(), s(a.key.as_str())),
+        ("alias_of".into(), s(a.target.as_str())),
+        ("version".into(), n(next as i64)),
+    ]);
+    // DynamoDB refuses names the condition does not use, so each case names only its own.
+    let name =
+        |placeholder: &str, attr: &str| HashMap::from([(placeholder.to_owned(), attr.to_owned())]);
+    match a.expected_version {
+        None => (
+            item,
+            "attribute_not_exists(#k)".into(),
+            name("#k", KEY),
+            None,
+        ),
+        Some(0) => (
+            item,
+            "attribute_not_exists(#v)".into(),
+            name("#v", "version"),
+            None,
+        ),
+        Some(v) => (
+            item,
+            "#v = :expected_version".into(),
+            name("#v", "version"),
+            Some(HashMap::from([(
+                ":expected_version".to_owned(),
+                n(v as i64),
+            )])),
+        ),
+    }
+}
+
+/// Reads a stored item. Malformed attributes read as absent: the next write sets them again.
+pub fn record_from_item(item: &Item) -> VersionedRecord {
+    let version = attrs::version_of(item);
+    if let Some(target) = get_s(item, "alias_of") {
+        return VersionedRecord {
+            record: ContactRecord::Alias(ContactKey::from_stored(target.to_owned())),
+            version,
+        };
+    }
+    VersionedRecord {
+        record: ContactRecord::Primary(state_from_item(item)),
+        version,
+    }
+}
+
+pub fn state_from_item(item: &Item) -> ContactState {
+    let stamped_s = |value: &str, at: &str| -> Option<Stamped<String>> {
+        Some(Stamped::new(
+            UnixTime::from_secs(get_n(item, at)?),
+            get_s(item, value)?.to_owned(),
+        ))
+    };
+    let phone = stamped_s("phone", "phone_at")
+        .and_then(|st| Phone::parse(&st.value).ok().map(|p| Stamped::new(st.at, p)));
+    let referral = get_m(item, "referral").and_then(|r| {
+        let field = |k: &str| get_s(r, k).map(str::to_owned);
+        Some(Stamped::new(
+            UnixTime::from_secs(get_n(item, "referral_at")?),
+            Referral {
+                source_type: field("source_type"),
+                source_id: field("source_id"),
+                source_url: field("source_url"),
+                ctwa_clid: field("ctwa_clid"),
+                headline: field("headline"),
+            },
+        ))
+    });
+    let mut preferences = BTreeMap::new();
+    if let Some(prefs) = get_m(item, "preferences") {
+        for (name, v) in prefs {
+            let (Ok(category), Ok(p)) = (name.parse::<Category>(), v.as_m()) else {
+                continue;
+            };
+            let parsed = (|| {
+                Some(Preference {
+                    at: UnixTime::from_secs(get_n(p, "at")?),
+                    consent: Consent::parse(get_s(p, "consent")?)?,
+                    source: PreferenceSource::parse(get_s(p, "source")?)?,
+                })
+            })();
+            if let Some(pref) = parsed {
+                preferences.insert(category, pref);
+            }
+        }
+    }
+    ContactState {
+        phone,
+        profile_name: stamped_s("profile_name", "profile_name_at"),
+        last_inbound_at: get_n(item, "last_inbound_at").map(UnixTime::from_secs),
+        referral,
+        entry_point_expires_at: get_n(item, "entry_point_expires_at").map(UnixTime::from_secs),
+        preferences,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::contact::user_ref;
+
+    #[test]
+    fn a_state_survives_the_round_trip_through_attributes() {
+        let mut state = ContactState::default();
+        state.observe_phone(
+            Phone::parse("+15551234567").unwrap(),
+            UnixTime::from_secs(5),
+        );
+        state.observe_profile_name("Ana".into(), UnixTime::from_secs(5));
+        state.observe_inbound(UnixTime::from_secs(10));
+        state.observe_referral(
+            Referral {
+                source_type: Some("ad".into()),
+                ctwa_clid: Some("clid".into()),
+                ..Referral::default()
+            },
+            UnixTime::from_secs(10),
+        );
+        state.entry_point_expires_at = Some(UnixTime::from_secs(99));
+        state.observe_preference(
+            Category::Marketing,
+            Preference {
+                at: UnixTime::from_secs(7),
+                consent: Consent::OptedOut,
+                source: PreferenceSource::MetaError131050,
+            },
+        );
+        let key = ContactKey::new(
+            &crate::domain::ids::PhoneNumberId::parse("1").unwrap(),
+            &user_ref(None, Some("US.x")).unwrap().primary(),
+        );
+        let (_, _, names, values) = primary_update(&PrimaryWrite {
+            key,
+            state: state.clone(),
+            expected_version: None,
+        });
+        // Rebuild the item the update would produce.
+        let mut item: Item = HashMap::new();
+        for (placeholder, name) in &names {
+            let value_key = placeholder.replacen('#', ":", 1);
+            if let Some(v) = values.get(&value_key) {
+                item.insert(name.clone(), v.clone());
+            }
+        }
+        assert_eq!(state_from_item(&item), state);
+        assert_eq!(get_n(&item, "window_expires_at"), Some(10 + 86_400));
+    }
+}

@@ -1,0 +1,285 @@
+//! The messages table: inbound messages (put once, deduplicated on wamid) and the status side of our
+//! outbound messages (a versioned read-join-write of the status log).
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
+use super::tables::MESSAGES;
+use super::{condition_failed, PutOutcome, Store, StoreError, WriteOutcome};
+use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef, Wamid};
+use crate::domain::status::{StatusLog, StatusObservation};
+use crate::domain::time::UnixTime;
+use crate::inbound::plan::InboundMessage;
+use crate::payload::MessageContent;
+
+/// The status side of a stored message, as read for a merge.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredStatus {
+    pub log: StatusLog,
+    /// `None` when the message is not stored yet.
+    pub version: Option<u64>,
+    /// The sender recorded this send: its `at` stands, statuses do not move it.
+    pub sent_by_us: bool,
+}
+
+/// The contact attribute of a message: the key of the identity the payload named (BSUID first). The
+/// timeline of a contact reads this index for the contact's key and for its phone alias.
+pub fn timeline_key(number: &PhoneNumberId, user: &UserRef) -> ContactKey {
+    ContactKey::new(number, &user.primary())
+}
+
+impl Store {
+    /// Stores an inbound message unless its wamid is already stored.
+    pub async fn put_inbound(
+        &self,
+        msg: &InboundMessage<'_>,
+        now: UnixTime,
+    ) -> Result<PutOutcome, StoreError> {
+        let table = &self.tables.messages;
+        let at = msg.at.unwrap_or(now);
+        let mut item: Item = HashMap::from([
+            (
+                MESSAGES.partition_key.name.to_owned(),
+                s(msg.wamid.as_str()),
+            ),
+            ("direction".into(), s("in")),
+            ("number".into(), s(msg.number.as_str())),
+            ("at".into(), n(at.secs())),
+            ("type".into(), s(&msg.kind)),
+            ("raw".into(), s(msg.raw)),
+            ("received_at".into(), n(now.secs())),
+            ("expires_at".into(), n(at.secs() + self.retention_secs)),
+        ]);
+        if let Some(user) = &msg.user {
+            item.insert(
+                "contact".into(),
+                s(timeline_key(&msg.number, user).as_str()),
+            );
+            if let Some(p) = user.phone() {
+                item.insert("user_phone".into(), s(p.digits()));
+            }
+            if let Some(b) = user.bsuid() {
+                item.insert("user_bsuid".into(), s(b.as_str()));
+            }
+        }
+        if msg.at.is_none() {
+            item.insert("at_from_arrival".into(), AttributeValue::Bool(true));
+        }
+        if let Some(r) = &msg.reply_to {
+            item.insert("reply_to".into(), s(r));
+        }
+        // What a later step needs without re-reading the raw JSON: the media to download (within
+        // 7 days) and the message a reaction points at.
+        match &msg.content {
+            MessageContent::Media { id, mime_type, .. } => {
+                if let Some(id) = id {
+                    item.insert("media_id".into(), s(id));
+                }
+                if let Some(m) = mime_type {
+                    item.insert("mime_type".into(), s(m));
+                }
+            }
+            MessageContent::Reaction {
+                message_id: Some(target),
+                ..
+            } => {
+                item.insert("reaction_to".into(), s(target));
+            }
+            _ => {}
+        }
+        self.put_if_absent(table, MESSAGES.partition_key.name, item)
+            .await
+    }
+
+    /// Reads the status logs of these messages (absent ones read as empty, version `None`).
+    pub async fn get_statuses(
+        &self,
+        wamids: &[Wamid],
+    ) -> Result<HashMap<Wamid, StoredStatus>, StoreError> {
+        let keys: Vec<String> = wamids.iter().map(|w| w.as_str().to_owned()).collect();
+        let found = self
+            .batch_get(&self.tables.messages, MESSAGES.partition_key.name, &keys)
+            .await?;
+        Ok(wamids
+            .iter()
+            .map(|w| {
+                let stored = found
+                    .get(w.as_str())
+                    .map_or_else(StoredStatus::default, |item| StoredStatus {
+                        log: status_log_from_item(item),
+                        version: Some(attrs::version_of(item)),
+                        sent_by_us: item.contains_key("accepted_at"),
+                    });
+                (w.clone(), stored)
+            })
+            .collect())
+    }
+
+    /// Writes a merged status log and what derives from it, if the stored version is still `expected`.
+    /// Creates the message record when a status arrives before the sender recorded its send.
+    pub async fn write_status(
+        &self,
+        wamid: &Wamid,
+        number: &PhoneNumberId,
+        log: &StatusLog,
+        stored: &StoredStatus,
+    ) -> Result<WriteOutcome, StoreError> {
+        let table = &self.tables.messages;
+        let mut u = UpdateBuilder::default();
+        let events: Vec<(String, AttributeValue)> = log
+            .events()
+            .iter()
+            .map(|(name, o)| {
+                (
+                    name.clone(),
+                    m([("at".into(), n(o.at.secs())), ("raw".into(), s(&o.raw))]),
+                )
+            })
+            .collect();
+        u.set("status_events", m(events));
+        if let Some((status, at)) = log.current() {
+            u.set("status", s(status.as_str()))
+                .set("status_at", n(at.secs()))
+                .set("status_rank", n(i64::from(status.rank())));
+        }
+        if let Some(last) = log.last_at() {
+            u.set("expires_at", n(last.secs() + self.retention_secs));
+        }
+        // `at` is the send's time once the sender recorded it; until then, the earliest status (a
+        // function of the merged log, so the same whatever order statuses arrive in).
+        if let (false, Some(first)) = (stored.sent_by_us, log.first_at()) {
+            u.set("at", n(first.secs()));
+        }
+        u.set_once("direction", s("out"))
+            .set_once("number", s(number.as_str()));
+        let summary = log.summary();
+        // The sender's resolved contact wins; until it records the send, the recipient the statuses
+        // name (BSUID first) places the message on a timeline.
+        if let (false, Some(user)) = (stored.sent_by_us, &summary.recipient) {
+            u.set("contact", s(timeline_key(number, user).as_str()));
+        }
+        if let Some(err) = &summary.error {
+            u.set_opt("error_code", err.code.map(n))
+                .set_opt("error_title", err.title.as_deref().map(s))
+                .set_opt("error_message", err.message.as_deref().map(s))
+                .set_opt(
+                    "error_details",
+                    err.error_data
+                        .as_ref()
+                        .and_then(|d| d.details.as_deref())
+                        .map(s),
+                );
+        }
+        if let Some(p) = &summary.pricing {
+            u.set_opt("pricing_category", p.category.as_deref().map(s))
+                .set_opt("pricing_type", p.kind.as_deref().map(s))
+                .set_opt("pricing_model", p.pricing_model.as_deref().map(s))
+                .set_opt("billable", p.billable.map(AttributeValue::Bool));
+        }
+        u.set_opt("conversation_id", summary.conversation_id.as_deref().map(s))
+            .set_opt(
+                "conversation_origin",
+                summary.conversation_origin.as_deref().map(s),
+            )
+            .set_opt("callback_data", summary.callback_data.as_deref().map(s));
+        let condition = u.versioned(stored.version);
+
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(MESSAGES.partition_key.name, s(wamid.as_str()))
+            .update_expression(u.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(WriteOutcome::Written),
+            Err(e) if condition_failed(&e) => Ok(WriteOutcome::Conflict),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", table, e)),
+        }
+    }
+}
+
+/// What the sender records when Meta accepts a send (the 200 with a wamid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSend<'a> {
+    pub wamid: &'a Wamid,
+    pub number: &'a PhoneNumberId,
+    /// The contact the send resolved to (its home key).
+    pub contact: &'a ContactKey,
+    /// The recipient as sent (phone digits or BSUID).
+    pub to: &'a str,
+    pub category: &'a str,
+    /// `template` or `text`.
+    pub kind: &'a str,
+    pub template_name: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    pub callback_data: Option<&'a str>,
+    /// Our clock when Meta accepted the send.
+    pub accepted_at: UnixTime,
+}
+
+impl Store {
+    /// Records an accepted send on the message record. Touches only the send's own attributes and bumps
+    /// the version, so it merges with statuses written before or after it: either order ends in the
+    /// same item (the send's `at` and contact win; the expiry follows the latest status).
+    pub async fn record_outbound(&self, send: &OutboundSend<'_>) -> Result<(), StoreError> {
+        let table = &self.tables.messages;
+        let mut u = UpdateBuilder::default();
+        u.set("direction", s("out"))
+            .set("number", s(send.number.as_str()))
+            .set("contact", s(send.contact.as_str()))
+            .set("at", n(send.accepted_at.secs()))
+            .set("accepted_at", n(send.accepted_at.secs()))
+            .set("to", s(send.to))
+            .set("category", s(send.category))
+            .set("type", s(send.kind))
+            .set_opt("template_name", send.template_name.map(s))
+            .set_opt("idempotency_key", send.idempotency_key.map(s))
+            .set_opt("send_callback_data", send.callback_data.map(s))
+            .set_once(
+                "expires_at",
+                n(send.accepted_at.secs() + self.retention_secs),
+            );
+        let expr = format!("{} ADD #version :one", u.expression());
+        u.names.insert("#version".into(), "version".into());
+        u.values.insert(":one".into(), n(1));
+        self.client
+            .update_item()
+            .table_name(table)
+            .key(MESSAGES.partition_key.name, s(send.wamid.as_str()))
+            .update_expression(expr)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("UpdateItem", table, e))?;
+        Ok(())
+    }
+}
+
+/// Reads `status_events` back into a log; malformed entries are skipped (they will be rewritten from
+/// the next delivery of that status).
+pub fn status_log_from_item(item: &Item) -> StatusLog {
+    let mut events = BTreeMap::new();
+    if let Some(map) = get_m(item, "status_events") {
+        for (name, v) in map {
+            let Ok(entry) = v.as_m() else { continue };
+            if let (Some(at), Some(raw)) = (get_n(entry, "at"), get_s(entry, "raw")) {
+                events.insert(
+                    name.clone(),
+                    StatusObservation {
+                        at: UnixTime::from_secs(at),
+                        raw: raw.to_owned(),
+                    },
+                );
+            }
+        }
+    }
+    StatusLog::from_events(events)
+}

@@ -1,0 +1,217 @@
+//! DynamoDB repositories for contacts, messages and events.
+//!
+//! Every write is idempotent: inbound messages and events are put only if absent; contacts and status'd
+//! messages are read, joined in memory (the domain's merge functions), and written back only if they
+//! changed, guarded by a version so a concurrent writer's update is never lost.
+
+pub mod attrs;
+pub mod contacts;
+pub mod events;
+pub mod messages;
+pub mod tables;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::Client;
+
+use attrs::Item;
+pub use tables::TableNames;
+
+/// A storage failure. The webhook answers 5xx on any of these so Meta redelivers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB {operation} on table {table} failed: {message}")]
+    Dynamo {
+        operation: &'static str,
+        table: String,
+        message: String,
+    },
+    #[error("{what} {key} kept changing under concurrent writers; gave up after {attempts} attempts (Meta will redeliver)")]
+    Contention {
+        what: &'static str,
+        key: String,
+        attempts: u32,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn dynamo<E, R>(operation: &'static str, table: &str, err: SdkError<E, R>) -> Self
+    where
+        E: std::error::Error + ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        // A service error reads best as its code and message; a transport failure (timeout, no route)
+        // needs the whole chain of causes.
+        let message = match err.as_service_error() {
+            Some(e) => format!(
+                "{}: {}",
+                e.code().unwrap_or("ServiceError"),
+                e.message().unwrap_or("no message")
+            ),
+            None => DisplayErrorContext(&err).to_string(),
+        };
+        StoreError::Dynamo {
+            operation,
+            table: table.to_owned(),
+            message,
+        }
+    }
+}
+
+/// What a put-if-absent found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    Duplicate,
+}
+
+/// What a versioned write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    /// Someone else wrote first: read again and retry.
+    Conflict,
+}
+
+/// How long items live after their payload time, and the client and table names.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) client: Client,
+    pub(crate) tables: TableNames,
+    pub(crate) retention_secs: i64,
+}
+
+impl Store {
+    pub fn new(client: Client, tables: TableNames, retention_days: u32) -> Self {
+        Self {
+            client,
+            tables,
+            retention_secs: i64::from(retention_days) * 24 * 60 * 60,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn tables(&self) -> &TableNames {
+        &self.tables
+    }
+
+    /// Puts `item` unless an item with its key exists: the dedupe of everything immutable.
+    pub(crate) async fn put_if_absent(
+        &self,
+        table: &str,
+        key_attr: &str,
+        item: Item,
+    ) -> Result<PutOutcome, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", key_attr)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e) if condition_failed(&e) => Ok(PutOutcome::Duplicate),
+            Err(e) => Err(StoreError::dynamo("PutItem", table, e)),
+        }
+    }
+
+    /// Strongly consistent BatchGetItem of `keys` (any number; chunked by 100, unprocessed keys
+    /// retried). Returns the items found, keyed by the partition key's string value.
+    pub(crate) async fn batch_get(
+        &self,
+        table: &str,
+        key_attr: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found = HashMap::new();
+        let mut unique: Vec<&String> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(100) {
+            let mut request: Vec<Item> = chunk
+                .iter()
+                .map(|k| HashMap::from([(key_attr.to_owned(), AttributeValue::S((*k).clone()))]))
+                .collect();
+            let mut attempt = 0u32;
+            while !request.is_empty() {
+                let kaa = KeysAndAttributes::builder()
+                    .set_keys(Some(request))
+                    .consistent_read(true)
+                    .build()
+                    .expect("keys are set");
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, kaa)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("BatchGetItem", table, e))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(table)
+                    .unwrap_or_default()
+                {
+                    if let Some(k) = attrs::get_s(&item, key_attr) {
+                        found.insert(k.to_owned(), item.clone());
+                    }
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !request.is_empty() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Dynamo {
+                            operation: "BatchGetItem",
+                            table: table.to_owned(),
+                            message: format!(
+                                "{} keys still unprocessed after {attempt} attempts (throttled)",
+                                request.len()
+                            ),
+                        });
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether a conditional write found the item not as expected (a duplicate, or a lost race).
+pub(crate) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// Exponential backoff with full jitter: 25 ms × 2^attempt, capped at 1 s.
+pub(crate) async fn backoff(attempt: u32) {
+    let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1_000);
+    tokio::time::sleep(Duration::from_millis(jitter(cap))).await;
+}
+
+/// A cheap random number in `0..=max` (no RNG dependency for this one use).
+fn jitter(max: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() % (max + 1)
+}

@@ -1,0 +1,235 @@
+//! The DynamoDB tables, defined once. Tests create tables from these definitions, the local stack does
+//! too, and the IaC check compares `infra/template.yaml` against them.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+
+/// A key attribute and its DynamoDB type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyAttr {
+    pub name: &'static str,
+    pub kind: AttrKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrKind {
+    S,
+    N,
+}
+
+impl AttrKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttrKind::S => "S",
+            AttrKind::N => "N",
+        }
+    }
+
+    fn scalar(self) -> ScalarAttributeType {
+        match self {
+            AttrKind::S => ScalarAttributeType::S,
+            AttrKind::N => ScalarAttributeType::N,
+        }
+    }
+}
+
+/// A global secondary index (all attributes projected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexDef {
+    pub name: &'static str,
+    pub partition_key: KeyAttr,
+    pub sort_key: Option<KeyAttr>,
+}
+
+/// One table: its keys, indexes, TTL attribute, and the env var that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDef {
+    /// The logical name used in docs and IaC (`contacts`, `messages`, `events`).
+    pub logical: &'static str,
+    /// The env var the functions read the physical name from.
+    pub env_var: &'static str,
+    pub partition_key: KeyAttr,
+    pub sort_key: Option<KeyAttr>,
+    pub indexes: &'static [IndexDef],
+    pub ttl_attribute: Option<&'static str>,
+}
+
+/// One item per person per business number, plus alias items (phone → BSUID key). No TTL: an opt-out
+/// must outlive any retention period.
+pub const CONTACTS: TableDef = TableDef {
+    logical: "contacts",
+    env_var: "WAHOOK_CONTACTS_TABLE",
+    partition_key: KeyAttr {
+        name: "contact",
+        kind: AttrKind::S,
+    },
+    sort_key: None,
+    indexes: &[],
+    ttl_attribute: None,
+};
+
+/// The `by_contact` index of the messages table: a contact's timeline.
+pub const MESSAGES_BY_CONTACT: IndexDef = IndexDef {
+    name: "by_contact",
+    partition_key: KeyAttr {
+        name: "contact",
+        kind: AttrKind::S,
+    },
+    sort_key: Some(KeyAttr {
+        name: "at",
+        kind: AttrKind::N,
+    }),
+};
+
+/// One item per message, in or out, keyed by Meta's wamid: the dedupe key of inbound messages and the
+/// join key of statuses whichever arrives first.
+pub const MESSAGES: TableDef = TableDef {
+    logical: "messages",
+    env_var: "WAHOOK_MESSAGES_TABLE",
+    partition_key: KeyAttr {
+        name: "wamid",
+        kind: AttrKind::S,
+    },
+    sort_key: None,
+    indexes: &[MESSAGES_BY_CONTACT],
+    ttl_attribute: Some("expires_at"),
+};
+
+/// Everything authentic that is not a message or a status: other webhook fields, `value.errors`, and
+/// payloads (or parts) we could not parse, kept raw. Keyed by a hash of the raw bytes.
+pub const EVENTS: TableDef = TableDef {
+    logical: "events",
+    env_var: "WAHOOK_EVENTS_TABLE",
+    partition_key: KeyAttr {
+        name: "event_id",
+        kind: AttrKind::S,
+    },
+    sort_key: None,
+    indexes: &[],
+    ttl_attribute: Some("expires_at"),
+};
+
+/// Every table the webhook uses.
+pub const WEBHOOK_TABLES: [TableDef; 3] = [CONTACTS, MESSAGES, EVENTS];
+
+/// The physical names of the tables, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    pub contacts: String,
+    pub messages: String,
+    pub events: String,
+}
+
+impl TableNames {
+    /// `{prefix}-contacts`, `{prefix}-messages`, `{prefix}-events`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            contacts: format!("{prefix}-{}", CONTACTS.logical),
+            messages: format!("{prefix}-{}", MESSAGES.logical),
+            events: format!("{prefix}-{}", EVENTS.logical),
+        }
+    }
+
+    pub fn name_of(&self, def: &TableDef) -> &str {
+        match def.logical {
+            "contacts" => &self.contacts,
+            "messages" => &self.messages,
+            "events" => &self.events,
+            other => unreachable!("no table {other} in TableNames"),
+        }
+    }
+}
+
+fn key_schema(pk: KeyAttr, sk: Option<KeyAttr>) -> Vec<KeySchemaElement> {
+    std::iter::once((pk, KeyType::Hash))
+        .chain(sk.map(|k| (k, KeyType::Range)))
+        .map(|(k, t)| {
+            KeySchemaElement::builder()
+                .attribute_name(k.name)
+                .key_type(t)
+                .build()
+                .expect("name and type are set")
+        })
+        .collect()
+}
+
+/// Creates `def` as `name` (on-demand billing) and turns on its TTL. For tests and the local stack;
+/// in AWS the IaC template creates the tables.
+pub async fn create_table(
+    client: &Client,
+    def: &TableDef,
+    name: &str,
+) -> Result<(), aws_sdk_dynamodb::Error> {
+    let mut attrs: Vec<KeyAttr> = Vec::new();
+    let mut add = |k: KeyAttr| {
+        if !attrs.iter().any(|a| a.name == k.name) {
+            attrs.push(k);
+        }
+    };
+    add(def.partition_key);
+    def.sort_key.into_iter().for_each(&mut add);
+    for idx in def.indexes {
+        add(idx.partition_key);
+        idx.sort_key.into_iter().for_each(&mut add);
+    }
+
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(def.partition_key, def.sort_key)));
+    for a in attrs {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(a.name)
+                .attribute_type(a.kind.scalar())
+                .build()
+                .expect("name and type are set"),
+        );
+    }
+    for idx in def.indexes {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(idx.name)
+                .set_key_schema(Some(key_schema(idx.partition_key, idx.sort_key)))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("name, keys and projection are set"),
+        );
+    }
+    req.send().await?;
+
+    if let Some(ttl) = def.ttl_attribute {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(ttl)
+                    .build()
+                    .expect("enabled and attribute are set"),
+            )
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates every webhook table under `names`.
+pub async fn create_webhook_tables(
+    client: &Client,
+    names: &TableNames,
+) -> Result<(), aws_sdk_dynamodb::Error> {
+    for def in &WEBHOOK_TABLES {
+        create_table(client, def, names.name_of(def)).await?;
+    }
+    Ok(())
+}

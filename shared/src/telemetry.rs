@@ -1,0 +1,127 @@
+//! Structured JSON logs and CloudWatch metrics.
+//!
+//! Logs never carry message text, secrets or whole phone numbers (DESIGN rule 16): fields are counts,
+//! ids, masked identities and error descriptions. Metrics are CloudWatch Embedded Metric Format lines on
+//! stdout, which Lambda ships to CloudWatch Logs and CloudWatch turns into metrics with no API call.
+
+use std::io::Write;
+
+use tracing_subscriber::EnvFilter;
+
+/// CloudWatch namespace of every metric we emit.
+pub const METRIC_NAMESPACE: &str = "wahook";
+
+/// JSON logs to stdout. Level from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging config), then
+/// `RUST_LOG`, default `info`.
+pub fn init_logging() {
+    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .ok()
+        .map(|l| EnvFilter::new(l.to_lowercase()))
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Emits EMF metric lines for one function.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    service: &'static str,
+    enabled: bool,
+}
+
+impl Metrics {
+    /// On in Lambda (and under `cargo lambda watch`); off in tests so their output stays readable.
+    /// `WAHOOK_METRICS=on|off` overrides.
+    pub fn for_service(service: &'static str) -> Self {
+        let enabled = match std::env::var("WAHOOK_METRICS").as_deref() {
+            Ok("on") => true,
+            Ok("off") => false,
+            _ => std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some(),
+        };
+        Self { service, enabled }
+    }
+
+    pub fn disabled(service: &'static str) -> Self {
+        Self {
+            service,
+            enabled: false,
+        }
+    }
+
+    /// One EMF line with these counts (zeros are skipped; nothing is printed if all are zero).
+    pub fn emit(&self, counts: &[(&str, u64)]) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(line) = emf_line(self.service, counts, now_millis()) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn emf_line(service: &str, counts: &[(&str, u64)], timestamp_ms: u128) -> Option<String> {
+    let nonzero: Vec<&(&str, u64)> = counts.iter().filter(|(_, v)| *v > 0).collect();
+    if nonzero.is_empty() {
+        return None;
+    }
+    let mut root = serde_json::Map::new();
+    let definitions: Vec<serde_json::Value> = nonzero
+        .iter()
+        .map(|(name, _)| serde_json::json!({ "Name": name, "Unit": "Count" }))
+        .collect();
+    root.insert(
+        "_aws".into(),
+        serde_json::json!({
+            "Timestamp": timestamp_ms as u64,
+            "CloudWatchMetrics": [{
+                "Namespace": METRIC_NAMESPACE,
+                "Dimensions": [["Service"]],
+                "Metrics": definitions,
+            }]
+        }),
+    );
+    root.insert("Service".into(), service.into());
+    for (name, value) in nonzero {
+        root.insert((*name).to_owned(), (*value).into());
+    }
+    Some(serde_json::Value::Object(root).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_lines_follow_the_embedded_metric_format() {
+        let line = emf_line(
+            "webhook",
+            &[("SignatureFailures", 1), ("Messages", 0)],
+            1_700_000_000_000,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["SignatureFailures"], 1);
+        assert!(v.get("Messages").is_none(), "zero counts are skipped");
+        assert_eq!(v["Service"], "webhook");
+        let m = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(m["Namespace"], "wahook");
+        assert_eq!(m["Metrics"][0]["Name"], "SignatureFailures");
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
+        assert!(emf_line("webhook", &[("Messages", 0)], 0).is_none());
+    }
+}
