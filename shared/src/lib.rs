@@ -1,6 +1,8 @@
 //! wahook: serverless WhatsApp Cloud API plumbing for AWS.
 //!
-//! The Lambda functions are thin adapters over this library, which holds every rule.
+//! The Lambda functions are thin adapters over this library, which holds every rule: Meta's webhook
+//! handshake and signature, the lenient payload model, the domain (identities, windows, statuses,
+//! opt-outs), and the DynamoDB stores. See `docs/architecture.md` for the map.
 
 pub mod aws;
 pub mod config;

@@ -1,0 +1,24 @@
+//! The webhook Lambda: wiring only. Configuration and clients are built once per cold start.
+
+use lambda_http::{service_fn, Error};
+use wahook::config::{Env, SecretResolver, WebhookConfig};
+use wahook::telemetry::{self, Metrics};
+use wahook::webhook::WebhookService;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init_logging();
+    let sdk = wahook::aws::sdk_config().await;
+    let config = match WebhookConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // Init errors reach CloudWatch as this line and the function's init failure.
+            tracing::error!(event = "startup_failed", error = %e, "configuration error: {e}");
+            return Err(e.into());
+        }
+    };
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let service = WebhookService::new(&config, client, Metrics::for_service("webhook"))?;
+    lambda_http::run(service_fn(|req| wahook_webhook::handle(&service, req))).await
+}
