@@ -1,0 +1,108 @@
+//! The webhook's CPU work per delivery: signature check + parse + planning the writes, compared with
+//! HMAC-SHA256 alone over the same bytes (the floor any verifying webhook pays).
+//!
+//! `cargo bench -p wahook --bench webhook_core`. No DynamoDB call is made: planning is pure.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderMap;
+use sha2::Sha256;
+use wahook::config::WebhookConfig;
+use wahook::domain::keywords::KeywordRules;
+use wahook::secret::SecretString;
+use wahook::signature::{sign, SIGNATURE_HEADER};
+use wahook::store::tables::TableNames;
+use wahook::telemetry::Metrics;
+use wahook::webhook::WebhookService;
+
+const SECRET: &str = "bench-app-secret";
+
+fn service() -> WebhookService {
+    let config = WebhookConfig {
+        app_secrets: vec![SecretString::new(SECRET)],
+        verify_token: SecretString::new("token"),
+        tables: TableNames::with_prefix("bench"),
+        retention_days: 90,
+        keywords: KeywordRules::default(),
+        write_concurrency: 32,
+    };
+    // A client that is never called: the benchmark stops before any write.
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build(),
+    );
+    WebhookService::new(&config, client, Metrics::disabled("bench")).unwrap()
+}
+
+fn text_payload() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/payloads/text-hola.json"
+    ))
+    .unwrap()
+}
+
+/// 1000 statuses (sent and delivered for 500 messages) in one change, as Meta may batch them.
+fn status_batch() -> Vec<u8> {
+    let statuses: Vec<String> = (0..1000)
+        .map(|i| {
+            let (wamid, status) = (i / 2, if i % 2 == 0 { "sent" } else { "delivered" });
+            format!(
+                r#"{{"id":"wamid.HBgNNTIxNTUxMjM0NTY3OBUCABEYEjQ4RDVC{wamid:06}","status":"{status}","timestamp":"{}","recipient_id":"5215512345678","recipient_user_id":"MX.1310418412279093","biz_opaque_callback_data":"order-{wamid}","pricing":{{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}}}}"#,
+                1_795_400_000 + i
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"statuses":[{}]}},"field":"messages"}}]}}]}}"#,
+        statuses.join(",")
+    )
+    .into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let service = service();
+    for (name, body) in [
+        ("text_625B", text_payload()),
+        ("statuses_1000", status_batch()),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            SIGNATURE_HEADER,
+            sign(&SecretString::new(SECRET), &body).parse().unwrap(),
+        );
+        let plan = service.verify_and_plan(&headers, &body).unwrap();
+        assert!(
+            plan.counts.messages + plan.counts.statuses > 0,
+            "{name}: the payload plans writes"
+        );
+
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function("hmac_sha256_only", |b| {
+            let keyed = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+            b.iter(|| {
+                let mut mac = keyed.clone();
+                mac.update(black_box(&body));
+                black_box(mac.finalize().into_bytes())
+            })
+        });
+        group.bench_function("verify_parse_plan", |b| {
+            b.iter(|| {
+                black_box(
+                    service
+                        .verify_and_plan(black_box(&headers), black_box(&body))
+                        .unwrap(),
+                )
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
