@@ -18,7 +18,7 @@ use crate::domain::keywords::{
 };
 use crate::domain::preferences::Category;
 use crate::secret::SecretString;
-use crate::store::tables::{TableNames, CONTACTS, EVENTS, MESSAGES};
+use crate::store::tables::{TableNames, CONTACTS, EVENTS, MESSAGES, SENDS};
 
 type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -258,6 +258,7 @@ pub fn table_names(env: &Env) -> TableNames {
         contacts: env.get(CONTACTS.env_var).unwrap_or(defaults.contacts),
         messages: env.get(MESSAGES.env_var).unwrap_or(defaults.messages),
         events: env.get(EVENTS.env_var).unwrap_or(defaults.events),
+        sends: env.get(SENDS.env_var).unwrap_or(defaults.sends),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod config;
 pub mod domain;
+pub mod graph;
 pub mod inbound;
 pub mod payload;
 pub mod secret;

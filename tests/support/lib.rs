@@ -15,7 +15,7 @@ use lambda_http::Body;
 use wahook::config::WebhookConfig;
 use wahook::domain::keywords::KeywordRules;
 use wahook::secret::SecretString;
-use wahook::store::tables::{create_webhook_tables, TableNames};
+use wahook::store::tables::{create_all_tables, TableNames};
 use wahook::store::Store;
 use wahook::telemetry::Metrics;
 use wahook::webhook::WebhookService;
@@ -94,7 +94,7 @@ impl Harness {
             .build();
         let client = Client::from_conf(conf);
         let tables = TableNames::with_prefix(&unique_prefix(name));
-        create_webhook_tables(&client, &tables)
+        create_all_tables(&client, &tables)
             .await
             .expect("create the test tables in moto");
         let mut config = WebhookConfig {

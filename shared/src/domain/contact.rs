@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::ids::{Bsuid, ContactKey, Phone, PhoneNumberId, UserId, UserRef};
 use super::preferences::{Category, Preference};
-use super::time::{UnixTime, CUSTOMER_SERVICE_WINDOW_SECS};
+use super::time::{UnixTime, CUSTOMER_SERVICE_WINDOW_SECS, FREE_ENTRY_POINT_WINDOW_SECS};
 
 /// A value with the payload time it was observed at. Merges to the later one; ties go to the larger
 /// value so the result never depends on arrival order.
@@ -74,8 +74,8 @@ pub struct ContactState {
     pub last_inbound_at: Option<UnixTime>,
     /// The latest Click-to-WhatsApp / Page-button referral, stamped with the message time.
     pub referral: Option<Stamped<Referral>>,
-    /// End of the 72 h free-entry-point window, opened by the sender's reply to a referral.
-    pub entry_point_expires_at: Option<UnixTime>,
+    /// When the sender's reply to a referral opened the 72 h free-entry-point window.
+    pub entry_point_opened_at: Option<UnixTime>,
     /// Opt-out / consent per category.
     pub preferences: BTreeMap<Category, Preference>,
 }
@@ -93,6 +93,25 @@ impl ContactState {
             .is_some_and(|end| now.plus_secs(margin_secs) < end)
     }
 
+    /// The free-entry-point window closes 72 h after the reply that opened it.
+    pub fn entry_point_expires_at(&self) -> Option<UnixTime> {
+        self.entry_point_opened_at
+            .map(|t| t.plus_secs(FREE_ENTRY_POINT_WINDOW_SECS))
+    }
+
+    /// Whether a reply sent at `now` opens a free-entry-point window: the user wrote from a
+    /// Click-to-WhatsApp ad or Page button less than 24 h ago, and no window was opened for that
+    /// referral yet (a later reply does not extend the window).
+    pub fn reply_opens_entry_point(&self, now: UnixTime) -> bool {
+        let Some(referral) = &self.referral else {
+            return false;
+        };
+        let within_24h =
+            now < referral.at.plus_secs(CUSTOMER_SERVICE_WINDOW_SECS) && now >= referral.at;
+        let already_opened = self.entry_point_opened_at.is_some_and(|o| o >= referral.at);
+        within_24h && !already_opened
+    }
+
     /// Merges `other` into `self`; returns whether anything changed.
     pub fn join(&mut self, other: &ContactState) -> bool {
         let mut changed = false;
@@ -100,10 +119,7 @@ impl ContactState {
         changed |= join_stamped(&mut self.profile_name, &other.profile_name);
         changed |= join_max(&mut self.last_inbound_at, other.last_inbound_at);
         changed |= join_stamped(&mut self.referral, &other.referral);
-        changed |= join_max(
-            &mut self.entry_point_expires_at,
-            other.entry_point_expires_at,
-        );
+        changed |= join_max(&mut self.entry_point_opened_at, other.entry_point_opened_at);
         for (category, theirs) in &other.preferences {
             match self.preferences.get_mut(category) {
                 Some(mine) => changed |= mine.join(theirs),
@@ -462,6 +478,30 @@ mod tests {
         assert_eq!(s.window_expires_at(), Some(t(1_000 + 86_400)));
         assert!(s.window_open_at(t(1_000 + 86_400 - 601), 600));
         assert!(!s.window_open_at(t(1_000 + 86_400 - 599), 600));
+    }
+
+    #[test]
+    fn a_reply_within_24h_of_a_referral_opens_the_entry_point_window_once() {
+        let mut s = ContactState::default();
+        assert!(!s.reply_opens_entry_point(t(100)), "no referral");
+        s.observe_referral(Referral::default(), t(1_000));
+        assert!(!s.reply_opens_entry_point(t(999)), "before the referral");
+        assert!(s.reply_opens_entry_point(t(1_000 + 86_399)));
+        assert!(
+            !s.reply_opens_entry_point(t(1_000 + 86_400)),
+            "24 h later is too late"
+        );
+        s.entry_point_opened_at = Some(t(2_000));
+        assert_eq!(s.entry_point_expires_at(), Some(t(2_000 + 72 * 3600)));
+        assert!(
+            !s.reply_opens_entry_point(t(3_000)),
+            "a later reply does not extend it"
+        );
+        s.observe_referral(Referral::default(), t(5_000));
+        assert!(
+            s.reply_opens_entry_point(t(5_001)),
+            "a new referral opens a new window"
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 pub mod contact;
 pub mod ids;
 pub mod keywords;
+pub mod policy;
 pub mod preferences;
+pub mod send_request;
 pub mod status;
 pub mod time;
 

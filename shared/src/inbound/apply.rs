@@ -6,14 +6,11 @@ use std::future::Future;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::plan::{ContactUpdate, Plan, StatusUpdate};
-use crate::domain::contact::{resolve, ContactSnapshot, ResolveStep};
+use crate::domain::contact::ContactSnapshot;
 use crate::domain::ids::{ContactKey, UserId, Wamid};
 use crate::domain::time::UnixTime;
 use crate::store::messages::StoredStatus;
-use crate::store::{backoff, PutOutcome, Store, StoreError, WriteOutcome};
-
-/// Versioned writes that keep conflicting are retried this many times before the delivery fails.
-const MAX_ATTEMPTS: u32 = 6;
+use crate::store::{backoff, PutOutcome, Store, StoreError, WriteOutcome, MAX_ATTEMPTS};
 
 /// What applying a plan did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -189,42 +186,17 @@ impl InboundWriter {
     async fn contact(
         &self,
         update: &ContactUpdate,
-        mut snapshot: ContactSnapshot,
+        snapshot: ContactSnapshot,
     ) -> Result<ApplyReport, StoreError> {
-        let mut report = ApplyReport::default();
-        let mut attempt = 0;
-        // Each round reads at most two keys more, so this bound is generous.
-        for _ in 0..MAX_ATTEMPTS * 4 {
-            match resolve(&update.number, &update.user, &update.delta, &snapshot) {
-                ResolveStep::Read(keys) => {
-                    snapshot.extend(self.store.get_contacts(&keys).await?);
-                }
-                ResolveStep::Write(write) if write.is_empty() => {
-                    report.contacts_unchanged += 1;
-                    return Ok(report);
-                }
-                ResolveStep::Write(write) => match self.store.write_contact(&write).await? {
-                    WriteOutcome::Written => {
-                        report.contacts_written += 1;
-                        return Ok(report);
-                    }
-                    WriteOutcome::Conflict => {
-                        report.conflicts += 1;
-                        attempt += 1;
-                        if attempt >= MAX_ATTEMPTS {
-                            break;
-                        }
-                        backoff(attempt).await;
-                        let keys: Vec<ContactKey> = snapshot.keys().cloned().collect();
-                        snapshot = self.store.get_contacts(&keys).await?;
-                    }
-                },
-            }
-        }
-        Err(StoreError::Contention {
-            what: "contact",
-            key: update.user.masked(),
-            attempts: MAX_ATTEMPTS,
+        let merged = self
+            .store
+            .merge_contact(&update.number, &update.user, &update.delta, snapshot)
+            .await?;
+        Ok(ApplyReport {
+            contacts_written: usize::from(merged.written),
+            contacts_unchanged: usize::from(!merged.written),
+            conflicts: merged.conflicts,
+            ..ApplyReport::default()
         })
     }
 }

@@ -10,16 +10,24 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
 use super::tables::CONTACTS;
-use super::{condition_failed, Store, StoreError, WriteOutcome};
+use super::{backoff, condition_failed, Store, StoreError, WriteOutcome, MAX_ATTEMPTS};
 use crate::domain::contact::{
-    AliasWrite, ContactRecord, ContactSnapshot, ContactState, ContactWrite, PrimaryWrite, Referral,
-    Stamped, VersionedRecord,
+    resolve, AliasWrite, ContactRecord, ContactSnapshot, ContactState, ContactWrite, PrimaryWrite,
+    Referral, ResolveStep, Stamped, VersionedRecord,
 };
-use crate::domain::ids::{ContactKey, Phone};
+use crate::domain::ids::{ContactKey, Phone, PhoneNumberId, UserRef};
 use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
 use crate::domain::time::UnixTime;
 
 const KEY: &str = CONTACTS.partition_key.name;
+
+/// What [`Store::merge_contact`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContactMerge {
+    pub written: bool,
+    /// Lost races that were retried.
+    pub conflicts: usize,
+}
 
 impl Store {
     /// Reads these contact keys; every key appears in the result, `None` when absent.
@@ -48,6 +56,92 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// Reads contacts by any identity key, following aliases: two batched reads at most. Each key maps
+    /// to the key holding the person's state and that state, or `None` for nobody known.
+    pub async fn find_contacts(
+        &self,
+        keys: &[ContactKey],
+    ) -> Result<HashMap<ContactKey, Option<(ContactKey, ContactState)>>, StoreError> {
+        let first = self.get_contacts(keys).await?;
+        let targets: Vec<ContactKey> = first
+            .values()
+            .filter_map(|r| match r.as_ref().map(|r| &r.record) {
+                Some(ContactRecord::Alias(t)) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        let second = if targets.is_empty() {
+            ContactSnapshot::new()
+        } else {
+            self.get_contacts(&targets).await?
+        };
+        let primary = |key: &ContactKey, snapshot: &ContactSnapshot| match snapshot.get(key) {
+            Some(Some(VersionedRecord {
+                record: ContactRecord::Primary(state),
+                ..
+            })) => Some((key.clone(), state.clone())),
+            _ => None,
+        };
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let found = match first.get(k).and_then(|r| r.as_ref()).map(|r| &r.record) {
+                    Some(ContactRecord::Alias(target)) => primary(target, &second),
+                    Some(ContactRecord::Primary(_)) => primary(k, &first),
+                    None => None,
+                };
+                (k.clone(), found)
+            })
+            .collect())
+    }
+
+    /// Brings a person's contact up to date with `delta` (rule 8's keying, see
+    /// [`crate::domain::contact::resolve`]): reads what it needs beyond `snapshot`, joins, and writes
+    /// only if something changed, retrying lost races against concurrent writers.
+    pub async fn merge_contact(
+        &self,
+        number: &PhoneNumberId,
+        user: &UserRef,
+        delta: &ContactState,
+        mut snapshot: ContactSnapshot,
+    ) -> Result<ContactMerge, StoreError> {
+        let mut conflicts = 0;
+        // Each round reads at most two keys more, so this bound is generous.
+        for _ in 0..MAX_ATTEMPTS * 4 {
+            match resolve(number, user, delta, &snapshot) {
+                ResolveStep::Read(keys) => snapshot.extend(self.get_contacts(&keys).await?),
+                ResolveStep::Write(write) if write.is_empty() => {
+                    return Ok(ContactMerge {
+                        written: false,
+                        conflicts,
+                    })
+                }
+                ResolveStep::Write(write) => match self.write_contact(&write).await? {
+                    WriteOutcome::Written => {
+                        return Ok(ContactMerge {
+                            written: true,
+                            conflicts,
+                        })
+                    }
+                    WriteOutcome::Conflict => {
+                        conflicts += 1;
+                        if conflicts >= MAX_ATTEMPTS as usize {
+                            break;
+                        }
+                        backoff(conflicts as u32).await;
+                        let keys: Vec<ContactKey> = snapshot.keys().cloned().collect();
+                        snapshot = self.get_contacts(&keys).await?;
+                    }
+                },
+            }
+        }
+        Err(StoreError::Contention {
+            what: "contact",
+            key: user.masked(),
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     /// Performs a write decided by [`crate::domain::contact::resolve`].
@@ -185,7 +279,10 @@ fn primary_update(p: &PrimaryWrite) -> (String, String, Names, Values) {
         )
         .set("referral_at", n(r.at.secs()));
     }
-    if let Some(end) = state.entry_point_expires_at {
+    if let Some(opened) = state.entry_point_opened_at {
+        u.set("entry_point_opened_at", n(opened.secs()));
+    }
+    if let Some(end) = state.entry_point_expires_at() {
         u.set("entry_point_expires_at", n(end.secs()));
     }
     if !state.preferences.is_empty() {
@@ -304,7 +401,7 @@ pub fn state_from_item(item: &Item) -> ContactState {
         profile_name: stamped_s("profile_name", "profile_name_at"),
         last_inbound_at: get_n(item, "last_inbound_at").map(UnixTime::from_secs),
         referral,
-        entry_point_expires_at: get_n(item, "entry_point_expires_at").map(UnixTime::from_secs),
+        entry_point_opened_at: get_n(item, "entry_point_opened_at").map(UnixTime::from_secs),
         preferences,
     }
 }
@@ -331,7 +428,7 @@ mod tests {
             },
             UnixTime::from_secs(10),
         );
-        state.entry_point_expires_at = Some(UnixTime::from_secs(99));
+        state.entry_point_opened_at = Some(UnixTime::from_secs(99));
         state.observe_preference(
             Category::Marketing,
             Preference {

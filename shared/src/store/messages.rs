@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
-use super::tables::MESSAGES;
+use super::tables::{MESSAGES, MESSAGES_BY_IDEMPOTENCY_KEY};
 use super::{condition_failed, PutOutcome, Store, StoreError, WriteOutcome};
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef, Wamid};
+use crate::domain::send_request::IdempotencyKey;
 use crate::domain::status::{StatusLog, StatusObservation};
 use crate::domain::time::UnixTime;
 use crate::inbound::plan::InboundMessage;
@@ -178,6 +179,14 @@ impl Store {
                 .set_opt("pricing_model", p.pricing_model.as_deref().map(s))
                 .set_opt("billable", p.billable.map(AttributeValue::Bool));
         }
+        // Our callback marker names the send: the sender finds this message by it after a lost answer.
+        if let Some(key) = summary
+            .callback_data
+            .as_deref()
+            .and_then(IdempotencyKey::from_callback)
+        {
+            u.set_once("idempotency_key", s(key.as_str()));
+        }
         u.set_opt("conversation_id", summary.conversation_id.as_deref().map(s))
             .set_opt(
                 "conversation_origin",
@@ -224,12 +233,19 @@ pub struct OutboundSend<'a> {
     pub accepted_at: UnixTime,
 }
 
+/// An update expression with its placeholders, to run alone or inside a transaction.
+pub struct UpdateParts {
+    pub expression: String,
+    pub names: std::collections::HashMap<String, String>,
+    pub values: std::collections::HashMap<String, AttributeValue>,
+}
+
 impl Store {
-    /// Records an accepted send on the message record. Touches only the send's own attributes and bumps
-    /// the version, so it merges with statuses written before or after it: either order ends in the
-    /// same item (the send's `at` and contact win; the expiry follows the latest status).
-    pub async fn record_outbound(&self, send: &OutboundSend<'_>) -> Result<(), StoreError> {
-        let table = &self.tables.messages;
+    /// The update that records an accepted send on the message record. It touches only the send's own
+    /// attributes and bumps the version, so it merges with statuses written before or after it: either
+    /// order ends in the same item (the send's `at` and contact win; the expiry follows the latest
+    /// status).
+    pub fn outbound_update(&self, send: &OutboundSend<'_>) -> UpdateParts {
         let mut u = UpdateBuilder::default();
         u.set("direction", s("out"))
             .set("number", s(send.number.as_str()))
@@ -246,20 +262,58 @@ impl Store {
                 "expires_at",
                 n(send.accepted_at.secs() + self.retention_secs),
             );
-        let expr = format!("{} ADD #version :one", u.expression());
+        let expression = format!("{} ADD #version :one", u.expression());
         u.names.insert("#version".into(), "version".into());
         u.values.insert(":one".into(), n(1));
+        UpdateParts {
+            expression,
+            names: u.names,
+            values: u.values,
+        }
+    }
+
+    /// Records an accepted send on its message record (see [`Store::outbound_update`]).
+    pub async fn record_outbound(&self, send: &OutboundSend<'_>) -> Result<(), StoreError> {
+        let table = &self.tables.messages;
+        let parts = self.outbound_update(send);
         self.client
             .update_item()
             .table_name(table)
             .key(MESSAGES.partition_key.name, s(send.wamid.as_str()))
-            .update_expression(expr)
-            .set_expression_attribute_names(Some(u.names))
-            .set_expression_attribute_values(Some(u.values))
+            .update_expression(parts.expression)
+            .set_expression_attribute_names(Some(parts.names))
+            .set_expression_attribute_values(Some(parts.values))
             .send()
             .await
             .map_err(|e| StoreError::dynamo("UpdateItem", table, e))?;
         Ok(())
+    }
+
+    /// The message a send under `key` became, if any status or send record names it: how a send whose
+    /// answer was lost is found to have reached Meta. The index is eventually consistent, which the
+    /// caller's wait before resending covers.
+    pub async fn find_by_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<(Wamid, Option<String>)>, StoreError> {
+        let table = &self.tables.messages;
+        let out = self
+            .client
+            .query()
+            .table_name(table)
+            .index_name(MESSAGES_BY_IDEMPOTENCY_KEY.name)
+            .key_condition_expression("#k = :k")
+            .expression_attribute_names("#k", MESSAGES_BY_IDEMPOTENCY_KEY.partition_key.name)
+            .expression_attribute_values(":k", s(key.as_str()))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", table, e))?;
+        Ok(out.items().first().and_then(|item| {
+            let wamid =
+                get_s(item, MESSAGES.partition_key.name).and_then(|w| Wamid::parse(w).ok())?;
+            Some((wamid, get_s(item, "status").map(str::to_owned)))
+        }))
     }
 }
 

@@ -61,6 +61,9 @@ impl StoreError {
     }
 }
 
+/// Versioned writes that keep conflicting are retried this many times before giving up.
+pub const MAX_ATTEMPTS: u32 = 6;
+
 /// What a put-if-absent found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {

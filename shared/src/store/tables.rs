@@ -84,6 +84,17 @@ pub const MESSAGES_BY_CONTACT: IndexDef = IndexDef {
     }),
 };
 
+/// The `by_idempotency_key` index of the messages table (sparse: outbound messages only). The sender
+/// reads it to learn whether a send whose answer was lost reached Meta after all.
+pub const MESSAGES_BY_IDEMPOTENCY_KEY: IndexDef = IndexDef {
+    name: "by_idempotency_key",
+    partition_key: KeyAttr {
+        name: "idempotency_key",
+        kind: AttrKind::S,
+    },
+    sort_key: None,
+};
+
 /// One item per message, in or out, keyed by Meta's wamid: the dedupe key of inbound messages and the
 /// join key of statuses whichever arrives first.
 pub const MESSAGES: TableDef = TableDef {
@@ -94,7 +105,20 @@ pub const MESSAGES: TableDef = TableDef {
         kind: AttrKind::S,
     },
     sort_key: None,
-    indexes: &[MESSAGES_BY_CONTACT],
+    indexes: &[MESSAGES_BY_CONTACT, MESSAGES_BY_IDEMPOTENCY_KEY],
+    ttl_attribute: Some("expires_at"),
+};
+
+/// The send ledger: one item per producer idempotency key, claimed before Meta is called.
+pub const SENDS: TableDef = TableDef {
+    logical: "sends",
+    env_var: "WAHOOK_SENDS_TABLE",
+    partition_key: KeyAttr {
+        name: "idempotency_key",
+        kind: AttrKind::S,
+    },
+    sort_key: None,
+    indexes: &[],
     ttl_attribute: Some("expires_at"),
 };
 
@@ -112,8 +136,8 @@ pub const EVENTS: TableDef = TableDef {
     ttl_attribute: Some("expires_at"),
 };
 
-/// Every table the webhook uses.
-pub const WEBHOOK_TABLES: [TableDef; 3] = [CONTACTS, MESSAGES, EVENTS];
+/// Every table, in the order they are created.
+pub const ALL_TABLES: [TableDef; 4] = [CONTACTS, MESSAGES, EVENTS, SENDS];
 
 /// The physical names of the tables, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,15 +145,17 @@ pub struct TableNames {
     pub contacts: String,
     pub messages: String,
     pub events: String,
+    pub sends: String,
 }
 
 impl TableNames {
-    /// `{prefix}-contacts`, `{prefix}-messages`, `{prefix}-events`.
+    /// `{prefix}-contacts`, `{prefix}-messages`, `{prefix}-events`, `{prefix}-sends`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             contacts: format!("{prefix}-{}", CONTACTS.logical),
             messages: format!("{prefix}-{}", MESSAGES.logical),
             events: format!("{prefix}-{}", EVENTS.logical),
+            sends: format!("{prefix}-{}", SENDS.logical),
         }
     }
 
@@ -138,6 +164,7 @@ impl TableNames {
             "contacts" => &self.contacts,
             "messages" => &self.messages,
             "events" => &self.events,
+            "sends" => &self.sends,
             other => unreachable!("no table {other} in TableNames"),
         }
     }
@@ -223,12 +250,12 @@ pub async fn create_table(
     Ok(())
 }
 
-/// Creates every webhook table under `names`.
-pub async fn create_webhook_tables(
+/// Creates every table under `names`.
+pub async fn create_all_tables(
     client: &Client,
     names: &TableNames,
 ) -> Result<(), aws_sdk_dynamodb::Error> {
-    for def in &WEBHOOK_TABLES {
+    for def in &ALL_TABLES {
         create_table(client, def, names.name_of(def)).await?;
     }
     Ok(())

@@ -1,0 +1,586 @@
+//! The send request producers put on the sends queue (DESIGN §5, version 1), parsed at the edge.
+//!
+//! A request that does not parse never reaches Meta: [`SendRequest::parse`] reports every problem at
+//! once, each naming the field and what it should be, so a producer fixes them in one go. The JSON
+//! Schema in `schemas/send-request.v1.json` says the same, and a test keeps the two in agreement.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::ids::{Bsuid, Phone, PhoneNumberId, UserId, Wamid};
+use super::preferences::Category;
+use super::time::UnixTime;
+
+pub const SEND_REQUEST_VERSION: u64 = 1;
+/// What the sender puts in Meta's `biz_opaque_callback_data`: Meta echoes it in every status webhook,
+/// which is how a status finds its send even when Meta's answer to the send was lost.
+pub const CALLBACK_PREFIX: &str = "wahook:";
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+pub const MAX_TEXT_CHARS: usize = 4096;
+pub const MAX_CALLBACK_DATA_CHARS: usize = 512;
+pub const MAX_TEMPLATE_NAME_CHARS: usize = 512;
+
+/// The key a producer chooses so that a request is sent at most once: 1–128 of `A-Z a-z 0-9 - _ . : / = + @`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The `biz_opaque_callback_data` a send under this key carries.
+    pub fn callback_marker(&self) -> String {
+        format!("{CALLBACK_PREFIX}{}", self.0)
+    }
+
+    /// The key a status' callback data names, if it is one of ours.
+    pub fn from_callback(data: &str) -> Option<IdempotencyKey> {
+        data.strip_prefix(CALLBACK_PREFIX)
+            .and_then(|k| IdempotencyKey::parse(k).ok())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.:/=+@".contains(c);
+        if raw.is_empty() || raw.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
+            return Err(format!(
+                "must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"
+            ));
+        }
+        if let Some(bad) = raw.chars().find(|c| !ok_char(*c)) {
+            return Err(format!(
+                "contains {bad:?}: use only letters, digits and - _ . : / = + @"
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An approved template to send: name, language, and Meta's components passed through as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub name: String,
+    pub language: String,
+    pub components: Vec<Value>,
+}
+
+/// What to send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboundMessage {
+    Template(Template),
+    /// Free-form text: only inside the customer service window.
+    Text {
+        body: String,
+        preview_url: bool,
+    },
+}
+
+impl OutboundMessage {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OutboundMessage::Template(_) => "template",
+            OutboundMessage::Text { .. } => "text",
+        }
+    }
+
+    pub fn template_name(&self) -> Option<&str> {
+        match self {
+            OutboundMessage::Template(t) => Some(&t.name),
+            OutboundMessage::Text { .. } => None,
+        }
+    }
+}
+
+/// A valid send request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendRequest {
+    pub idempotency_key: IdempotencyKey,
+    pub to: UserId,
+    /// The business number to send from; `None` means the configured default.
+    pub from: Option<PhoneNumberId>,
+    /// The category the message is sent (and billed, and opted out) as. `service` for free-form text.
+    pub category: Category,
+    pub message: OutboundMessage,
+    /// For a text message: what to send instead when the window is closed.
+    pub fallback_template: Option<Template>,
+    pub not_after: Option<UnixTime>,
+    pub callback_data: Option<String>,
+    pub reply_to: Option<Wamid>,
+    /// SHA-256 of the request's canonical JSON: tells a redelivery from a key reused for another message.
+    pub fingerprint: String,
+}
+
+/// One thing wrong with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Why a request was refused: every problem found, so the producer can fix them at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid send request: {}", .problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+pub struct InvalidSendRequest {
+    pub problems: Vec<Problem>,
+    /// The idempotency key, when it was readable: lets the refusal be recorded under it.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    v: Option<Value>,
+    idempotency_key: Option<String>,
+    to: Option<String>,
+    from: Option<String>,
+    category: Option<String>,
+    template: Option<WireTemplate>,
+    text: Option<WireText>,
+    fallback_template: Option<WireTemplate>,
+    not_after: Option<String>,
+    callback_data: Option<String>,
+    reply_to: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct WireTemplate {
+    name: Option<String>,
+    language: Option<String>,
+    #[serde(default)]
+    components: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct WireText {
+    body: Option<String>,
+    #[serde(default)]
+    preview_url: bool,
+}
+
+impl SendRequest {
+    /// Parses an SQS message body.
+    pub fn parse(body: &str) -> Result<SendRequest, InvalidSendRequest> {
+        let wire: Wire = serde_json::from_str(body).map_err(|e| InvalidSendRequest {
+            problems: vec![Problem {
+                field: "body",
+                message: format!("not a version 1 send request: {e}"),
+            }],
+            idempotency_key: None,
+        })?;
+        let fingerprint = hex::encode(Sha256::digest(
+            serde_json::to_vec(&wire).expect("a parsed request serializes"),
+        ));
+        let mut p = Problems::default();
+
+        match &wire.v {
+            Some(Value::Number(n)) if n.as_u64() == Some(SEND_REQUEST_VERSION) => {}
+            None => p.add(
+                "v",
+                format!("is required; this sender reads version {SEND_REQUEST_VERSION}"),
+            ),
+            Some(other) => p.add(
+                "v",
+                format!(
+                    "{other} is not supported; this sender reads version {SEND_REQUEST_VERSION}"
+                ),
+            ),
+        }
+        let key = match wire.idempotency_key.as_deref() {
+            None => p.none(
+                "idempotency_key",
+                "is required: a key unique to this message, e.g. order-1234-shipped",
+            ),
+            Some(k) => p.check("idempotency_key", IdempotencyKey::parse(k)),
+        };
+        let to = match wire.to.as_deref() {
+            None => p.none("to", "is required"),
+            Some(t) => p.check("to", parse_recipient(t)),
+        };
+        let from = wire.from.as_deref().and_then(|f| {
+            p.check(
+                "from",
+                PhoneNumberId::parse(f)
+                    .map_err(|_| "must be Meta's numeric phone number id".into()),
+            )
+        });
+        let message = match (&wire.template, &wire.text) {
+            (Some(_), Some(_)) => p.none(
+                "template",
+                "and text are both set: send exactly one of them",
+            ),
+            (None, None) => p.none("template", "or text is required"),
+            (Some(t), None) => parse_template(t, "template", &mut p).map(OutboundMessage::Template),
+            (None, Some(t)) => parse_text(t, &mut p),
+        };
+        let fallback_template = match (&wire.fallback_template, &wire.template) {
+            (Some(_), Some(_)) => p.none(
+                "fallback_template",
+                "only applies to a text message (a template can always be sent)",
+            ),
+            (Some(t), None) => parse_template(t, "fallback_template", &mut p),
+            (None, _) => None,
+        };
+        let category = parse_category(&wire, fallback_template.is_some(), &mut p);
+        let not_after = wire.not_after.as_deref().and_then(|n| {
+            p.check(
+                "not_after",
+                UnixTime::parse_rfc3339(n).ok_or_else(|| {
+                    "must be an RFC 3339 time with a zone, e.g. 2026-11-23T12:00:00Z".into()
+                }),
+            )
+        });
+        if let Some(c) = &wire.callback_data {
+            if c.chars().count() > MAX_CALLBACK_DATA_CHARS {
+                p.add(
+                    "callback_data",
+                    format!("must be at most {MAX_CALLBACK_DATA_CHARS} characters"),
+                );
+            }
+        }
+        let reply_to = wire.reply_to.as_deref().and_then(|r| {
+            p.check(
+                "reply_to",
+                Wamid::parse(r).map_err(|_| "must be the wamid of the message replied to".into()),
+            )
+        });
+
+        match (p.0.is_empty(), key.clone(), to, category, message) {
+            (true, Some(idempotency_key), Some(to), Some(category), Some(message)) => {
+                Ok(SendRequest {
+                    idempotency_key,
+                    to,
+                    from,
+                    category,
+                    message,
+                    fallback_template,
+                    not_after,
+                    callback_data: wire.callback_data,
+                    reply_to,
+                    fingerprint,
+                })
+            }
+            _ => Err(InvalidSendRequest {
+                problems: p.0,
+                idempotency_key: key,
+            }),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        self.0.push(Problem {
+            field,
+            message: message.into(),
+        });
+    }
+
+    fn none<T>(&mut self, field: &'static str, message: &str) -> Option<T> {
+        self.add(field, message);
+        None
+    }
+
+    fn check<T>(&mut self, field: &'static str, r: Result<T, String>) -> Option<T> {
+        r.map_err(|m| self.add(field, m)).ok()
+    }
+}
+
+/// A phone in E.164 with its `+` (so Meta never guesses a country), or a BSUID.
+fn parse_recipient(raw: &str) -> Result<UserId, String> {
+    const EXPECTED: &str = "must be a phone number in E.164 with its leading + (e.g. +5215512345678) or a business-scoped user id (e.g. MX.1310418412279093)";
+    if raw.starts_with('+') {
+        Phone::parse(raw)
+            .map(UserId::Phone)
+            .map_err(|_| EXPECTED.into())
+    } else if raw.as_bytes().get(2) == Some(&b'.') {
+        Bsuid::parse(raw)
+            .map(UserId::Bsuid)
+            .map_err(|_| EXPECTED.into())
+    } else {
+        Err(EXPECTED.into())
+    }
+}
+
+fn parse_template(t: &WireTemplate, field: &'static str, p: &mut Problems) -> Option<Template> {
+    let name = match t.name.as_deref() {
+        None => p.none(field, "needs a name"),
+        Some(n)
+            if !n.is_empty()
+                && n.chars().count() <= MAX_TEMPLATE_NAME_CHARS
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            Some(n.to_owned())
+        }
+        Some(_) => p.none(
+            field,
+            "name must be the approved template's name: lowercase letters, digits and _",
+        ),
+    };
+    let language = match t.language.as_deref() {
+        None => p.none(field, "needs a language, e.g. en_US or es_MX"),
+        Some(l) if is_language_code(l) => Some(l.to_owned()),
+        Some(_) => p.none(
+            field,
+            "language must be a code like en, en_US or pt_BR, as approved for the template",
+        ),
+    };
+    let components_ok = t.components.iter().all(|c| {
+        c.as_object()
+            .and_then(|o| o.get("type"))
+            .is_some_and(Value::is_string)
+    });
+    if !components_ok {
+        p.add(field, "components must be Meta's component objects, each with a \"type\" (header, body, button…)");
+    }
+    Some(Template {
+        name: name?,
+        language: language?,
+        components: t.components.clone(),
+    })
+    .filter(|_| components_ok)
+}
+
+fn is_language_code(l: &str) -> bool {
+    let (lang, region) = l.split_once('_').map_or((l, None), |(a, b)| (a, Some(b)));
+    (2..=3).contains(&lang.len())
+        && lang.bytes().all(|b| b.is_ascii_lowercase())
+        && region.is_none_or(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
+}
+
+fn parse_text(t: &WireText, p: &mut Problems) -> Option<OutboundMessage> {
+    match t.body.as_deref() {
+        None => p.none("text", "needs a body"),
+        Some(b) if b.trim().is_empty() => p.none("text", "body is empty"),
+        Some(b) if b.chars().count() > MAX_TEXT_CHARS => p.none(
+            "text",
+            &format!(
+                "body is {} characters; WhatsApp allows at most {MAX_TEXT_CHARS}",
+                b.chars().count()
+            ),
+        ),
+        Some(b) => Some(OutboundMessage::Text {
+            body: b.to_owned(),
+            preview_url: t.preview_url,
+        }),
+    }
+}
+
+/// Templates name their category; free-form text is `service` unless a fallback template is given,
+/// in which case the category is the fallback's (what Meta bills and what opt-outs apply to).
+fn parse_category(wire: &Wire, has_fallback: bool, p: &mut Problems) -> Option<Category> {
+    let is_text = wire.template.is_none() && wire.text.is_some();
+    let parsed = match wire.category.as_deref() {
+        None if is_text && !has_fallback => return Some(Category::Service),
+        None => {
+            return p.none(
+                "category",
+                "is required for a template: marketing, utility or authentication",
+            )
+        }
+        Some(c) => p.check("category", c.parse::<Category>().map_err(|e| e.to_string()))?,
+    };
+    let template_sent = !is_text || has_fallback;
+    if template_sent && parsed == Category::Service {
+        return p.none(
+            "category",
+            "service is for free-form text; a template is marketing, utility or authentication",
+        );
+    }
+    Some(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<SendRequest, InvalidSendRequest> {
+        SendRequest::parse(json)
+    }
+
+    fn problems(json: &str) -> Vec<(&'static str, String)> {
+        parse(json)
+            .unwrap_err()
+            .problems
+            .into_iter()
+            .map(|p| (p.field, p.message))
+            .collect()
+    }
+
+    const TEMPLATE: &str = r#"{"v":1,"idempotency_key":"order-1234-shipped","to":"+5215512345678","from":"106540352242922","category":"utility",
+        "template":{"name":"order_shipped","language":"es_MX","components":[{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]},
+        "not_after":"2026-11-23T12:00:00Z","callback_data":"order-1234","reply_to":"wamid.HBgL"}"#;
+
+    #[test]
+    fn the_design_example_parses_into_domain_types() {
+        let r = parse(TEMPLATE).unwrap();
+        assert_eq!(r.idempotency_key.as_str(), "order-1234-shipped");
+        assert!(matches!(&r.to, UserId::Phone(p) if p.e164() == "+5215512345678"));
+        assert_eq!(r.category, Category::Utility);
+        assert_eq!(r.message.template_name(), Some("order_shipped"));
+        assert_eq!(r.not_after.unwrap().to_rfc3339(), "2026-11-23T12:00:00Z");
+        assert_eq!(r.reply_to.unwrap().as_str(), "wamid.HBgL");
+    }
+
+    #[test]
+    fn text_defaults_to_service_and_may_carry_a_fallback() {
+        let r = parse(
+            r#"{"v":1,"idempotency_key":"k1","to":"MX.1310418412279093","text":{"body":"Hola"}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.category, Category::Service);
+        assert!(matches!(r.to, UserId::Bsuid(_)));
+        let r = parse(
+            r#"{"v":1,"idempotency_key":"k2","to":"+15551234567","category":"utility","text":{"body":"Your order shipped","preview_url":true},
+                "fallback_template":{"name":"order_update","language":"en_US"}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.fallback_template.unwrap().name, "order_update");
+        assert!(matches!(
+            r.message,
+            OutboundMessage::Text {
+                preview_url: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_the_field_and_the_fix() {
+        let got = problems(
+            r#"{"v":1,"idempotency_key":"bad key!","to":"5215512345678","category":"promo",
+                "template":{"name":"Order Shipped","language":"spanish","components":["body"]},"not_after":"tomorrow","callback_data":"x"}"#,
+        );
+        let fields: Vec<&str> = got.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            fields,
+            [
+                "idempotency_key",
+                "to",
+                "template",
+                "template",
+                "template",
+                "category",
+                "not_after"
+            ]
+        );
+        assert!(got[1].1.contains("leading +"), "{got:?}");
+        assert!(got[5].1.contains("expected one of marketing"), "{got:?}");
+    }
+
+    #[test]
+    fn version_exactly_one_of_and_required_fields() {
+        assert!(problems(
+            r#"{"v":2,"idempotency_key":"k","to":"+15551234567","text":{"body":"x"}}"#
+        )[0]
+        .1
+        .contains("2 is not supported"));
+        assert_eq!(
+            problems(r#"{"idempotency_key":"k","to":"+15551234567","text":{"body":"x"}}"#)[0].0,
+            "v"
+        );
+        let both = problems(
+            r#"{"v":1,"idempotency_key":"k","to":"+15551234567","category":"utility","text":{"body":"x"},"template":{"name":"a","language":"en"}}"#,
+        );
+        assert!(both[0].1.contains("both set"), "{both:?}");
+        assert!(
+            problems(r#"{"v":1,"idempotency_key":"k","to":"+15551234567"}"#)[0]
+                .1
+                .contains("or text is required")
+        );
+        let missing = problems(r#"{"v":1,"text":{"body":"x"}}"#);
+        assert_eq!(
+            missing.iter().map(|p| p.0).collect::<Vec<_>>(),
+            ["idempotency_key", "to"]
+        );
+    }
+
+    #[test]
+    fn limits_from_meta_are_enforced() {
+        let long = "a".repeat(MAX_TEXT_CHARS + 1);
+        let got = problems(&format!(
+            r#"{{"v":1,"idempotency_key":"k","to":"+15551234567","text":{{"body":"{long}"}}}}"#
+        ));
+        assert!(got[0].1.contains("at most 4096"), "{got:?}");
+        let exactly = "é".repeat(MAX_TEXT_CHARS);
+        assert!(parse(&format!(
+            r#"{{"v":1,"idempotency_key":"k","to":"+15551234567","text":{{"body":"{exactly}"}}}}"#
+        ))
+        .is_ok());
+        let cb = "c".repeat(MAX_CALLBACK_DATA_CHARS + 1);
+        let got = problems(&format!(
+            r#"{{"v":1,"idempotency_key":"k","to":"+15551234567","text":{{"body":"x"}},"callback_data":"{cb}"}}"#
+        ));
+        assert_eq!(got[0].0, "callback_data");
+        let key = "k".repeat(MAX_IDEMPOTENCY_KEY_CHARS + 1);
+        let got = problems(&format!(
+            r#"{{"v":1,"idempotency_key":"{key}","to":"+15551234567","text":{{"body":"x"}}}}"#
+        ));
+        assert_eq!(got[0].0, "idempotency_key");
+    }
+
+    #[test]
+    fn unknown_fields_and_non_json_are_refused_by_name() {
+        let got = problems(r#"{"v":1,"idempotency_key":"k","to":"+15551234567","templete":{}}"#);
+        assert!(got[0].1.contains("unknown field `templete`"), "{got:?}");
+        assert_eq!(problems("not json")[0].0, "body");
+        assert!(parse("[1,2]").is_err());
+    }
+
+    #[test]
+    fn a_template_category_is_required_and_service_is_only_for_text() {
+        let got = problems(
+            r#"{"v":1,"idempotency_key":"k","to":"+15551234567","template":{"name":"a","language":"en"}}"#,
+        );
+        assert_eq!(got[0].0, "category");
+        let got = problems(
+            r#"{"v":1,"idempotency_key":"k","to":"+15551234567","category":"service","template":{"name":"a","language":"en"}}"#,
+        );
+        assert!(
+            got[0].1.contains("service is for free-form text"),
+            "{got:?}"
+        );
+        let got = problems(
+            r#"{"v":1,"idempotency_key":"k","to":"+15551234567","text":{"body":"x"},"fallback_template":{"name":"a","language":"en"}}"#,
+        );
+        assert_eq!(
+            got[0].0, "category",
+            "a fallback template needs its category"
+        );
+    }
+
+    #[test]
+    fn the_key_survives_other_problems_so_the_refusal_can_be_recorded() {
+        let err = parse(r#"{"v":1,"idempotency_key":"order-9","to":"nobody","text":{"body":"x"}}"#)
+            .unwrap_err();
+        assert_eq!(err.idempotency_key.as_ref().unwrap().as_str(), "order-9");
+        assert!(err
+            .to_string()
+            .starts_with("invalid send request: to: must be"));
+    }
+
+    #[test]
+    fn the_callback_marker_names_the_key() {
+        let k = IdempotencyKey::parse("order-1234-shipped").unwrap();
+        assert_eq!(k.callback_marker(), "wahook:order-1234-shipped");
+        assert_eq!(IdempotencyKey::from_callback(&k.callback_marker()), Some(k));
+        assert_eq!(IdempotencyKey::from_callback("order-1234"), None);
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_formatting_but_not_content() {
+        let a = parse(r#"{"v":1,"idempotency_key":"k","to":"+15551234567","text":{"body":"x"}}"#)
+            .unwrap();
+        let b = parse("{ \"text\": {\"body\": \"x\"}, \"to\": \"+15551234567\", \"idempotency_key\": \"k\", \"v\": 1 }").unwrap();
+        let c = parse(r#"{"v":1,"idempotency_key":"k","to":"+15551234567","text":{"body":"y"}}"#)
+            .unwrap();
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint, c.fingerprint);
+    }
+}

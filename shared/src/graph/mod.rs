@@ -1,0 +1,288 @@
+//! The Graph API client: `POST /{version}/{phone_number_id}/messages`, Meta's answers parsed, and
+//! failures told apart by whether the request can have reached Meta.
+
+pub mod errors;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use errors::{classify, retry_delay_secs, ErrorClass};
+
+use crate::domain::ids::{PhoneNumberId, Wamid};
+use crate::secret::SecretString;
+
+pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com";
+/// v25.0: released 2026-02-18, supported until 2028-07-29 (v26.0 exists; its end date is not announced).
+pub const DEFAULT_GRAPH_API_VERSION: &str = "v25.0";
+
+/// Where and how to call Graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphConfig {
+    pub base_url: String,
+    pub api_version: String,
+    /// The whole request, answer included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_GRAPH_BASE_URL.into(),
+            api_version: DEFAULT_GRAPH_API_VERSION.into(),
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Meta accepted the message (delivery comes later, in status webhooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub wamid: Wamid,
+    /// Meta's canonical id of the recipient (may differ from what we sent, e.g. in Mexico or Brazil).
+    pub wa_id: Option<String>,
+    /// `accepted` or `held_for_quality_assessment` (template pacing).
+    pub message_status: Option<String>,
+}
+
+/// Meta's error object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaApiError {
+    pub http_status: u16,
+    pub code: Option<i64>,
+    pub message: String,
+    pub details: Option<String>,
+    pub fbtrace_id: Option<String>,
+    pub class: ErrorClass,
+}
+
+/// Why a send did not end in [`Accepted`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    #[error("Meta refused the send: HTTP {} code {:?}: {}", .0.http_status, .0.code, .0.message)]
+    Meta(MetaApiError),
+    /// The request never left (no connection): safe to send again.
+    #[error("could not reach Graph ({0}); the request was not sent")]
+    NotSent(String),
+    /// The request may have reached Meta but no usable answer came back: it may have been sent.
+    #[error("no usable answer from Graph ({0}); the message may or may not have been sent")]
+    Unknown(String),
+}
+
+/// Calls Graph with the access token. Cheap to clone (one connection pool).
+#[derive(Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    config: GraphConfig,
+    token: SecretString,
+}
+
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("config", &self.config)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct SuccessBody {
+    #[serde(default)]
+    contacts: Vec<SuccessContact>,
+    #[serde(default)]
+    messages: Vec<SuccessMessage>,
+}
+
+#[derive(Deserialize)]
+struct SuccessContact {
+    wa_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SuccessMessage {
+    id: Option<String>,
+    message_status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorObject,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject {
+    message: Option<String>,
+    code: Option<i64>,
+    error_data: Option<ErrorData>,
+    fbtrace_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorData {
+    details: Option<String>,
+}
+
+impl GraphClient {
+    pub fn new(config: GraphConfig, token: SecretString) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("wahook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            config,
+            token,
+        })
+    }
+
+    pub fn config(&self) -> &GraphConfig {
+        &self.config
+    }
+
+    /// `POST {base}/{version}/{from}/messages` with `body` (Meta's message JSON).
+    pub async fn send(&self, from: &PhoneNumberId, body: &Value) -> Result<Accepted, GraphError> {
+        let url = format!(
+            "{}/{}/{}/messages",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.api_version,
+            from.as_str()
+        );
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(self.token.expose())
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).expect("a JSON value serializes"))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| GraphError::Unknown(format!("reading the answer failed: {e}")))?;
+        if (200..300).contains(&status) {
+            return parse_success(&bytes);
+        }
+        Err(GraphError::Meta(parse_error(status, &bytes)))
+    }
+}
+
+/// A connection that was never made cannot have sent anything; everything else might have.
+fn transport_error(e: reqwest::Error) -> GraphError {
+    let text = error_chain(&e);
+    if e.is_connect() || e.is_builder() {
+        GraphError::NotSent(text)
+    } else {
+        GraphError::Unknown(text)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn parse_success(bytes: &[u8]) -> Result<Accepted, GraphError> {
+    let body: SuccessBody = serde_json::from_slice(bytes)
+        .map_err(|e| GraphError::Unknown(format!("a 2xx answer that is not Meta's JSON: {e}")))?;
+    let message = body.messages.into_iter().next();
+    let wamid = message
+        .as_ref()
+        .and_then(|m| m.id.as_deref())
+        .and_then(|id| Wamid::parse(id).ok())
+        .ok_or_else(|| GraphError::Unknown("a 2xx answer without a message id".into()))?;
+    Ok(Accepted {
+        wamid,
+        wa_id: body.contacts.into_iter().next().and_then(|c| c.wa_id),
+        message_status: message.and_then(|m| m.message_status),
+    })
+}
+
+fn parse_error(status: u16, bytes: &[u8]) -> MetaApiError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(ErrorBody { error }) => MetaApiError {
+            http_status: status,
+            code: error.code,
+            message: error.message.unwrap_or_else(|| "no message".into()),
+            details: error.error_data.and_then(|d| d.details),
+            fbtrace_id: error.fbtrace_id,
+            class: classify(error.code, status),
+        },
+        Err(_) => MetaApiError {
+            http_status: status,
+            code: None,
+            message: format!(
+                "HTTP {status} without Meta's error object: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ),
+            details: None,
+            fbtrace_id: None,
+            class: classify(None, status),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_success_answer_gives_the_wamid_and_canonical_recipient() {
+        let a = parse_success(
+            br#"{"messaging_product":"whatsapp","contacts":[{"input":"+5215512345678","wa_id":"5215512345678"}],"messages":[{"id":"wamid.HBgL","message_status":"accepted"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(a.wamid.as_str(), "wamid.HBgL");
+        assert_eq!(a.wa_id.as_deref(), Some("5215512345678"));
+        assert_eq!(a.message_status.as_deref(), Some("accepted"));
+    }
+
+    #[test]
+    fn a_2xx_we_cannot_read_means_the_outcome_is_unknown() {
+        assert!(matches!(
+            parse_success(b"<html>"),
+            Err(GraphError::Unknown(_))
+        ));
+        assert!(matches!(
+            parse_success(br#"{"messages":[]}"#),
+            Err(GraphError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn meta_error_objects_are_parsed_and_classified() {
+        let e = parse_error(
+            400,
+            br#"{"error":{"message":"(#132001) Template name does not exist in the translation","type":"OAuthException","code":132001,"error_data":{"messaging_product":"whatsapp","details":"template name (order_shiped) does not exist in es_MX"},"fbtrace_id":"AbC"}}"#,
+        );
+        assert_eq!(e.code, Some(132_001));
+        assert_eq!(e.class, ErrorClass::FixRequest);
+        assert!(e.details.unwrap().contains("order_shiped"));
+        let e = parse_error(503, b"Service Unavailable");
+        assert_eq!((e.code, e.class), (None, ErrorClass::Transient));
+        assert!(e.message.contains("HTTP 503"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let c = GraphClient::new(
+            GraphConfig::default(),
+            SecretString::new("EAAG-secret-token"),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("EAAG"));
+    }
+}
