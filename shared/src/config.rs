@@ -12,11 +12,14 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
 
+use crate::domain::ids::PhoneNumberId;
 use crate::domain::keywords::{
     KeywordConfigError, KeywordRules, DEFAULT_START_KEYWORDS, DEFAULT_STOP_KEYWORDS,
     DEFAULT_STOP_PROMOTIONS_LABELS,
 };
+use crate::domain::policy::PolicyConfig;
 use crate::domain::preferences::Category;
+use crate::graph::{GraphConfig, DEFAULT_GRAPH_API_VERSION, DEFAULT_GRAPH_BASE_URL};
 use crate::secret::SecretString;
 use crate::store::tables::{TableNames, CONTACTS, EVENTS, MESSAGES, SENDS};
 
@@ -251,6 +254,141 @@ impl WebhookConfig {
     }
 }
 
+/// Everything the sender function needs.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub access_token: SecretString,
+    pub default_from: Option<PhoneNumberId>,
+    pub graph: GraphConfig,
+    pub tables: TableNames,
+    pub retention_days: u32,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub concurrency: usize,
+    pub rate_per_second: f64,
+    pub burst: u32,
+    pub policy: PolicyConfig,
+    pub lease_secs: i64,
+    pub reconcile_wait_secs: i64,
+}
+
+impl SenderConfig {
+    pub async fn load(env: &Env, secrets: &SecretResolver) -> Result<Self, ConfigError> {
+        let access_token = secrets.required(env, "WAHOOK_ACCESS_TOKEN").await?;
+        let default_from =
+            match env.get("WAHOOK_DEFAULT_PHONE_NUMBER_ID") {
+                None => None,
+                Some(raw) => Some(PhoneNumberId::parse(raw.trim()).map_err(|_| {
+                    ConfigError::Invalid {
+                        var: "WAHOOK_DEFAULT_PHONE_NUMBER_ID".into(),
+                        value: raw.clone(),
+                        expected:
+                            "Meta's numeric phone number id (WhatsApp Manager > Phone numbers)"
+                                .into(),
+                    }
+                })?),
+            };
+        let api_version = env
+            .get("WAHOOK_GRAPH_API_VERSION")
+            .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.into());
+        let version_ok = api_version
+            .strip_prefix('v')
+            .and_then(|v| v.split_once('.'))
+            .is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.bytes().all(|c| c.is_ascii_digit())
+                    && b.bytes().all(|c| c.is_ascii_digit())
+            });
+        if !version_ok {
+            return Err(ConfigError::Invalid {
+                var: "WAHOOK_GRAPH_API_VERSION".into(),
+                value: api_version,
+                expected: "a Graph API version like v25.0".into(),
+            });
+        }
+        let timeout_ms: u64 = parse_number(env, "WAHOOK_GRAPH_TIMEOUT_MS", 10_000, 100..=60_000)?;
+        let graph = GraphConfig {
+            base_url: env
+                .get("WAHOOK_GRAPH_BASE_URL")
+                .unwrap_or_else(|| DEFAULT_GRAPH_BASE_URL.into()),
+            api_version,
+            timeout: std::time::Duration::from_millis(timeout_ms),
+            connect_timeout: std::time::Duration::from_millis(timeout_ms.min(3_000)),
+        };
+        let lease_secs: i64 = parse_number(env, "WAHOOK_LEASE_SECONDS", 60, 5..=900)?;
+        // A claim must outlive the call it protects, or a second worker could send again meanwhile.
+        if (lease_secs as u64) * 1000 <= timeout_ms + 2_000 {
+            return Err(ConfigError::Invalid {
+                var: "WAHOOK_LEASE_SECONDS".into(),
+                value: lease_secs.to_string(),
+                expected: format!(
+                    "more than WAHOOK_GRAPH_TIMEOUT_MS ({timeout_ms} ms) plus 2 s, and at least the function timeout"
+                ),
+            });
+        }
+        let rate_per_second: f64 =
+            parse_number(env, "WAHOOK_SEND_RATE_PER_SECOND", 70.0, 0.1..=1_000.0)?;
+        let consent_required = match list(env, "WAHOOK_REQUIRE_CONSENT") {
+            None => Vec::new(),
+            Some(names) => parse_categories("WAHOOK_REQUIRE_CONSENT", &names)?,
+        };
+        Ok(Self {
+            access_token,
+            default_from,
+            graph,
+            tables: table_names(env),
+            retention_days: retention_days(env)?,
+            queue_url: required(env, "WAHOOK_SENDS_QUEUE_URL", "the URL of the sends queue")?,
+            dlq_url: required(
+                env,
+                "WAHOOK_SENDS_DLQ_URL",
+                "the URL of the sends dead-letter queue",
+            )?,
+            concurrency: parse_number(env, "WAHOOK_SEND_CONCURRENCY", 10, 1..=100)?,
+            rate_per_second,
+            burst: parse_number(env, "WAHOOK_SEND_BURST", 10, 1..=1_000)?,
+            policy: PolicyConfig {
+                window_margin_secs: parse_number(
+                    env,
+                    "WAHOOK_WINDOW_MARGIN_SECONDS",
+                    600,
+                    0..=86_399,
+                )?,
+                consent_required,
+            },
+            lease_secs,
+            reconcile_wait_secs: parse_number(
+                env,
+                "WAHOOK_RECONCILE_WAIT_SECONDS",
+                120,
+                0..=43_200,
+            )?,
+        })
+    }
+}
+
+fn required(env: &Env, var: &str, what: &str) -> Result<String, ConfigError> {
+    env.get(var).ok_or_else(|| ConfigError::Invalid {
+        var: var.to_owned(),
+        value: String::new(),
+        expected: format!("{what}; it is required"),
+    })
+}
+
+fn parse_categories(var: &str, names: &[String]) -> Result<Vec<Category>, ConfigError> {
+    names
+        .iter()
+        .map(|n| {
+            n.parse::<Category>().map_err(|e| ConfigError::Invalid {
+                var: var.into(),
+                value: n.clone(),
+                expected: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Table names from `WAHOOK_*_TABLE`, defaulting to `wahook-contacts` etc.
 pub fn table_names(env: &Env) -> TableNames {
     let defaults = TableNames::with_prefix("wahook");
@@ -288,7 +426,7 @@ where
         _ => Err(ConfigError::Invalid {
             var: var.to_owned(),
             value: raw,
-            expected: format!("a whole number from {} to {}", range.start(), range.end()),
+            expected: format!("a number from {} to {}", range.start(), range.end()),
         }),
     }
 }
@@ -311,16 +449,7 @@ fn keyword_rules(env: &Env) -> Result<KeywordRules, ConfigError> {
         .unwrap_or_else(|| owned(DEFAULT_STOP_PROMOTIONS_LABELS));
     let categories = match list(env, "WAHOOK_STOP_KEYWORD_CATEGORIES") {
         None => vec![Category::Marketing, Category::Utility],
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                n.parse::<Category>().map_err(|e| ConfigError::Invalid {
-                    var: "WAHOOK_STOP_KEYWORD_CATEGORIES".into(),
-                    value: n.clone(),
-                    expected: e.to_string(),
-                })
-            })
-            .collect::<Result<_, _>>()?,
+        Some(names) => parse_categories("WAHOOK_STOP_KEYWORD_CATEGORIES", &names)?,
     };
     Ok(KeywordRules::new(&stop, &start, &labels, &categories)?)
 }
@@ -429,6 +558,75 @@ mod tests {
             err.contains("WAHOOK_RETENTION_DAYS=\"7\"") && err.contains("from 8"),
             "{err}"
         );
+    }
+
+    fn sender_base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("WAHOOK_ACCESS_TOKEN", "EAAG-token"),
+            (
+                "WAHOOK_SENDS_QUEUE_URL",
+                "http://127.0.0.1:5000/123456789012/sends",
+            ),
+            (
+                "WAHOOK_SENDS_DLQ_URL",
+                "http://127.0.0.1:5000/123456789012/sends-dlq",
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_minimal_sender_configuration_loads_with_defaults() {
+        let cfg = block(SenderConfig::load(
+            &Env::from_pairs(sender_base()),
+            &resolver(),
+        ))
+        .unwrap();
+        assert_eq!(cfg.graph.api_version, "v25.0");
+        assert_eq!(cfg.graph.base_url, "https://graph.facebook.com");
+        assert_eq!(
+            (cfg.rate_per_second, cfg.burst, cfg.concurrency),
+            (70.0, 10, 10)
+        );
+        assert_eq!(cfg.policy.window_margin_secs, 600);
+        assert!(cfg.default_from.is_none());
+        assert!(!format!("{cfg:?}").contains("EAAG"));
+    }
+
+    #[test]
+    fn sender_settings_are_checked_against_each_other() {
+        let mut pairs = sender_base();
+        pairs.push(("WAHOOK_GRAPH_TIMEOUT_MS", "30000"));
+        pairs.push(("WAHOOK_LEASE_SECONDS", "20"));
+        let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("WAHOOK_LEASE_SECONDS") && err.contains("30000 ms"),
+            "{err}"
+        );
+
+        let mut pairs = sender_base();
+        pairs.push(("WAHOOK_GRAPH_API_VERSION", "25"));
+        let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("like v25.0"), "{err}");
+
+        let pairs = vec![("WAHOOK_ACCESS_TOKEN", "t")];
+        let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("WAHOOK_SENDS_QUEUE_URL") && err.contains("required"),
+            "{err}"
+        );
+
+        let mut pairs = sender_base();
+        pairs.push(("WAHOOK_SEND_RATE_PER_SECOND", "17.5"));
+        pairs.push(("WAHOOK_REQUIRE_CONSENT", "marketing"));
+        let cfg = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver())).unwrap();
+        assert_eq!(cfg.rate_per_second, 17.5);
+        assert_eq!(cfg.policy.consent_required, vec![Category::Marketing]);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub struct StoredState {
     pub contacts: Items,
     pub messages: Items,
     pub events: Items,
+    pub sends: Items,
 }
 
 impl StoredState {
@@ -35,6 +36,7 @@ impl StoredState {
             ("contacts", &self.contacts, &other.contacts),
             ("messages", &self.messages, &other.messages),
             ("events", &self.events, &other.events),
+            ("sends", &self.sends, &other.sends),
         ] {
             for item in a.iter().filter(|i| !b.contains(i)) {
                 out.push_str(&format!("{table} only in left:  {item:?}\n"));
@@ -47,7 +49,10 @@ impl StoredState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.contacts.is_empty() && self.messages.is_empty() && self.events.is_empty()
+        self.contacts.is_empty()
+            && self.messages.is_empty()
+            && self.events.is_empty()
+            && self.sends.is_empty()
     }
 }
 
@@ -104,6 +109,7 @@ pub async fn dump(client: &Client, tables: &TableNames) -> StoredState {
         contacts: scan(client, &tables.contacts).await,
         messages: scan(client, &tables.messages).await,
         events: scan(client, &tables.events).await,
+        sends: scan(client, &tables.sends).await,
     }
 }
 

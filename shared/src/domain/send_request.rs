@@ -4,7 +4,6 @@
 //! once, each naming the field and what it should be, so a producer fixes them in one go. The JSON
 //! Schema in `schemas/send-request.v1.json` says the same, and a test keeps the two in agreement.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -127,56 +126,51 @@ pub struct InvalidSendRequest {
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct Wire {
-    v: Option<Value>,
-    idempotency_key: Option<String>,
-    to: Option<String>,
-    from: Option<String>,
-    category: Option<String>,
-    template: Option<WireTemplate>,
-    text: Option<WireText>,
-    fallback_template: Option<WireTemplate>,
-    not_after: Option<String>,
-    callback_data: Option<String>,
-    reply_to: Option<String>,
-}
+/// The fields of a version 1 request (the JSON Schema lists the same; a test keeps them equal).
+pub const FIELDS: &[&str] = &[
+    "v",
+    "idempotency_key",
+    "to",
+    "from",
+    "category",
+    "template",
+    "text",
+    "fallback_template",
+    "not_after",
+    "callback_data",
+    "reply_to",
+];
+/// The fields of `template` and `fallback_template`.
+pub const TEMPLATE_FIELDS: &[&str] = &["name", "language", "components"];
+/// The fields of `text`.
+pub const TEXT_FIELDS: &[&str] = &["body", "preview_url"];
 
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct WireTemplate {
-    name: Option<String>,
-    language: Option<String>,
-    #[serde(default)]
-    components: Vec<Value>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct WireText {
-    body: Option<String>,
-    #[serde(default)]
-    preview_url: bool,
-}
+type Object = serde_json::Map<String, Value>;
 
 impl SendRequest {
     /// Parses an SQS message body.
     pub fn parse(body: &str) -> Result<SendRequest, InvalidSendRequest> {
-        let wire: Wire = serde_json::from_str(body).map_err(|e| InvalidSendRequest {
+        let refuse = |message: String| InvalidSendRequest {
             problems: vec![Problem {
                 field: "body",
-                message: format!("not a version 1 send request: {e}"),
+                message,
             }],
             idempotency_key: None,
-        })?;
-        let fingerprint = hex::encode(Sha256::digest(
-            serde_json::to_vec(&wire).expect("a parsed request serializes"),
-        ));
+        };
+        let value: Value = serde_json::from_str(body)
+            .map_err(|e| refuse(format!("not a version 1 send request: not JSON ({e})")))?;
+        let Value::Object(obj) = &value else {
+            return Err(refuse(
+                "not a version 1 send request: expected a JSON object".into(),
+            ));
+        };
+        // Keys are sorted in serde_json's map, so formatting and key order do not change this.
+        let fingerprint = hex::encode(Sha256::digest(value.to_string()));
         let mut p = Problems::default();
+        p.unknown_fields(obj, FIELDS, "body");
 
-        match &wire.v {
-            Some(Value::Number(n)) if n.as_u64() == Some(SEND_REQUEST_VERSION) => {}
+        match obj.get("v") {
+            Some(Value::Number(n)) if n.as_f64() == Some(SEND_REQUEST_VERSION as f64) => {}
             None => p.add(
                 "v",
                 format!("is required; this sender reads version {SEND_REQUEST_VERSION}"),
@@ -188,43 +182,55 @@ impl SendRequest {
                 ),
             ),
         }
-        let key = match wire.idempotency_key.as_deref() {
+        let key = match p.string(obj, "idempotency_key") {
             None => p.none(
                 "idempotency_key",
                 "is required: a key unique to this message, e.g. order-1234-shipped",
             ),
             Some(k) => p.check("idempotency_key", IdempotencyKey::parse(k)),
         };
-        let to = match wire.to.as_deref() {
+        let to = match p.string(obj, "to") {
+            None if obj.contains_key("to") => None,
             None => p.none("to", "is required"),
             Some(t) => p.check("to", parse_recipient(t)),
         };
-        let from = wire.from.as_deref().and_then(|f| {
+        let from = p.string(obj, "from").and_then(|f| {
             p.check(
                 "from",
                 PhoneNumberId::parse(f)
                     .map_err(|_| "must be Meta's numeric phone number id".into()),
             )
         });
-        let message = match (&wire.template, &wire.text) {
-            (Some(_), Some(_)) => p.none(
+        let template = p.object(obj, "template");
+        let text = p.object(obj, "text");
+        let fallback = p.object(obj, "fallback_template");
+        let has = |k: &str| obj.contains_key(k);
+        let message = match (has("template"), has("text")) {
+            (true, true) => p.none(
                 "template",
                 "and text are both set: send exactly one of them",
             ),
-            (None, None) => p.none("template", "or text is required"),
-            (Some(t), None) => parse_template(t, "template", &mut p).map(OutboundMessage::Template),
-            (None, Some(t)) => parse_text(t, &mut p),
+            (false, false) => p.none("template", "or text is required"),
+            (true, false) => template
+                .and_then(|t| parse_template(t, "template", &mut p))
+                .map(OutboundMessage::Template),
+            (false, true) => text.and_then(|t| parse_text(t, &mut p)),
         };
-        let fallback_template = match (&wire.fallback_template, &wire.template) {
-            (Some(_), Some(_)) => p.none(
+        let fallback_template = match (has("fallback_template"), has("template")) {
+            (true, true) => p.none(
                 "fallback_template",
                 "only applies to a text message (a template can always be sent)",
             ),
-            (Some(t), None) => parse_template(t, "fallback_template", &mut p),
-            (None, _) => None,
+            (true, false) => fallback.and_then(|t| parse_template(t, "fallback_template", &mut p)),
+            (false, _) => None,
         };
-        let category = parse_category(&wire, fallback_template.is_some(), &mut p);
-        let not_after = wire.not_after.as_deref().and_then(|n| {
+        let category = parse_category(
+            obj,
+            has("text") && !has("template"),
+            has("fallback_template"),
+            &mut p,
+        );
+        let not_after = p.string(obj, "not_after").and_then(|n| {
             p.check(
                 "not_after",
                 UnixTime::parse_rfc3339(n).ok_or_else(|| {
@@ -232,15 +238,17 @@ impl SendRequest {
                 }),
             )
         });
-        if let Some(c) = &wire.callback_data {
-            if c.chars().count() > MAX_CALLBACK_DATA_CHARS {
-                p.add(
-                    "callback_data",
-                    format!("must be at most {MAX_CALLBACK_DATA_CHARS} characters"),
-                );
-            }
+        let callback_data = p.string(obj, "callback_data").map(str::to_owned);
+        if callback_data
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > MAX_CALLBACK_DATA_CHARS)
+        {
+            p.add(
+                "callback_data",
+                format!("must be at most {MAX_CALLBACK_DATA_CHARS} characters"),
+            );
         }
-        let reply_to = wire.reply_to.as_deref().and_then(|r| {
+        let reply_to = p.string(obj, "reply_to").and_then(|r| {
             p.check(
                 "reply_to",
                 Wamid::parse(r).map_err(|_| "must be the wamid of the message replied to".into()),
@@ -257,7 +265,7 @@ impl SendRequest {
                     message,
                     fallback_template,
                     not_after,
-                    callback_data: wire.callback_data,
+                    callback_data,
                     reply_to,
                     fingerprint,
                 })
@@ -289,6 +297,59 @@ impl Problems {
     fn check<T>(&mut self, field: &'static str, r: Result<T, String>) -> Option<T> {
         r.map_err(|m| self.add(field, m)).ok()
     }
+
+    /// Keys other than `allowed`, named so a typo is obvious.
+    fn unknown_fields(&mut self, obj: &Object, allowed: &[&str], field: &'static str) {
+        for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            self.add(
+                field,
+                format!(
+                    "unknown field {key:?}: expected one of {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// An optional string field: absent is `None`, anything but a string (null included) a problem.
+    fn string<'o>(&mut self, obj: &'o Object, field: &'static str) -> Option<&'o str> {
+        match obj.get(field) {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Null) => self.none(field, "is null: omit the field instead"),
+            Some(other) => {
+                self.add(field, format!("must be a string, not {}", json_type(other)));
+                None
+            }
+        }
+    }
+
+    /// An optional object field, like [`Problems::string`].
+    fn object<'o>(&mut self, obj: &'o Object, field: &'static str) -> Option<&'o Object> {
+        match obj.get(field) {
+            None => None,
+            Some(Value::Object(o)) => Some(o),
+            Some(Value::Null) => self.none(field, "is null: omit the field instead"),
+            Some(other) => {
+                self.add(
+                    field,
+                    format!("must be an object, not {}", json_type(other)),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// A phone in E.164 with its `+` (so Meta never guesses a country), or a BSUID.
@@ -307,44 +368,52 @@ fn parse_recipient(raw: &str) -> Result<UserId, String> {
     }
 }
 
-fn parse_template(t: &WireTemplate, field: &'static str, p: &mut Problems) -> Option<Template> {
-    let name = match t.name.as_deref() {
+fn parse_template(t: &Object, field: &'static str, p: &mut Problems) -> Option<Template> {
+    p.unknown_fields(t, TEMPLATE_FIELDS, field);
+    let name = match t.get("name") {
         None => p.none(field, "needs a name"),
-        Some(n)
+        Some(Value::String(n))
             if !n.is_empty()
                 && n.chars().count() <= MAX_TEMPLATE_NAME_CHARS
                 && n.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
         {
-            Some(n.to_owned())
+            Some(n.clone())
         }
         Some(_) => p.none(
             field,
             "name must be the approved template's name: lowercase letters, digits and _",
         ),
     };
-    let language = match t.language.as_deref() {
+    let language = match t.get("language") {
         None => p.none(field, "needs a language, e.g. en_US or es_MX"),
-        Some(l) if is_language_code(l) => Some(l.to_owned()),
+        Some(Value::String(l)) if is_language_code(l) => Some(l.clone()),
         Some(_) => p.none(
             field,
             "language must be a code like en, en_US or pt_BR, as approved for the template",
         ),
     };
-    let components_ok = t.components.iter().all(|c| {
-        c.as_object()
-            .and_then(|o| o.get("type"))
-            .is_some_and(Value::is_string)
-    });
-    if !components_ok {
-        p.add(field, "components must be Meta's component objects, each with a \"type\" (header, body, button…)");
-    }
+    let components = match t.get("components") {
+        None => Some(Vec::new()),
+        Some(Value::Array(items))
+            if items.iter().all(|c| {
+                c.as_object()
+                    .and_then(|o| o.get("type"))
+                    .is_some_and(Value::is_string)
+            }) =>
+        {
+            Some(items.clone())
+        }
+        Some(_) => p.none(
+            field,
+            "components must be an array of Meta's component objects, each with a \"type\" (header, body, button…)",
+        ),
+    };
     Some(Template {
         name: name?,
         language: language?,
-        components: t.components.clone(),
+        components: components?,
     })
-    .filter(|_| components_ok)
 }
 
 fn is_language_code(l: &str) -> bool {
@@ -354,29 +423,41 @@ fn is_language_code(l: &str) -> bool {
         && region.is_none_or(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
 }
 
-fn parse_text(t: &WireText, p: &mut Problems) -> Option<OutboundMessage> {
-    match t.body.as_deref() {
+fn parse_text(t: &Object, p: &mut Problems) -> Option<OutboundMessage> {
+    p.unknown_fields(t, TEXT_FIELDS, "text");
+    let preview_url = match t.get("preview_url") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return p.none("text", "preview_url must be true or false"),
+    };
+    match t.get("body") {
         None => p.none("text", "needs a body"),
-        Some(b) if b.trim().is_empty() => p.none("text", "body is empty"),
-        Some(b) if b.chars().count() > MAX_TEXT_CHARS => p.none(
+        Some(Value::String(b)) if b.trim().is_empty() => p.none("text", "body is empty"),
+        Some(Value::String(b)) if b.chars().count() > MAX_TEXT_CHARS => p.none(
             "text",
             &format!(
                 "body is {} characters; WhatsApp allows at most {MAX_TEXT_CHARS}",
                 b.chars().count()
             ),
         ),
-        Some(b) => Some(OutboundMessage::Text {
-            body: b.to_owned(),
-            preview_url: t.preview_url,
+        Some(Value::String(b)) => Some(OutboundMessage::Text {
+            body: b.clone(),
+            preview_url,
         }),
+        Some(_) => p.none("text", "body must be a string"),
     }
 }
 
 /// Templates name their category; free-form text is `service` unless a fallback template is given,
 /// in which case the category is the fallback's (what Meta bills and what opt-outs apply to).
-fn parse_category(wire: &Wire, has_fallback: bool, p: &mut Problems) -> Option<Category> {
-    let is_text = wire.template.is_none() && wire.text.is_some();
-    let parsed = match wire.category.as_deref() {
+fn parse_category(
+    obj: &Object,
+    is_text: bool,
+    has_fallback: bool,
+    p: &mut Problems,
+) -> Option<Category> {
+    let parsed = match p.string(obj, "category") {
+        None if obj.contains_key("category") => return None,
         None if is_text && !has_fallback => return Some(Category::Service),
         None => {
             return p.none(
@@ -528,7 +609,12 @@ mod tests {
     #[test]
     fn unknown_fields_and_non_json_are_refused_by_name() {
         let got = problems(r#"{"v":1,"idempotency_key":"k","to":"+15551234567","templete":{}}"#);
-        assert!(got[0].1.contains("unknown field `templete`"), "{got:?}");
+        assert!(
+            got[0]
+                .1
+                .contains("unknown field \"templete\": expected one of v, idempotency_key"),
+            "{got:?}"
+        );
         assert_eq!(problems("not json")[0].0, "body");
         assert!(parse("[1,2]").is_err());
     }
@@ -552,6 +638,23 @@ mod tests {
         assert_eq!(
             got[0].0, "category",
             "a fallback template needs its category"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_nulls_are_named_by_field_with_the_other_problems() {
+        let got = problems(
+            r#"{"v":1,"idempotency_key":"k","to":15551234567,"from":null,"text":{"body":"x","preview_url":"yes"},"callback_data":7}"#,
+        );
+        let shown: Vec<String> = got.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        assert_eq!(
+            shown,
+            [
+                "to: must be a string, not a number",
+                "from: is null: omit the field instead",
+                "text: preview_url must be true or false",
+                "callback_data: must be a string, not a number",
+            ]
         );
     }
 

@@ -47,7 +47,7 @@ impl UnixTime {
     /// Parses an RFC 3339 timestamp (`2026-11-23T12:00:00Z`, `…+01:00`, fractional seconds dropped).
     pub fn parse_rfc3339(raw: &str) -> Option<Self> {
         let b = raw.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
             return None;
         }
         if b[13] != b':' || b[16] != b':' {

@@ -224,7 +224,7 @@ impl Store {
 }
 
 /// A condition failed, or another transaction touched the same items: re-read and retry.
-fn transaction_conflict<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+pub(crate) fn transaction_conflict<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
     match err.as_service_error() {
         Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
             e.cancellation_reasons().iter().any(|r| {

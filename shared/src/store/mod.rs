@@ -8,13 +8,17 @@ pub mod attrs;
 pub mod contacts;
 pub mod events;
 pub mod messages;
+pub mod sends;
 pub mod tables;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
+};
 use aws_sdk_dynamodb::Client;
 
 use attrs::Item;
@@ -111,6 +115,20 @@ impl Store {
         key_attr: &str,
         item: Item,
     ) -> Result<PutOutcome, StoreError> {
+        Ok(match self.put_new(table, key_attr, item).await? {
+            None => PutOutcome::Created,
+            Some(_) => PutOutcome::Duplicate,
+        })
+    }
+
+    /// Puts `item` unless an item with its key exists; returns that item if it does (DynamoDB hands it
+    /// back with the failed condition, so no extra read).
+    pub(crate) async fn put_new(
+        &self,
+        table: &str,
+        key_attr: &str,
+        item: Item,
+    ) -> Result<Option<Item>, StoreError> {
         let result = self
             .client
             .put_item()
@@ -118,11 +136,18 @@ impl Store {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", key_attr)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(e) if condition_failed(&e) => Ok(PutOutcome::Duplicate),
+            Ok(_) => Ok(None),
+            Err(e) if condition_failed(&e) => Ok(Some(
+                match e.into_service_error() {
+                    PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                }
+                .unwrap_or_default(),
+            )),
             Err(e) => Err(StoreError::dynamo("PutItem", table, e)),
         }
     }
@@ -203,11 +228,16 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>)
 /// Exponential backoff with full jitter: 25 ms × 2^attempt, capped at 1 s.
 pub(crate) async fn backoff(attempt: u32) {
     let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1_000);
-    tokio::time::sleep(Duration::from_millis(jitter(cap))).await;
+    tokio::time::sleep(Duration::from_millis(random_up_to(cap))).await;
+}
+
+/// A random fraction in `[0, 1]` for jittered backoffs.
+pub(crate) fn jitter() -> f64 {
+    random_up_to(1_000_000) as f64 / 1_000_000.0
 }
 
 /// A cheap random number in `0..=max` (no RNG dependency for this one use).
-fn jitter(max: u64) -> u64 {
+fn random_up_to(max: u64) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -1,0 +1,469 @@
+//! The send ledger: one item per idempotency key (DESIGN rule 11).
+//!
+//! A key is claimed with a conditional write before Meta is called, and only the claim's holder (its
+//! random token) may record the outcome. States:
+//!
+//! ```text
+//!            claim                      Meta accepted
+//!   (none) ───────► in_flight ─────────────────────────► sent
+//!      │                │  Meta refused (permanent)  ──► failed
+//!      │                │  refused, retry later      ──► retry ──(reclaim)──► in_flight
+//!      │                │  no answer (may have sent) ──► unknown ──(reconcile)──► sent | in_flight (one resend)
+//!      │                │  second lost answer        ──► outcome_unknown
+//!      └─► expired | suppressed | window_closed | rejected   (decided before any call)
+//! ```
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+
+use super::attrs::{get_n, get_s, n, s, Item, UpdateBuilder};
+use super::messages::OutboundSend;
+use super::tables::{MESSAGES, SENDS};
+use super::{condition_failed, Store, StoreError};
+use crate::domain::ids::Wamid;
+use crate::domain::send_request::IdempotencyKey;
+use crate::domain::time::UnixTime;
+
+const KEY: &str = SENDS.partition_key.name;
+
+/// Where a key stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendState {
+    InFlight,
+    Retry,
+    Unknown,
+    Sent,
+    Failed,
+    Expired,
+    Suppressed,
+    WindowClosed,
+    Rejected,
+    OutcomeUnknown,
+}
+
+impl SendState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendState::InFlight => "in_flight",
+            SendState::Retry => "retry",
+            SendState::Unknown => "unknown",
+            SendState::Sent => "sent",
+            SendState::Failed => "failed",
+            SendState::Expired => "expired",
+            SendState::Suppressed => "suppressed",
+            SendState::WindowClosed => "window_closed",
+            SendState::Rejected => "rejected",
+            SendState::OutcomeUnknown => "outcome_unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "in_flight" => SendState::InFlight,
+            "retry" => SendState::Retry,
+            "unknown" => SendState::Unknown,
+            "sent" => SendState::Sent,
+            "failed" => SendState::Failed,
+            "expired" => SendState::Expired,
+            "suppressed" => SendState::Suppressed,
+            "window_closed" => SendState::WindowClosed,
+            "rejected" => SendState::Rejected,
+            "outcome_unknown" => SendState::OutcomeUnknown,
+            _ => return None,
+        })
+    }
+
+    /// Nothing more will happen under this key: a redelivery is acknowledged as a duplicate.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            SendState::InFlight | SendState::Retry | SendState::Unknown
+        )
+    }
+}
+
+/// A ledger item as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub key: String,
+    pub state: SendState,
+    pub fingerprint: Option<String>,
+    pub claim_token: Option<String>,
+    pub lease_until: Option<UnixTime>,
+    pub unknown_since: Option<UnixTime>,
+    /// A resend after a lost answer has been made (at most one is).
+    pub resent: bool,
+    pub attempts: u32,
+    pub wamid: Option<String>,
+    pub reason: Option<String>,
+    pub updated_at: Option<UnixTime>,
+}
+
+impl LedgerEntry {
+    fn from_item(item: &Item) -> Option<Self> {
+        Some(Self {
+            key: get_s(item, KEY)?.to_owned(),
+            state: SendState::parse(get_s(item, "state")?)?,
+            fingerprint: get_s(item, "fingerprint").map(str::to_owned),
+            claim_token: get_s(item, "claim_token").map(str::to_owned),
+            lease_until: get_n(item, "lease_until").map(UnixTime::from_secs),
+            unknown_since: get_n(item, "unknown_since").map(UnixTime::from_secs),
+            resent: item
+                .get("resent")
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
+            attempts: get_n(item, "attempts").unwrap_or(0).max(0) as u32,
+            wamid: get_s(item, "wamid").map(str::to_owned),
+            reason: get_s(item, "reason").map(str::to_owned),
+            updated_at: get_n(item, "updated_at").map(UnixTime::from_secs),
+        })
+    }
+}
+
+/// What the ledger keeps about the request itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendSummary<'a> {
+    pub fingerprint: &'a str,
+    pub to: &'a str,
+    pub from: &'a str,
+    pub category: &'a str,
+    pub kind: &'a str,
+    pub template_name: Option<&'a str>,
+}
+
+/// The result of trying to claim a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours: call Meta, then record the outcome with this token.
+    Claimed { token: String },
+    /// The key is already in the ledger.
+    Existing(LedgerEntry),
+}
+
+/// How a claimed send ended, other than sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish<'a> {
+    Failed {
+        code: Option<i64>,
+        class: &'a str,
+        message: &'a str,
+    },
+    /// Meta refused for now (or was unreachable): another attempt may claim it again.
+    Retry { code: Option<i64>, message: &'a str },
+    /// The request may have reached Meta: reconcile before any resend.
+    Unknown { message: &'a str },
+    /// Lost twice: give up, tell a human.
+    OutcomeUnknown { message: &'a str },
+    /// Decided without calling Meta after all (expired, suppressed, window closed on a retry).
+    Decided { state: SendState, reason: &'a str },
+}
+
+fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Store {
+    fn summary_item(
+        &self,
+        key: &IdempotencyKey,
+        summary: &SendSummary<'_>,
+        state: SendState,
+        now: UnixTime,
+    ) -> Item {
+        let mut item: Item = HashMap::from([
+            (KEY.to_owned(), s(key.as_str())),
+            ("state".into(), s(state.as_str())),
+            ("fingerprint".into(), s(summary.fingerprint)),
+            ("to".into(), s(summary.to)),
+            ("number".into(), s(summary.from)),
+            ("category".into(), s(summary.category)),
+            ("type".into(), s(summary.kind)),
+            ("created_at".into(), n(now.secs())),
+            ("updated_at".into(), n(now.secs())),
+            ("expires_at".into(), n(now.secs() + self.retention_secs)),
+        ]);
+        if let Some(t) = summary.template_name {
+            item.insert("template_name".into(), s(t));
+        }
+        item
+    }
+
+    /// Reads one ledger item.
+    pub async fn get_send(&self, key: &IdempotencyKey) -> Result<Option<LedgerEntry>, StoreError> {
+        let found = self
+            .batch_get(&self.tables.sends, KEY, &[key.as_str().to_owned()])
+            .await?;
+        Ok(found.get(key.as_str()).and_then(LedgerEntry::from_item))
+    }
+
+    /// Records an outcome decided before any call (expired, suppressed, window closed, rejected), unless
+    /// the key already has an entry, which is returned instead.
+    pub async fn record_decided(
+        &self,
+        key: &IdempotencyKey,
+        summary: &SendSummary<'_>,
+        state: SendState,
+        reason: &str,
+        now: UnixTime,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let mut item = self.summary_item(key, summary, state, now);
+        item.insert("reason".into(), s(reason));
+        item.insert("finished_at".into(), n(now.secs()));
+        self.put_new_or_existing(key, item).await
+    }
+
+    /// Records that a request under `key` was refused as invalid (unless the key has an entry already),
+    /// so a producer looking up its key learns why.
+    pub async fn record_rejected(
+        &self,
+        key: &IdempotencyKey,
+        reason: &str,
+        now: UnixTime,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let item: Item = HashMap::from([
+            (KEY.to_owned(), s(key.as_str())),
+            ("state".into(), s(SendState::Rejected.as_str())),
+            ("reason".into(), s(reason)),
+            ("created_at".into(), n(now.secs())),
+            ("updated_at".into(), n(now.secs())),
+            ("finished_at".into(), n(now.secs())),
+            ("expires_at".into(), n(now.secs() + self.retention_secs)),
+        ]);
+        self.put_new_or_existing(key, item).await
+    }
+
+    /// Claims a key for a Graph call, with a lease; returns the existing entry if the key is taken.
+    pub async fn claim_send(
+        &self,
+        key: &IdempotencyKey,
+        summary: &SendSummary<'_>,
+        now: UnixTime,
+        lease_secs: i64,
+    ) -> Result<Claim, StoreError> {
+        let token = new_token();
+        let mut item = self.summary_item(key, summary, SendState::InFlight, now);
+        item.insert("claim_token".into(), s(&token));
+        item.insert("lease_until".into(), n(now.secs() + lease_secs));
+        item.insert("attempts".into(), n(1));
+        Ok(match self.put_new_or_existing(key, item).await? {
+            None => Claim::Claimed { token },
+            Some(existing) => Claim::Existing(existing),
+        })
+    }
+
+    async fn put_new_or_existing(
+        &self,
+        key: &IdempotencyKey,
+        item: Item,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        match self.put_new(&self.tables.sends, KEY, item).await? {
+            None => Ok(None),
+            Some(existing) => match LedgerEntry::from_item(&existing) {
+                Some(entry) => Ok(Some(entry)),
+                // Not every emulator returns the old item: read it.
+                None => self.get_send(key).await,
+            },
+        }
+    }
+
+    /// Takes over an entry seen in `seen` (a retry, an expired lease, or an unknown outcome after the
+    /// wait) for another call. `None` if someone else changed it first.
+    pub async fn reclaim_send(
+        &self,
+        seen: &LedgerEntry,
+        now: UnixTime,
+        lease_secs: i64,
+        resend_after_unknown: bool,
+    ) -> Result<Option<String>, StoreError> {
+        let token = new_token();
+        let mut u = UpdateBuilder::default();
+        u.set("state", s(SendState::InFlight.as_str()))
+            .set("claim_token", s(&token))
+            .set("lease_until", n(now.secs() + lease_secs))
+            .set("updated_at", n(now.secs()))
+            .set("attempts", n(i64::from(seen.attempts) + 1));
+        if resend_after_unknown {
+            u.set("resent", AttributeValue::Bool(true));
+        }
+        let condition = self.seen_condition(&mut u, seen);
+        let written = self.update_send(&seen.key, u, condition).await?;
+        Ok(written.then_some(token))
+    }
+
+    /// Records how our claimed call ended (other than sent). `false` if the claim is no longer ours.
+    pub async fn finish_send(
+        &self,
+        key: &IdempotencyKey,
+        token: &str,
+        finish: &Finish<'_>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut u = UpdateBuilder::default();
+        u.set("updated_at", n(now.secs()));
+        match finish {
+            Finish::Failed {
+                code,
+                class,
+                message,
+            } => {
+                u.set("state", s(SendState::Failed.as_str()))
+                    .set_opt("error_code", code.map(n))
+                    .set("error_class", s(*class))
+                    .set("reason", s(*message))
+                    .set("finished_at", n(now.secs()));
+            }
+            Finish::Retry { code, message } => {
+                u.set("state", s(SendState::Retry.as_str()))
+                    .set_opt("error_code", code.map(n))
+                    .set("reason", s(*message));
+            }
+            Finish::Unknown { message } => {
+                u.set("state", s(SendState::Unknown.as_str()))
+                    .set("unknown_since", n(now.secs()))
+                    .set("reason", s(*message));
+            }
+            Finish::OutcomeUnknown { message } => {
+                u.set("state", s(SendState::OutcomeUnknown.as_str()))
+                    .set("reason", s(*message))
+                    .set("finished_at", n(now.secs()));
+            }
+            Finish::Decided { state, reason } => {
+                u.set("state", s(state.as_str()))
+                    .set("reason", s(*reason))
+                    .set("finished_at", n(now.secs()));
+            }
+        }
+        let condition = token_condition(&mut u, token);
+        self.update_send(key.as_str(), u, condition).await
+    }
+
+    /// Marks our claimed send sent and records it on the message record, in one transaction. `false`
+    /// if the claim is no longer ours (nothing is written then).
+    pub async fn complete_send(
+        &self,
+        key: &IdempotencyKey,
+        token: &str,
+        wamid: &Wamid,
+        wa_id: Option<&str>,
+        outbound: &OutboundSend<'_>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut u = UpdateBuilder::default();
+        u.set("state", s(SendState::Sent.as_str()))
+            .set("wamid", s(wamid.as_str()))
+            .set_opt("wa_id", wa_id.map(s))
+            .set("updated_at", n(now.secs()))
+            .set("finished_at", n(now.secs()));
+        let condition = token_condition(&mut u, token);
+        let ledger = Update::builder()
+            .table_name(&self.tables.sends)
+            .key(KEY, s(key.as_str()))
+            .update_expression(u.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .build()
+            .expect("table, key and expression are set");
+        let parts = self.outbound_update(outbound);
+        let message = Update::builder()
+            .table_name(&self.tables.messages)
+            .key(MESSAGES.partition_key.name, s(wamid.as_str()))
+            .update_expression(parts.expression)
+            .set_expression_attribute_names(Some(parts.names))
+            .set_expression_attribute_values(Some(parts.values))
+            .build()
+            .expect("table, key and expression are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(ledger).build())
+            .transact_items(TransactWriteItem::builder().update(message).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if super::contacts::transaction_conflict(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo(
+                "TransactWriteItems",
+                &self.tables.sends,
+                e,
+            )),
+        }
+    }
+
+    /// The entry must still be exactly as seen: same state and same claim token.
+    fn seen_condition(&self, u: &mut UpdateBuilder, seen: &LedgerEntry) -> String {
+        u.names.insert("#seen_state".into(), "state".into());
+        u.values
+            .insert(":seen_state".into(), s(seen.state.as_str()));
+        u.names.insert("#seen_token".into(), "claim_token".into());
+        match &seen.claim_token {
+            Some(t) => {
+                u.values.insert(":seen_token".into(), s(t));
+                "#seen_state = :seen_state AND #seen_token = :seen_token".into()
+            }
+            None => "#seen_state = :seen_state AND attribute_not_exists(#seen_token)".into(),
+        }
+    }
+
+    async fn update_send(
+        &self,
+        key: &str,
+        u: UpdateBuilder,
+        condition: String,
+    ) -> Result<bool, StoreError> {
+        let table = &self.tables.sends;
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(KEY, s(key))
+            .update_expression(u.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", table, e)),
+        }
+    }
+}
+
+/// Only the holder of the claim may record its outcome.
+fn token_condition(u: &mut UpdateBuilder, token: &str) -> String {
+    u.names.insert("#token".into(), "claim_token".into());
+    u.names.insert("#state_now".into(), "state".into());
+    u.values.insert(":token".into(), s(token));
+    u.values
+        .insert(":in_flight".into(), s(SendState::InFlight.as_str()));
+    "#token = :token AND #state_now = :in_flight".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_waiting_states_are_not_final() {
+        for st in [SendState::InFlight, SendState::Retry, SendState::Unknown] {
+            assert!(!st.is_final());
+        }
+        for st in [
+            SendState::Sent,
+            SendState::Failed,
+            SendState::Expired,
+            SendState::Suppressed,
+            SendState::WindowClosed,
+            SendState::Rejected,
+            SendState::OutcomeUnknown,
+        ] {
+            assert!(st.is_final());
+            assert_eq!(SendState::parse(st.as_str()), Some(st));
+        }
+    }
+}

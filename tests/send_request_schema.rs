@@ -1,0 +1,359 @@
+//! `schemas/send-request.v1.json` is what producers validate against; `SendRequest::parse` is what the
+//! sender enforces. This fails when the two drift apart: a corpus of requests must get the same
+//! verdict from both, and the schema must list exactly the code's fields and limits.
+
+use serde_json::{json, Value};
+use wahook::domain::send_request::{
+    SendRequest, FIELDS, MAX_CALLBACK_DATA_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_TEMPLATE_NAME_CHARS, MAX_TEXT_CHARS, TEMPLATE_FIELDS, TEXT_FIELDS,
+};
+
+fn schema() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/send-request.v1.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+fn sorted(fields: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn the_schema_lists_exactly_the_fields_and_limits_of_the_code() {
+    let s = schema();
+    assert_eq!(keys(&s["properties"]), sorted(FIELDS));
+    assert_eq!(
+        keys(&s["$defs"]["template"]["properties"]),
+        sorted(TEMPLATE_FIELDS)
+    );
+    assert_eq!(keys(&s["$defs"]["text"]["properties"]), sorted(TEXT_FIELDS));
+    assert_eq!(
+        s["properties"]["idempotency_key"]["maxLength"],
+        MAX_IDEMPOTENCY_KEY_CHARS
+    );
+    assert_eq!(
+        s["properties"]["callback_data"]["maxLength"],
+        MAX_CALLBACK_DATA_CHARS
+    );
+    assert_eq!(
+        s["$defs"]["text"]["properties"]["body"]["maxLength"],
+        MAX_TEXT_CHARS
+    );
+    assert_eq!(
+        s["$defs"]["template"]["properties"]["name"]["maxLength"],
+        MAX_TEMPLATE_NAME_CHARS
+    );
+}
+
+fn base() -> Value {
+    json!({"v": 1, "idempotency_key": "order-1234-shipped", "to": "+5215512345678"})
+}
+
+/// Removes a field (a JSON null stays a null).
+const REMOVE: &str = "__remove__";
+
+fn with(mut v: Value, changes: Value) -> Value {
+    for (k, val) in changes.as_object().unwrap() {
+        if val == REMOVE {
+            v.as_object_mut().unwrap().remove(k);
+        } else {
+            v[k] = val.clone();
+        }
+    }
+    v
+}
+
+fn template() -> Value {
+    json!({"category": "utility", "template": {"name": "order_shipped", "language": "es_MX",
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}})
+}
+
+fn text() -> Value {
+    json!({"text": {"body": "Hola"}})
+}
+
+/// (what it shows, the request, whether it is valid)
+fn corpus() -> Vec<(&'static str, Value, bool)> {
+    let t = with(base(), template());
+    let x = with(base(), text());
+    vec![
+        (
+            "the design example",
+            with(
+                t.clone(),
+                json!({"from": "106540352242922", "not_after": "2026-11-23T12:00:00Z", "callback_data": "order-1234", "reply_to": "wamid.HBgL"}),
+            ),
+            true,
+        ),
+        ("text, default category", x.clone(), true),
+        (
+            "text to a BSUID",
+            with(x.clone(), json!({"to": "MX.1310418412279093"})),
+            true,
+        ),
+        (
+            "text with preview",
+            with(
+                base(),
+                json!({"text": {"body": "see https://x.y", "preview_url": true}}),
+            ),
+            true,
+        ),
+        (
+            "text with fallback",
+            with(
+                x.clone(),
+                json!({"category": "utility", "fallback_template": {"name": "order_update", "language": "en"}}),
+            ),
+            true,
+        ),
+        (
+            "text as marketing",
+            with(x.clone(), json!({"category": "marketing"})),
+            true,
+        ),
+        (
+            "authentication template",
+            with(t.clone(), json!({"category": "authentication"})),
+            true,
+        ),
+        (
+            "template without components",
+            with(
+                base(),
+                json!({"category": "utility", "template": {"name": "hello", "language": "en_US"}}),
+            ),
+            true,
+        ),
+        (
+            "body of exactly 4096",
+            with(base(), json!({"text": {"body": "é".repeat(4096)}})),
+            true,
+        ),
+        (
+            "key of exactly 128",
+            with(x.clone(), json!({"idempotency_key": "k".repeat(128)})),
+            true,
+        ),
+        (
+            "not_after with offset and fraction",
+            with(
+                t.clone(),
+                json!({"not_after": "2026-11-23T12:00:00.250+01:00"}),
+            ),
+            true,
+        ),
+        ("v as 1.0", with(x.clone(), json!({"v": 1.0})), true),
+        // invalid
+        ("no version", with(x.clone(), json!({"v": REMOVE})), false),
+        ("version 2", with(x.clone(), json!({"v": 2})), false),
+        (
+            "no key",
+            with(x.clone(), json!({"idempotency_key": REMOVE})),
+            false,
+        ),
+        (
+            "key with a space",
+            with(x.clone(), json!({"idempotency_key": "order 1"})),
+            false,
+        ),
+        (
+            "key too long",
+            with(x.clone(), json!({"idempotency_key": "k".repeat(129)})),
+            false,
+        ),
+        (
+            "no recipient",
+            with(x.clone(), json!({"to": REMOVE})),
+            false,
+        ),
+        (
+            "phone without +",
+            with(x.clone(), json!({"to": "5215512345678"})),
+            false,
+        ),
+        (
+            "phone too short",
+            with(x.clone(), json!({"to": "+12345"})),
+            false,
+        ),
+        (
+            "phone too long",
+            with(x.clone(), json!({"to": "+1234567890123456"})),
+            false,
+        ),
+        (
+            "lowercase BSUID country",
+            with(x.clone(), json!({"to": "mx.131"})),
+            false,
+        ),
+        (
+            "from not numeric",
+            with(x.clone(), json!({"from": "my-number"})),
+            false,
+        ),
+        (
+            "null from",
+            with(x.clone(), json!({"from": Value::Null})),
+            false,
+        ),
+        (
+            "unknown field",
+            with(x.clone(), json!({"templete": {}})),
+            false,
+        ),
+        ("neither template nor text", base(), false),
+        ("both template and text", with(t.clone(), text()), false),
+        (
+            "template without category",
+            with(t.clone(), json!({"category": REMOVE})),
+            false,
+        ),
+        (
+            "template as service",
+            with(t.clone(), json!({"category": "service"})),
+            false,
+        ),
+        (
+            "unknown category",
+            with(t.clone(), json!({"category": "promo"})),
+            false,
+        ),
+        (
+            "template with fallback",
+            with(
+                t.clone(),
+                json!({"fallback_template": {"name": "a", "language": "en"}}),
+            ),
+            false,
+        ),
+        (
+            "fallback without category",
+            with(
+                x.clone(),
+                json!({"fallback_template": {"name": "a", "language": "en"}}),
+            ),
+            false,
+        ),
+        (
+            "fallback as service",
+            with(
+                x.clone(),
+                json!({"category": "service", "fallback_template": {"name": "a", "language": "en"}}),
+            ),
+            false,
+        ),
+        (
+            "template name with capitals",
+            with(
+                base(),
+                json!({"category": "utility", "template": {"name": "Order", "language": "en"}}),
+            ),
+            false,
+        ),
+        (
+            "template language spelled out",
+            with(
+                base(),
+                json!({"category": "utility", "template": {"name": "a", "language": "spanish"}}),
+            ),
+            false,
+        ),
+        (
+            "template without language",
+            with(
+                base(),
+                json!({"category": "utility", "template": {"name": "a"}}),
+            ),
+            false,
+        ),
+        (
+            "component without type",
+            with(
+                base(),
+                json!({"category": "utility", "template": {"name": "a", "language": "en", "components": [{"parameters": []}]}}),
+            ),
+            false,
+        ),
+        (
+            "unknown template field",
+            with(
+                base(),
+                json!({"category": "utility", "template": {"name": "a", "language": "en", "namespace": "x"}}),
+            ),
+            false,
+        ),
+        (
+            "empty body",
+            with(base(), json!({"text": {"body": ""}})),
+            false,
+        ),
+        (
+            "blank body",
+            with(base(), json!({"text": {"body": "   "}})),
+            false,
+        ),
+        (
+            "body of 4097",
+            with(base(), json!({"text": {"body": "a".repeat(4097)}})),
+            false,
+        ),
+        (
+            "preview_url not a boolean",
+            with(base(), json!({"text": {"body": "x", "preview_url": "yes"}})),
+            false,
+        ),
+        (
+            "not_after without zone",
+            with(t.clone(), json!({"not_after": "2026-11-23T12:00:00"})),
+            false,
+        ),
+        (
+            "not_after as a date",
+            with(t.clone(), json!({"not_after": "2026-11-23"})),
+            false,
+        ),
+        (
+            "callback data too long",
+            with(x.clone(), json!({"callback_data": "c".repeat(513)})),
+            false,
+        ),
+        (
+            "reply_to with a space",
+            with(x.clone(), json!({"reply_to": "wamid. x"})),
+            false,
+        ),
+        ("an array", json!([1, 2]), false),
+    ]
+}
+
+#[test]
+fn the_schema_and_the_parser_agree_on_every_request() {
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema())
+        .expect("the schema compiles");
+    let mut disagreements = Vec::new();
+    for (what, request, expected) in corpus() {
+        let by_schema = validator.is_valid(&request);
+        let by_code = SendRequest::parse(&request.to_string());
+        if by_schema != expected || by_code.is_ok() != expected {
+            disagreements.push(format!(
+                "{what}: expected {}, schema says {by_schema}, code says {:?}",
+                if expected { "valid" } else { "invalid" },
+                by_code.as_ref().map(|_| "valid").map_err(|e| e.to_string())
+            ));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}

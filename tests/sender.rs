@@ -1,0 +1,424 @@
+//! The sender against real parts: send requests on moto's SQS, the ledger and contacts in moto's
+//! DynamoDB, the Meta simulator over real HTTP, and the simulator's status webhooks stored by the
+//! webhook over real HTTP.
+
+use serde_json::json;
+use wahook::store::sends::SendState;
+use wahook_meta_sim::Fault;
+use wahook_tests::fixtures::NUMBER;
+use wahook_tests::sender::World;
+
+const ANA: &str = "+5215512345678";
+const JOAO: &str = "+5511987654321";
+
+fn template(key: &str, to: &str, category: &str) -> String {
+    json!({
+        "v": 1, "idempotency_key": key, "to": to, "category": category,
+        "template": {"name": "order_shipped", "language": "es_MX",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-17"}]}]},
+        "callback_data": "order-17"
+    })
+    .to_string()
+}
+
+fn text(key: &str, to: &str, extra: serde_json::Value) -> String {
+    let mut v = json!({"v": 1, "idempotency_key": key, "to": to, "text": {"body": "Your order shipped 🚚"}});
+    for (k, val) in extra.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    v.to_string()
+}
+
+#[tokio::test]
+async fn a_template_goes_to_meta_once_and_its_statuses_come_back() {
+    let w = World::new("send-ok").await;
+    w.enqueue(&template("order-17-shipped", ANA, "utility"))
+        .await;
+    let report = w.run().await;
+    assert_eq!((report.received, report.failed, report.deleted), (1, 0, 1));
+
+    let sent = w.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["to"], ANA);
+    assert_eq!(sent[0]["template"]["name"], "order_shipped");
+    assert_eq!(
+        sent[0]["biz_opaque_callback_data"],
+        "wahook:order-17-shipped"
+    );
+
+    let entry = w.ledger("order-17-shipped").await.unwrap();
+    assert_eq!(entry.state, SendState::Sent);
+    let wamid = entry.wamid.unwrap();
+    let record = w.harness.message_item(&wamid).await.unwrap();
+    assert_eq!(record["direction"], "out");
+    assert_eq!(record["idempotency_key"], "order-17-shipped");
+    assert_eq!(record["send_callback_data"], "order-17");
+    assert_eq!(record["category"], "utility");
+    assert_eq!(record["contact"], format!("{NUMBER}#5215512345678"));
+
+    w.eventually("the read status", || async {
+        w.harness
+            .message_item(&wamid)
+            .await
+            .is_some_and(|m| m["status"] == "read")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_sqs_message_twice_makes_one_graph_call() {
+    let w = World::new("send-dup").await;
+    let body = template("order-18-shipped", ANA, "utility");
+    w.enqueue(&body).await;
+    w.run().await;
+    w.enqueue(&body).await; // SQS redelivers, or the producer sends it again
+    let report = w.run().await;
+    assert_eq!(
+        (report.failed, report.deleted),
+        (0, 1),
+        "the duplicate is acknowledged"
+    );
+    assert_eq!(w.sent().len(), 1, "one call to Meta");
+}
+
+#[tokio::test]
+async fn one_poison_one_transient_and_eight_good_records() {
+    let w = World::new("send-mixed").await;
+    w.sim.script("+15550000009", Fault::ServerError, 1);
+    w.enqueue("this is not JSON").await;
+    w.enqueue(&template("mixed-transient", "+15550000009", "utility"))
+        .await;
+    for i in 0..8 {
+        w.enqueue(&template(
+            &format!("mixed-good-{i}"),
+            &format!("+1555000000{i}"),
+            "utility",
+        ))
+        .await;
+    }
+    let report = w.run().await;
+    assert_eq!(report.received, 10);
+    assert_eq!(
+        report.failed, 1,
+        "only the transient record fails in the batch response"
+    );
+    assert_eq!(w.sent().len(), 8);
+
+    let dlq = w.dead_letters().await;
+    assert_eq!(dlq.len(), 1, "the poison record went to the DLQ at once");
+    assert_eq!(dlq[0].body, "this is not JSON");
+    assert_eq!(dlq[0].attributes["wahook-error"], "invalid_request");
+    assert!(
+        dlq[0].attributes["wahook-reason"].contains("not a version 1 send request"),
+        "{:?}",
+        dlq[0].attributes
+    );
+
+    assert_eq!(
+        w.ledger("mixed-transient").await.unwrap().state,
+        SendState::Retry
+    );
+    // Its backoff passes; Meta is back.
+    w.expedite(&report).await;
+    let again = w.run().await;
+    assert_eq!((again.received, again.failed), (1, 0));
+    assert_eq!(
+        w.ledger("mixed-transient").await.unwrap().state,
+        SendState::Sent
+    );
+    assert_eq!(w.sent().len(), 9);
+}
+
+#[tokio::test]
+async fn invalid_requests_never_reach_meta_and_say_why() {
+    let w = World::new("send-invalid").await;
+    w.enqueue(r#"{"v":2,"idempotency_key":"bad-1","to":"+15551234567","text":{"body":"x"}}"#)
+        .await;
+    w.enqueue(r#"{"v":1,"idempotency_key":"bad-2","to":"15551234567","text":{"body":"x"}}"#)
+        .await;
+    let report = w.run().await;
+    assert_eq!(
+        (report.failed, report.deleted),
+        (0, 2),
+        "they do not burn retries"
+    );
+    assert!(w.sent().is_empty());
+    let dlq = w.dead_letters().await;
+    let reasons: Vec<&str> = dlq
+        .iter()
+        .map(|d| d.attributes["wahook-reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("v: 2 is not supported")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("to: must be a phone number in E.164 with its leading +")),
+        "{reasons:?}"
+    );
+    let rejected = w.ledger("bad-2").await.unwrap();
+    assert_eq!(
+        rejected.state,
+        SendState::Rejected,
+        "a producer can look the key up"
+    );
+    assert!(rejected.reason.unwrap().contains("leading +"));
+}
+
+#[tokio::test]
+async fn a_key_reused_for_another_message_is_refused() {
+    let w = World::new("send-reuse").await;
+    w.enqueue(&template("reused-key", ANA, "utility")).await;
+    w.run().await;
+    w.enqueue(&template("reused-key", JOAO, "utility")).await;
+    w.run().await;
+    assert_eq!(w.sent().len(), 1);
+    let dlq = w.dead_letters().await;
+    assert_eq!(dlq[0].attributes["wahook-error"], "key_reused");
+}
+
+#[tokio::test]
+async fn marketing_to_an_opted_out_contact_makes_no_call() {
+    let w = World::new("send-optout").await;
+    w.user_writes(JOAO, "STOP", false).await;
+    w.enqueue(&template("promo-1", JOAO, "marketing")).await;
+    w.run().await;
+    assert!(w.sent().is_empty(), "no call to Meta");
+    let entry = w.ledger("promo-1").await.unwrap();
+    assert_eq!(entry.state, SendState::Suppressed);
+    assert!(entry.reason.unwrap().contains("opted out of marketing"));
+}
+
+#[tokio::test]
+async fn consent_required_and_missing_is_suppressed() {
+    let w = World::with("send-consent", |o| {
+        o.policy.consent_required = vec![wahook::domain::preferences::Category::Marketing];
+    })
+    .await;
+    w.enqueue(&template("promo-2", ANA, "marketing")).await;
+    w.run().await;
+    assert!(w.sent().is_empty());
+    assert_eq!(
+        w.ledger("promo-2").await.unwrap().state,
+        SendState::Suppressed
+    );
+    // The user says START: consent is on record now.
+    w.user_writes(ANA, "START", false).await;
+    w.enqueue(&template("promo-3", ANA, "marketing")).await;
+    w.run().await;
+    assert_eq!(w.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn free_form_text_needs_the_window_or_goes_as_its_fallback() {
+    let w = World::new("send-window").await;
+    // Never wrote: closed window, no fallback.
+    w.enqueue(&text("t-closed", JOAO, json!({}))).await;
+    // Never wrote, with a fallback template.
+    w.enqueue(&text(
+        "t-fallback",
+        JOAO,
+        json!({"category": "utility", "fallback_template": {"name": "order_update", "language": "pt_BR"}}),
+    ))
+    .await;
+    w.run().await;
+    assert_eq!(
+        w.ledger("t-closed").await.unwrap().state,
+        SendState::WindowClosed
+    );
+    let sent = w.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["type"], "template");
+    assert_eq!(sent[0]["template"]["name"], "order_update");
+
+    // The user writes: the window is open and the text goes as text.
+    w.user_writes(ANA, "Hola", false).await;
+    w.enqueue(&text("t-open", ANA, json!({}))).await;
+    w.run().await;
+    let sent = w.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1]["type"], "text");
+    assert_eq!(sent[1]["text"]["body"], "Your order shipped 🚚");
+}
+
+#[tokio::test]
+async fn meta_saying_the_window_closed_sends_the_fallback() {
+    let w = World::new("send-131047").await;
+    w.user_writes(ANA, "Hola", false).await;
+    w.sim.script(ANA, Fault::Code(131_047), 1);
+    w.enqueue(&text(
+        "t-stale",
+        ANA,
+        json!({"category": "utility", "fallback_template": {"name": "order_update", "language": "es_MX"}}),
+    ))
+    .await;
+    w.run().await;
+    let sent = w.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["type"], "template");
+    assert_eq!(w.ledger("t-stale").await.unwrap().state, SendState::Sent);
+}
+
+#[tokio::test]
+async fn an_expired_request_is_recorded_and_not_sent() {
+    let w = World::new("send-expired").await;
+    let mut req: serde_json::Value =
+        serde_json::from_str(&template("late-1", ANA, "utility")).unwrap();
+    req["not_after"] = json!("2020-01-01T00:00:00Z");
+    w.enqueue(&req.to_string()).await;
+    w.run().await;
+    assert!(w.sent().is_empty());
+    assert_eq!(w.ledger("late-1").await.unwrap().state, SendState::Expired);
+}
+
+#[tokio::test]
+async fn permanent_errors_are_recorded_and_acknowledged() {
+    let w = World::new("send-permanent").await;
+    w.sim.script(ANA, Fault::Code(132_001), 1);
+    w.sim.script(JOAO, Fault::Code(131_050), 1);
+    w.enqueue(&template("perm-1", ANA, "utility")).await;
+    w.enqueue(&template("perm-2", JOAO, "marketing")).await;
+    let report = w.run().await;
+    assert_eq!((report.failed, report.deleted), (0, 2));
+    let e = w.ledger("perm-1").await.unwrap();
+    assert_eq!(e.state, SendState::Failed);
+    assert!(e.reason.unwrap().contains("Template name does not exist"));
+    assert_eq!(w.ledger("perm-2").await.unwrap().state, SendState::Failed);
+
+    // 131050 also opts the contact out of marketing: the next promo is suppressed without a call.
+    w.enqueue(&template("perm-3", JOAO, "marketing")).await;
+    w.run().await;
+    assert_eq!(
+        w.ledger("perm-3").await.unwrap().state,
+        SendState::Suppressed
+    );
+    assert!(w.sent().is_empty());
+}
+
+#[tokio::test]
+async fn throughput_and_pair_rate_errors_retry_with_their_own_backoff() {
+    let w = World::new("send-transient").await;
+    w.sim.script(ANA, Fault::Code(130_429), 1);
+    w.sim.script(JOAO, Fault::Code(131_056), 1);
+    w.enqueue(&template("rl-1", ANA, "utility")).await;
+    w.enqueue(&template("rl-2", JOAO, "utility")).await;
+    let report = w.run().await;
+    assert_eq!(report.failed, 2);
+    assert_eq!(w.ledger("rl-1").await.unwrap().state, SendState::Retry);
+    assert_eq!(w.ledger("rl-2").await.unwrap().state, SendState::Retry);
+    w.expedite(&report).await;
+    let again = w.run().await;
+    assert_eq!((again.received, again.failed), (2, 0));
+    assert_eq!(w.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_reconciled_from_status_webhooks_without_a_second_send() {
+    let w = World::with("send-lost", |o| {
+        o.graph_timeout = std::time::Duration::from_millis(700)
+    })
+    .await;
+    w.sim.script(ANA, Fault::LostAnswer, 1);
+    w.enqueue(&template("lost-1", ANA, "utility")).await;
+    let report = w.run().await;
+    assert_eq!(report.failed, 1, "the outcome is unknown: try again later");
+    assert_eq!(w.ledger("lost-1").await.unwrap().state, SendState::Unknown);
+    assert_eq!(w.sent().len(), 1, "Meta did accept it");
+
+    // Meta's status webhooks for that message reach the webhook meanwhile.
+    let wamid = w.sim.accepted()[0].wamid.clone();
+    w.eventually("the sent status", || async {
+        w.harness.message_item(&wamid).await.is_some()
+    })
+    .await;
+
+    w.expedite(&report).await;
+    let again = w.run().await;
+    assert_eq!((again.received, again.failed), (1, 0));
+    let entry = w.ledger("lost-1").await.unwrap();
+    assert_eq!(entry.state, SendState::Sent);
+    assert_eq!(entry.wamid.as_deref(), Some(wamid.as_str()));
+    assert_eq!(w.sent().len(), 1, "no second send");
+}
+
+#[tokio::test]
+async fn without_status_webhooks_a_lost_answer_is_resent_once_then_given_up() {
+    let w = World::with("send-lost-twice", |o| {
+        o.graph_timeout = std::time::Duration::from_millis(700);
+        o.status_webhooks = false;
+        o.reconcile_wait_secs = 0;
+    })
+    .await;
+    w.sim.script(ANA, Fault::LostAnswer, 2);
+    w.enqueue(&template("lost-2", ANA, "utility")).await;
+    let first = w.run().await;
+    assert_eq!(w.ledger("lost-2").await.unwrap().state, SendState::Unknown);
+    w.expedite(&first).await;
+    let second = w.run().await;
+    assert_eq!(second.failed, 1);
+    assert_eq!(
+        w.sent().len(),
+        2,
+        "the one documented duplicate: a resend after the wait"
+    );
+    let entry = w.ledger("lost-2").await.unwrap();
+    assert!(entry.resent && entry.state == SendState::Unknown);
+    w.expedite(&second).await;
+    let third = w.run().await;
+    assert_eq!((third.failed, third.deleted), (0, 1));
+    assert_eq!(
+        w.ledger("lost-2").await.unwrap().state,
+        SendState::OutcomeUnknown
+    );
+    assert_eq!(w.sent().len(), 2, "never a third send");
+}
+
+#[tokio::test]
+async fn a_reply_to_a_click_to_whatsapp_user_opens_the_free_entry_point_window() {
+    let w = World::new("send-fep").await;
+    w.user_writes(ANA, "Quiero info", true).await;
+    w.enqueue(&text("fep-1", ANA, json!({}))).await;
+    w.run().await;
+    let contact = w
+        .harness
+        .store()
+        .find_contact(&wahook::domain::ids::ContactKey::from_stored(format!(
+            "{NUMBER}#5215512345678"
+        )))
+        .await
+        .unwrap()
+        .unwrap()
+        .1;
+    let opened = contact
+        .entry_point_opened_at
+        .expect("the FEP window is open");
+    assert_eq!(
+        contact.entry_point_expires_at().unwrap().secs() - opened.secs(),
+        72 * 3600
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_requests_per_accepted_send_stay_within_three() {
+    // Status webhooks off: the webhook shares this DynamoDB client and its requests would count.
+    let w = World::with("send-cost", |o| o.status_webhooks = false).await;
+    for i in 0..10 {
+        w.enqueue(&template(
+            &format!("cost-{i}"),
+            &format!("+1555100000{i}"),
+            "utility",
+        ))
+        .await;
+    }
+    w.harness.counter.reset();
+    let report = w.run().await;
+    assert_eq!(report.deleted, 10);
+    let requests: usize = w.harness.counter.snapshot().values().sum();
+    assert!(
+        requests <= 30,
+        "{requests} DynamoDB requests for 10 sends: {:?}",
+        w.harness.counter.snapshot()
+    );
+}

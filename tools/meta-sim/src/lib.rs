@@ -1,0 +1,721 @@
+//! A Meta simulator: what wahook talks to instead of Meta when run locally or tested.
+//!
+//! - `POST /{version}/{phone_number_id}/messages` answers like the Graph API: Meta's validation and
+//!   error objects, wamids, `message_status` for templates.
+//! - Faults scripted per recipient (`POST /_sim/faults`): 5xx, any Meta error code, a slow answer, a
+//!   hang, or `lost_answer` (the message is accepted and its statuses flow, but the HTTP answer never
+//!   comes: the case wahook must not turn into a duplicate).
+//! - `GET /_sim/messages` lists what was accepted, with the wamids given.
+//! - With a webhook target, accepted messages get signed status webhooks (sent → delivered → read),
+//!   and `POST /_sim/inbound` / `POST /_sim/statuses` post signed webhooks on demand.
+//!
+//! Webhook bodies are written the way Meta writes them (ASCII only, `\uXXXX`, `\/`) and signed with
+//! an HMAC computed here, independently of wahook's own code.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// Where signed webhooks go.
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    pub url: String,
+    pub app_secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The bearer token sends must carry; `None` accepts any non-empty token.
+    pub access_token: Option<String>,
+    pub webhook: Option<WebhookTarget>,
+    /// Delays after acceptance of the sent, delivered and read statuses (cumulative).
+    pub status_delays: [Duration; 3],
+    /// Approved template names; empty accepts any name.
+    pub templates: Vec<String>,
+    pub display_phone_number: String,
+    pub waba_id: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            access_token: None,
+            webhook: None,
+            status_delays: [
+                Duration::from_millis(100),
+                Duration::from_millis(300),
+                Duration::from_millis(800),
+            ],
+            templates: Vec::new(),
+            display_phone_number: "15550783881".into(),
+            waba_id: "102290129340398".into(),
+        }
+    }
+}
+
+/// A scripted misbehaviour for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 500 with code 2 ("service temporarily unavailable").
+    ServerError,
+    /// HTTP 400 with this Meta error code (130429, 131056, 131047, 131050, 132001…).
+    Code(i64),
+    /// Success, after this long.
+    Slow(Duration),
+    /// No answer at all, nothing accepted.
+    Hang,
+    /// Accepted (listed, statuses sent), but the answer never comes back.
+    LostAnswer,
+}
+
+impl Fault {
+    /// `5xx`, a code like `130429`, `slow:800` (ms), `hang`, `lost_answer`.
+    pub fn parse(s: &str) -> Option<Fault> {
+        Some(match s {
+            "5xx" => Fault::ServerError,
+            "hang" => Fault::Hang,
+            "lost_answer" => Fault::LostAnswer,
+            _ => match s.strip_prefix("slow:") {
+                Some(ms) => Fault::Slow(Duration::from_millis(ms.parse().ok()?)),
+                None => Fault::Code(s.parse().ok()?),
+            },
+        })
+    }
+}
+
+/// A message the simulator accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AcceptedMessage {
+    pub wamid: String,
+    pub phone_number_id: String,
+    /// The request body as sent.
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct SimState {
+    config: Mutex<Option<SimConfig>>,
+    accepted: Mutex<Vec<AcceptedMessage>>,
+    faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    counter: AtomicU64,
+    http: Option<reqwest::Client>,
+}
+
+impl SimState {
+    fn config(&self) -> SimConfig {
+        self.config.lock().unwrap().clone().unwrap_or_default()
+    }
+
+    fn next_fault(&self, to: &str) -> Option<Fault> {
+        let mut faults = self.faults.lock().unwrap();
+        let queue = faults.get_mut(&digits(to))?;
+        queue.pop_front()
+    }
+
+    fn wamid(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        format!("wamid.SIM{:016X}{:08}", std::process::id(), n)
+    }
+}
+
+/// A running simulator.
+pub struct MetaSim {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetaSim {
+    /// Listens on `bind` (port 0 for any free port) until stopped.
+    pub async fn start(bind: SocketAddr, config: SimConfig) -> std::io::Result<MetaSim> {
+        let state = Arc::new(SimState {
+            config: Mutex::new(Some(config)),
+            http: Some(
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(std::io::Error::other)?,
+            ),
+            ..SimState::default()
+        });
+        let app = Router::new()
+            .route("/{version}/{number}/messages", post(send_message))
+            .route("/_sim/messages", get(list_messages))
+            .route("/_sim/faults", post(add_fault).delete(clear_faults))
+            .route("/_sim/inbound", post(post_inbound))
+            .route("/_sim/statuses", post(post_status))
+            .route("/_sim/health", get(|| async { "ok" }))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(MetaSim {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What was accepted so far, in order.
+    pub fn accepted(&self) -> Vec<AcceptedMessage> {
+        self.state.accepted.lock().unwrap().clone()
+    }
+
+    /// The next `times` sends to `to` misbehave as `fault`.
+    pub fn script(&self, to: &str, fault: Fault, times: usize) {
+        let mut faults = self.state.faults.lock().unwrap();
+        let queue = faults.entry(digits(to)).or_default();
+        queue.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Changes where webhooks go (e.g. once the webhook is up).
+    pub fn set_webhook(&self, target: Option<WebhookTarget>) {
+        let mut config = self.state.config.lock().unwrap();
+        if let Some(c) = config.as_mut() {
+            c.webhook = target;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+fn digits(to: &str) -> String {
+    to.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .collect()
+}
+
+/// Meta's error object.
+fn meta_error(status: StatusCode, code: i64, message: &str, details: &str) -> Response {
+    let body = json!({
+        "error": {
+            "message": format!("(#{code}) {message}"),
+            "type": "OAuthException",
+            "code": code,
+            "error_data": { "messaging_product": "whatsapp", "details": details },
+            "fbtrace_id": "AsimFbTraceId0"
+        }
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn send_message(
+    State(state): State<Arc<SimState>>,
+    Path((_version, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let config = state.config();
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let token_ok = match &config.access_token {
+        Some(expected) => token == expected,
+        None => !token.is_empty(),
+    };
+    if !token_ok {
+        return meta_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+            "Invalid OAuth access token",
+        );
+    }
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "the phone number id in the path is not valid",
+        );
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "the body is not JSON",
+        );
+    };
+    if request["messaging_product"] != "whatsapp" {
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "The parameter messaging_product is required.",
+            "messaging_product must be whatsapp",
+        );
+    }
+    let Some(to) = request["to"].as_str() else {
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "The parameter to is required.",
+            "to is required",
+        );
+    };
+    let is_bsuid = to.as_bytes().get(2) == Some(&b'.');
+    let phone_digits: String = to.chars().filter(char::is_ascii_digit).collect();
+    if !is_bsuid && !(6..=15).contains(&phone_digits.len()) {
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            131_009,
+            "Parameter value is not valid",
+            "to is not a valid WhatsApp user phone number",
+        );
+    }
+    let kind = request["type"].as_str().unwrap_or("text");
+    match kind {
+        "template" => {
+            let name = request["template"]["name"].as_str();
+            let language = request["template"]["language"]["code"].as_str();
+            let (Some(name), Some(language)) = (name, language) else {
+                return meta_error(
+                    StatusCode::BAD_REQUEST,
+                    131_008,
+                    "Required parameter is missing",
+                    "template.name and template.language.code are required",
+                );
+            };
+            if !config.templates.is_empty() && !config.templates.iter().any(|t| t == name) {
+                return meta_error(
+                    StatusCode::NOT_FOUND,
+                    132_001,
+                    "Template name does not exist in the translation",
+                    &format!("template name ({name}) does not exist in {language}"),
+                );
+            }
+        }
+        "text" => match request["text"]["body"].as_str() {
+            None => {
+                return meta_error(
+                    StatusCode::BAD_REQUEST,
+                    131_008,
+                    "Required parameter is missing",
+                    "text.body is required",
+                )
+            }
+            Some(b) if b.chars().count() > 4096 => {
+                return meta_error(
+                    StatusCode::BAD_REQUEST,
+                    100,
+                    "Param text['body'] must be at most 4096 characters long.",
+                    "text.body is too long",
+                )
+            }
+            Some(_) => {}
+        },
+        _ => {}
+    }
+
+    let mut lost = false;
+    match state.next_fault(to) {
+        Some(Fault::ServerError) => {
+            return meta_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                2,
+                "Service temporarily unavailable",
+                "simulated outage",
+            )
+        }
+        Some(Fault::Code(code)) => {
+            let message = match code {
+                130_429 => "Rate limit hit",
+                131_056 => "(Business Account, Consumer Account) pair rate limit hit",
+                131_047 => "Re-engagement message",
+                131_050 => "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business",
+                132_001 => "Template name does not exist in the translation",
+                _ => "Simulated error",
+            };
+            return meta_error(StatusCode::BAD_REQUEST, code, message, "scripted fault");
+        }
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Some(Fault::LostAnswer) => lost = true,
+        None => {}
+    }
+
+    let wamid = state.wamid();
+    state.accepted.lock().unwrap().push(AcceptedMessage {
+        wamid: wamid.clone(),
+        phone_number_id: number.clone(),
+        body: request.clone(),
+    });
+    if let (Some(target), Some(http)) = (config.webhook.clone(), state.http.clone()) {
+        tokio::spawn(send_statuses(
+            http,
+            target,
+            config.clone(),
+            number.clone(),
+            wamid.clone(),
+            request.clone(),
+        ));
+    }
+    if lost {
+        // The message went out; the answer never comes back.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    let mut message = json!({ "id": wamid });
+    if kind == "template" {
+        message["message_status"] = json!("accepted");
+    }
+    let contact = if is_bsuid {
+        json!({ "input": to, "user_id": to })
+    } else {
+        json!({ "input": to, "wa_id": phone_digits })
+    };
+    Json(json!({ "messaging_product": "whatsapp", "contacts": [contact], "messages": [message] }))
+        .into_response()
+}
+
+async fn list_messages(State(state): State<Arc<SimState>>) -> Json<Vec<AcceptedMessage>> {
+    Json(state.accepted.lock().unwrap().clone())
+}
+
+#[derive(Deserialize)]
+struct FaultRequest {
+    to: String,
+    fault: String,
+    #[serde(default = "one")]
+    times: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+async fn add_fault(State(state): State<Arc<SimState>>, Json(req): Json<FaultRequest>) -> Response {
+    let Some(fault) = Fault::parse(&req.fault) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown fault {:?}: use 5xx, a Meta error code, slow:<ms>, hang or lost_answer",
+                req.fault
+            ),
+        )
+            .into_response();
+    };
+    let mut faults = state.faults.lock().unwrap();
+    faults
+        .entry(digits(&req.to))
+        .or_default()
+        .extend(std::iter::repeat_n(fault, req.times));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn clear_faults(State(state): State<Arc<SimState>>) -> StatusCode {
+    state.faults.lock().unwrap().clear();
+    StatusCode::NO_CONTENT
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Compact JSON the way Meta writes webhooks: non-ASCII as `\uXXXX` (surrogate pairs beyond the BMP)
+/// and `/` as `\/`. Outside strings JSON has neither, so escaping the whole text is safe.
+pub fn meta_json(value: &Value) -> String {
+    let compact = value.to_string();
+    let mut out = String::with_capacity(compact.len() + 16);
+    for c in compact.chars() {
+        match c {
+            '/' => out.push_str("\\/"),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `sha256=<hex>` over the exact body, as Meta signs it.
+pub fn signature(app_secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn envelope(config: &SimConfig, number: &str, field: &str, value: Value) -> Value {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] =
+        json!({ "display_phone_number": config.display_phone_number, "phone_number_id": number });
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": config.waba_id, "changes": [{ "value": value, "field": field }] }]
+    })
+}
+
+/// Posts a signed webhook; returns the HTTP status the webhook answered.
+pub async fn post_webhook(
+    http: &reqwest::Client,
+    target: &WebhookTarget,
+    payload: &Value,
+) -> Result<u16, String> {
+    let body = meta_json(payload);
+    let response = http
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            signature(&target.app_secret, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("could not post to {}: {e}", target.url))?;
+    Ok(response.status().as_u16())
+}
+
+fn status_value(wamid: &str, status: &str, request: &Value, extra: Value) -> Value {
+    let to = request["to"].as_str().unwrap_or_default();
+    let mut item = json!({ "id": wamid, "status": status, "timestamp": now_secs().to_string() });
+    if to.as_bytes().get(2) == Some(&b'.') {
+        item["recipient_user_id"] = json!(to);
+    } else {
+        item["recipient_id"] = json!(to.chars().filter(char::is_ascii_digit).collect::<String>());
+    }
+    if let Some(cb) = request["biz_opaque_callback_data"].as_str() {
+        item["biz_opaque_callback_data"] = json!(cb);
+    }
+    if status != "read" && status != "failed" {
+        let category = if request["type"] == "template" {
+            "utility"
+        } else {
+            "service"
+        };
+        item["pricing"] = json!({ "billable": category != "service", "pricing_model": "PMP", "category": category, "type": "regular" });
+    }
+    if let Some(obj) = extra.as_object() {
+        for (k, v) in obj {
+            item[k] = v.clone();
+        }
+    }
+    json!({ "statuses": [item] })
+}
+
+async fn send_statuses(
+    http: reqwest::Client,
+    target: WebhookTarget,
+    config: SimConfig,
+    number: String,
+    wamid: String,
+    request: Value,
+) {
+    for (delay, status) in config
+        .status_delays
+        .iter()
+        .zip(["sent", "delivered", "read"])
+    {
+        tokio::time::sleep(*delay).await;
+        let payload = envelope(
+            &config,
+            &number,
+            "messages",
+            status_value(&wamid, status, &request, json!({})),
+        );
+        if let Err(e) = post_webhook(&http, &target, &payload).await {
+            tracing::warn!("status webhook {status} for {wamid} failed: {e}");
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct InboundRequest {
+    /// The user's phone (E.164 with or without +); omit for a username user.
+    from: Option<String>,
+    /// The user's business-scoped id.
+    from_user_id: Option<String>,
+    #[serde(default = "default_name")]
+    name: String,
+    /// Text of a text message.
+    text: Option<String>,
+    /// Label of a quick-reply tap (e.g. "Stop promotions").
+    button: Option<String>,
+    /// Include a Click-to-WhatsApp ad referral.
+    #[serde(default)]
+    referral: bool,
+    phone_number_id: String,
+}
+
+fn default_name() -> String {
+    "Sim User".into()
+}
+
+async fn post_inbound(
+    State(state): State<Arc<SimState>>,
+    Json(req): Json<InboundRequest>,
+) -> Response {
+    let config = state.config();
+    let (Some(target), Some(http)) = (config.webhook.clone(), state.http.clone()) else {
+        return (
+            StatusCode::CONFLICT,
+            "no webhook target configured (WAHOOK_META_SIM_WEBHOOK_URL)",
+        )
+            .into_response();
+    };
+    let wamid = state.wamid();
+    let phone = req
+        .from
+        .as_deref()
+        .map(|f| f.trim_start_matches('+').to_owned());
+    let mut contact = json!({ "profile": { "name": req.name } });
+    let mut message = json!({ "id": wamid, "timestamp": now_secs().to_string() });
+    if let Some(p) = &phone {
+        contact["wa_id"] = json!(p);
+        message["from"] = json!(p);
+    }
+    if let Some(u) = &req.from_user_id {
+        contact["user_id"] = json!(u);
+        message["from_user_id"] = json!(u);
+    }
+    match (&req.text, &req.button) {
+        (_, Some(label)) => {
+            message["type"] = json!("button");
+            message["button"] = json!({ "text": label, "payload": label });
+        }
+        (text, None) => {
+            message["type"] = json!("text");
+            message["text"] = json!({ "body": text.clone().unwrap_or_else(|| "Hola".into()) });
+        }
+    }
+    if req.referral {
+        message["referral"] = json!({
+            "source_url": "https://fb.me/sim-ad", "source_id": "120200000000000001", "source_type": "ad",
+            "headline": "Simulated ad", "body": "Write to us", "media_type": "image",
+            "ctwa_clid": "ARAkSimulatedClickId"
+        });
+    }
+    let payload = envelope(
+        &config,
+        &req.phone_number_id,
+        "messages",
+        json!({ "contacts": [contact], "messages": [message] }),
+    );
+    match post_webhook(&http, &target, &payload).await {
+        Ok(status) => Json(json!({ "wamid": wamid, "webhook_status": status })).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusRequest {
+    wamid: String,
+    status: String,
+    error_code: Option<i64>,
+}
+
+/// Posts a status for a message the simulator accepted (e.g. a `failed` with 131050).
+async fn post_status(
+    State(state): State<Arc<SimState>>,
+    Json(req): Json<StatusRequest>,
+) -> Response {
+    let config = state.config();
+    let (Some(target), Some(http)) = (config.webhook.clone(), state.http.clone()) else {
+        return (StatusCode::CONFLICT, "no webhook target configured").into_response();
+    };
+    let accepted = state
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m.wamid == req.wamid)
+        .cloned();
+    let Some(accepted) = accepted else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no accepted message {}", req.wamid),
+        )
+            .into_response();
+    };
+    let extra = match req.error_code {
+        Some(code) => {
+            json!({ "errors": [{ "code": code, "title": "Simulated failure", "message": "Simulated failure", "error_data": { "details": "scripted" } }] })
+        }
+        None => json!({}),
+    };
+    let value = status_value(&req.wamid, &req.status, &accepted.body, extra);
+    let payload = envelope(&config, &accepted.phone_number_id, "messages", value);
+    match post_webhook(&http, &target, &payload).await {
+        Ok(status) => Json(json!({ "webhook_status": status })).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_json_is_escaped_like_metas() {
+        let v = json!({"text": "J'ai mangé 🍝 https://x.y"});
+        assert_eq!(
+            meta_json(&v),
+            r#"{"text":"J'ai mang\u00e9 \ud83c\udf5d https:\/\/x.y"}"#
+        );
+    }
+
+    #[test]
+    fn signatures_match_a_known_answer() {
+        assert_eq!(
+            signature("key", b"The quick brown fox jumps over the lazy dog"),
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn faults_parse_from_their_names() {
+        assert_eq!(Fault::parse("130429"), Some(Fault::Code(130_429)));
+        assert_eq!(
+            Fault::parse("slow:250"),
+            Some(Fault::Slow(Duration::from_millis(250)))
+        );
+        assert_eq!(Fault::parse("lost_answer"), Some(Fault::LostAnswer));
+        assert_eq!(Fault::parse("5xx"), Some(Fault::ServerError));
+        assert_eq!(Fault::parse("nope"), None);
+    }
+}
