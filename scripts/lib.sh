@@ -69,7 +69,8 @@ start_moto() {
     ensure_venv moto
     for attempt in 1 2 3; do
         port=$(free_port)
-        "$VENV_ROOT/moto/bin/moto_server" -H 127.0.0.1 -p "$port" >"$run_dir/moto.log" 2>&1 &
+        # Our launcher: moto_server with DynamoDB requests serialized (see scripts/moto_server.py).
+        "$VENV_ROOT/moto/bin/python" "$WAHOOK_ROOT/scripts/moto_server.py" 127.0.0.1 "$port" >"$run_dir/moto.log" 2>&1 &
         pid=$!
         echo "$pid" >"$run_dir/moto.pid"
         if wait_http "http://127.0.0.1:$port/moto-api/" 30 "$pid"; then

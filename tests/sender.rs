@@ -422,3 +422,48 @@ async fn dynamodb_requests_per_accepted_send_stay_within_three() {
         w.harness.counter.snapshot()
     );
 }
+
+#[tokio::test]
+async fn a_storage_failure_after_meta_accepted_is_retried_in_place_not_resent() {
+    let w = World::with("send-record-retry", |o| o.status_webhooks = false).await;
+    // Recording the sent state fails twice right after Meta accepted the message.
+    w.harness.fault.fail_next("TransactWriteItems", 2);
+    w.enqueue(&template("record-retry-1", ANA, "utility")).await;
+    let report = w.run().await;
+    assert_eq!((report.failed, report.deleted), (0, 1));
+    assert_eq!(w.harness.fault.injected(), 2);
+    assert_eq!(
+        w.ledger("record-retry-1").await.unwrap().state,
+        SendState::Sent
+    );
+    assert_eq!(w.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn the_sample_sqs_event_runs_through_the_lambda_adapter() {
+    let w = World::new("send-fixture").await;
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&wahook_tests::fixtures::event("sqs-sends-batch")).unwrap();
+    let response = wahook_sender::handle(
+        &w.sender,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    assert_eq!(w.sent().len(), 1, "the valid record went out");
+    let dlq = w.dead_letters().await;
+    assert_eq!(
+        dlq.len(),
+        2,
+        "the poison and the invalid record are on the DLQ"
+    );
+    assert_eq!(
+        w.ledger("order-1235-shipped").await.unwrap().state,
+        SendState::Rejected
+    );
+}

@@ -221,6 +221,8 @@ impl Intercept for CountingInterceptor {
 #[derive(Debug, Default)]
 pub struct FaultInjector {
     armed: Mutex<Option<usize>>,
+    /// Fail the next N calls of one operation.
+    targeted: Mutex<Option<(&'static str, usize)>>,
     injected: AtomicUsize,
 }
 
@@ -231,6 +233,12 @@ impl FaultInjector {
 
     pub fn disarm(&self) {
         *self.armed.lock().unwrap() = None;
+        *self.targeted.lock().unwrap() = None;
+    }
+
+    /// The next `times` calls of `operation` fail (others go through).
+    pub fn fail_next(&self, operation: &'static str, times: usize) {
+        *self.targeted.lock().unwrap() = Some((operation, times));
     }
 
     pub fn injected(&self) -> usize {
@@ -252,6 +260,16 @@ impl Intercept for FaultInterceptor {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let op = operation_name(context);
+        {
+            let mut targeted = self.0.targeted.lock().unwrap();
+            if let Some((target, left)) = targeted.as_mut() {
+                if *target == op && *left > 0 {
+                    *left -= 1;
+                    self.0.injected.fetch_add(1, Ordering::SeqCst);
+                    return Err(format!("injected DynamoDB failure on {op}").into());
+                }
+            }
+        }
         if !matches!(op, "PutItem" | "UpdateItem" | "TransactWriteItems") {
             return Ok(());
         }

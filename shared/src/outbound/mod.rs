@@ -582,17 +582,23 @@ impl Sender {
                         message.template_name(),
                         now,
                     );
-                    let ours = self
-                        .store
-                        .complete_send(
-                            key,
-                            token,
-                            &accepted.wamid,
-                            accepted.wa_id.as_deref(),
-                            &outbound,
-                            now,
-                        )
-                        .await?;
+                    // Meta has the message: losing that knowledge now is what could cause a duplicate,
+                    // so recording it gets several tries before the record is handed back to SQS.
+                    let ours = match self
+                        .record_accepted(key, token, &accepted, &outbound, now)
+                        .await
+                    {
+                        Ok(ours) => ours,
+                        Err(e) => {
+                            return Ok(Next::Retry {
+                                delay_secs: self.settings.reconcile_wait_secs.max(1) as u32,
+                                why: format!(
+                                    "Meta accepted {} but recording it failed: {e}",
+                                    accepted.wamid
+                                ),
+                            })
+                        }
+                    };
                     if !ours {
                         // Our lease ran out during the call (the function ran longer than the lease):
                         // keep the message record; the ledger's new holder will reconcile from it.
@@ -692,6 +698,44 @@ impl Sender {
                 }
             }
         })
+    }
+
+    /// Records an accepted send, retrying storage failures in-process. If it still fails, the message
+    /// record alone is written (the reconciliation finds it by its idempotency key) and the error returned.
+    async fn record_accepted(
+        &self,
+        key: &SendRequestKey,
+        token: &str,
+        accepted: &crate::graph::Accepted,
+        outbound: &OutboundSend<'_>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut last = None;
+        for attempt in 0..crate::store::MAX_ATTEMPTS {
+            match self
+                .store
+                .complete_send(
+                    key,
+                    token,
+                    &accepted.wamid,
+                    accepted.wa_id.as_deref(),
+                    outbound,
+                    now,
+                )
+                .await
+            {
+                Ok(ours) => return Ok(ours),
+                Err(e) => {
+                    tracing::warn!(event = "record_sent_retry", idempotency_key = key.as_str(), attempt, error = %e, "recording an accepted send failed; trying again");
+                    last = Some(e);
+                    crate::store::backoff(attempt + 1).await;
+                }
+            }
+        }
+        if let Err(e) = self.store.record_outbound(outbound).await {
+            tracing::error!(event = "record_sent_failed", idempotency_key = key.as_str(), wamid = accepted.wamid.as_str(), error = %e, "Meta accepted the send but neither the ledger nor the message record could be written");
+        }
+        Err(last.expect("at least one attempt"))
     }
 
     fn outbound<'a>(

@@ -49,12 +49,11 @@ impl StoreError {
     {
         // A service error reads best as its code and message; a transport failure (timeout, no route)
         // needs the whole chain of causes.
-        let message = match err.as_service_error() {
-            Some(e) => format!(
-                "{}: {}",
-                e.code().unwrap_or("ServiceError"),
-                e.message().unwrap_or("no message")
-            ),
+        let message = match err
+            .as_service_error()
+            .and_then(|e| e.code().map(|c| (c, e.message())))
+        {
+            Some((code, message)) => format!("{code}: {}", message.unwrap_or("no message")),
             None => DisplayErrorContext(&err).to_string(),
         };
         StoreError::Dynamo {
@@ -226,7 +225,7 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>)
 }
 
 /// Exponential backoff with full jitter: 25 ms × 2^attempt, capped at 1 s.
-pub(crate) async fn backoff(attempt: u32) {
+pub async fn backoff(attempt: u32) {
     let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1_000);
     tokio::time::sleep(Duration::from_millis(random_up_to(cap))).await;
 }

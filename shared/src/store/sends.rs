@@ -384,7 +384,9 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if super::contacts::transaction_conflict(&e) => Ok(false),
+            // Our condition failed: the claim is someone else's now.
+            Err(e) if cancelled_by_condition(&e) => Ok(false),
+            // A concurrent transaction touched the items (or DynamoDB faltered): the caller retries.
             Err(e) => Err(StoreError::dynamo(
                 "TransactWriteItems",
                 &self.tables.sends,
@@ -431,6 +433,22 @@ impl Store {
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(StoreError::dynamo("UpdateItem", table, e)),
         }
+    }
+}
+
+fn cancelled_by_condition<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
     }
 }
 
