@@ -51,7 +51,10 @@ pub fn init_test_logging() {
         .flatten_event(true)
         .with_target(false)
         .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .try_init();
 }
 

@@ -56,6 +56,7 @@ impl Default for WorldOptions {
 
 pub struct World {
     pub harness: Harness,
+    pub options: WorldOptions,
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
     pub dlq_url: String,
@@ -126,29 +127,14 @@ impl World {
         .await
         .expect("start the Meta simulator");
 
-        let graph = GraphClient::new(
-            GraphConfig {
-                base_url: sim.url(),
-                api_version: "v25.0".into(),
-                timeout: options.graph_timeout,
-                connect_timeout: Duration::from_millis(500),
-            },
-            SecretString::new(ACCESS_TOKEN),
-        )
-        .unwrap();
-        let sender = Arc::new(Sender::new(
-            harness.store().clone(),
-            graph,
-            SendQueue::new(sqs.clone(), queue_url.clone(), dlq_url.clone()),
-            Pacer::new(options.rate_per_second, options.burst),
-            SenderSettings {
-                default_from: Some(wahook::domain::ids::PhoneNumberId::parse(NUMBER).unwrap()),
-                policy: options.policy,
-                concurrency: 10,
-                lease_secs: 30,
-                reconcile_wait_secs: options.reconcile_wait_secs,
-            },
-            Metrics::disabled("sender"),
+        let sender = Arc::new(make_sender(
+            &harness,
+            &sqs,
+            &queue_url,
+            &dlq_url,
+            &sim.url(),
+            &options,
+            10,
         ));
         let poller = SqsPoller::new(
             sqs.clone(),
@@ -159,6 +145,7 @@ impl World {
         harness.counter.reset();
         Self {
             harness,
+            options,
             sqs,
             queue_url,
             dlq_url,
@@ -168,6 +155,19 @@ impl World {
             webhook_url,
             webhook_task,
         }
+    }
+
+    /// The same sender, one record at a time (for comparison in the benchmark).
+    pub fn sequential_sender(&self) -> Arc<Sender> {
+        Arc::new(make_sender(
+            &self.harness,
+            &self.sqs,
+            &self.queue_url,
+            &self.dlq_url,
+            &self.sim.url(),
+            &self.options,
+            1,
+        ))
     }
 
     /// Puts a send request (JSON text) on the sends queue.
@@ -269,6 +269,41 @@ impl World {
         let status = reqwest_post(&format!("{}/_sim/inbound", self.sim.url()), &body).await;
         assert_eq!(status, 200, "the simulator posted the inbound message");
     }
+}
+
+fn make_sender(
+    harness: &Harness,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    dlq_url: &str,
+    sim_url: &str,
+    options: &WorldOptions,
+    concurrency: usize,
+) -> Sender {
+    let graph = GraphClient::new(
+        GraphConfig {
+            base_url: sim_url.to_owned(),
+            api_version: "v25.0".into(),
+            timeout: options.graph_timeout,
+            connect_timeout: Duration::from_millis(500),
+        },
+        SecretString::new(ACCESS_TOKEN),
+    )
+    .unwrap();
+    Sender::new(
+        harness.store().clone(),
+        graph,
+        SendQueue::new(sqs.clone(), queue_url.to_owned(), dlq_url.to_owned()),
+        Pacer::new(options.rate_per_second, options.burst),
+        SenderSettings {
+            default_from: Some(wahook::domain::ids::PhoneNumberId::parse(NUMBER).unwrap()),
+            policy: options.policy.clone(),
+            concurrency,
+            lease_secs: 30,
+            reconcile_wait_secs: options.reconcile_wait_secs,
+        },
+        Metrics::disabled("sender"),
+    )
 }
 
 impl Drop for World {

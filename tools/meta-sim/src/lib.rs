@@ -102,6 +102,8 @@ pub struct AcceptedMessage {
     pub phone_number_id: String,
     /// The request body as sent.
     pub body: Value,
+    /// When the request arrived, in Unix milliseconds.
+    pub received_at_ms: u128,
 }
 
 #[derive(Default)]
@@ -239,6 +241,10 @@ async fn send_message(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let received_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let config = state.config();
     let token = headers
         .get("authorization")
@@ -377,6 +383,7 @@ async fn send_message(
         wamid: wamid.clone(),
         phone_number_id: number.clone(),
         body: request.clone(),
+        received_at_ms,
     });
     if let (Some(target), Some(http)) = (config.webhook.clone(), state.http.clone()) {
         tokio::spawn(send_statuses(
