@@ -25,15 +25,18 @@ use crate::store::tables::{TableNames, CONTACTS, EVENTS, MESSAGES, SENDS};
 
 type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// Where configuration is read from: the process environment, or a map in tests.
+/// Where configuration is read from: the process environment, or a map in tests. It remembers every
+/// name asked for, so a test can check that the IaC sets only variables the code reads.
 pub struct Env {
     lookup: Lookup,
+    read: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Env {
     pub fn process() -> Self {
         Self {
             lookup: Box::new(|name| std::env::var(name).ok()),
+            read: Default::default(),
         }
     }
 
@@ -46,12 +49,19 @@ impl Env {
             .collect();
         Self {
             lookup: Box::new(move |name| map.get(name).cloned()),
+            read: Default::default(),
         }
     }
 
     /// The variable's value; unset and empty are the same (an empty env var is a mistake, not a value).
     pub fn get(&self, name: &str) -> Option<String> {
+        self.read.lock().expect("env lock").insert(name.to_owned());
         (self.lookup)(name).filter(|v| !v.is_empty())
+    }
+
+    /// Every variable name asked for so far.
+    pub fn names_read(&self) -> std::collections::BTreeSet<String> {
+        self.read.lock().expect("env lock").clone()
     }
 }
 

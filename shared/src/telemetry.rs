@@ -57,10 +57,15 @@ impl Metrics {
 
     /// One EMF line with these counts (zeros are skipped; nothing is printed if all are zero).
     pub fn emit(&self, counts: &[(&str, u64)]) {
+        self.emit_with(&[], counts);
+    }
+
+    /// Like [`Metrics::emit`], with extra dimensions (e.g. `Outcome`, `Category`) besides `Service`.
+    pub fn emit_with(&self, dimensions: &[(&str, &str)], counts: &[(&str, u64)]) {
         if !self.enabled {
             return;
         }
-        if let Some(line) = emf_line(self.service, counts, now_millis()) {
+        if let Some(line) = emf_line(self.service, dimensions, counts, now_millis()) {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
         }
@@ -74,7 +79,12 @@ fn now_millis() -> u128 {
         .unwrap_or(0)
 }
 
-fn emf_line(service: &str, counts: &[(&str, u64)], timestamp_ms: u128) -> Option<String> {
+fn emf_line(
+    service: &str,
+    dimensions: &[(&str, &str)],
+    counts: &[(&str, u64)],
+    timestamp_ms: u128,
+) -> Option<String> {
     let nonzero: Vec<&(&str, u64)> = counts.iter().filter(|(_, v)| *v > 0).collect();
     if nonzero.is_empty() {
         return None;
@@ -84,18 +94,23 @@ fn emf_line(service: &str, counts: &[(&str, u64)], timestamp_ms: u128) -> Option
         .iter()
         .map(|(name, _)| serde_json::json!({ "Name": name, "Unit": "Count" }))
         .collect();
+    let mut dimension_names = vec!["Service"];
+    dimension_names.extend(dimensions.iter().map(|(name, _)| *name));
     root.insert(
         "_aws".into(),
         serde_json::json!({
             "Timestamp": timestamp_ms as u64,
             "CloudWatchMetrics": [{
                 "Namespace": METRIC_NAMESPACE,
-                "Dimensions": [["Service"]],
+                "Dimensions": [dimension_names],
                 "Metrics": definitions,
             }]
         }),
     );
     root.insert("Service".into(), service.into());
+    for (name, value) in dimensions {
+        root.insert((*name).to_owned(), (*value).into());
+    }
     for (name, value) in nonzero {
         root.insert((*name).to_owned(), (*value).into());
     }
@@ -110,6 +125,7 @@ mod tests {
     fn emf_lines_follow_the_embedded_metric_format() {
         let line = emf_line(
             "webhook",
+            &[],
             &[("SignatureFailures", 1), ("Messages", 0)],
             1_700_000_000_000,
         )
@@ -122,6 +138,30 @@ mod tests {
         assert_eq!(m["Namespace"], "wahook");
         assert_eq!(m["Metrics"][0]["Name"], "SignatureFailures");
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
-        assert!(emf_line("webhook", &[("Messages", 0)], 0).is_none());
+        assert!(emf_line("webhook", &[], &[("Messages", 0)], 0).is_none());
+    }
+
+    #[test]
+    fn extra_dimensions_are_declared_and_set() {
+        let line = emf_line(
+            "sender",
+            &[("Outcome", "sent"), ("Category", "utility")],
+            &[("Sends", 3)],
+            0,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            serde_json::json!(["Service", "Outcome", "Category"])
+        );
+        assert_eq!(
+            (
+                v["Outcome"].as_str(),
+                v["Category"].as_str(),
+                v["Sends"].as_u64()
+            ),
+            (Some("sent"), Some("utility"), Some(3))
+        );
     }
 }

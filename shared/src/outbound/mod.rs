@@ -201,6 +201,9 @@ impl Sender {
             .zip(prepared)
             .map(|(record, prepared)| {
                 let contacts = &contacts;
+                let category = prepared
+                    .as_ref()
+                    .map_or("unknown", |p| p.request.category.as_str());
                 async move {
                     let next = match (prepared, contacts) {
                         (Err((letter, key)), _) => self.refuse(letter, key, now).await,
@@ -225,27 +228,28 @@ impl Sender {
                         ),
                         why: format!("storage: {e}"),
                     });
-                    (record, self.settle(record, next, now).await)
+                    (record, category, self.settle(record, next, now).await)
                 }
             })
             .collect::<Vec<_>>();
         let results = bounded(work, self.settings.concurrency).await;
 
         let mut batch = BatchResult::default();
-        let mut counts: HashMap<&'static str, u64> = HashMap::new();
-        for (record, outcome) in results {
-            *counts.entry(outcome.name()).or_default() += 1;
+        // Per (outcome, category): the dashboard's "sends by outcome and category".
+        let mut counts: HashMap<(&'static str, &'static str), u64> = HashMap::new();
+        for (record, category, outcome) in results {
+            *counts.entry((outcome.name(), category)).or_default() += 1;
             if matches!(outcome, Outcome::Retry { .. }) {
                 batch.failures.push(record.message_id.clone());
             }
             batch.outcomes.push((record.message_id.clone(), outcome));
         }
-        self.metrics.emit(
-            &counts
-                .iter()
-                .map(|(name, n)| (metric_name(name), *n))
-                .collect::<Vec<_>>(),
-        );
+        for ((outcome, category), n) in counts {
+            self.metrics.emit_with(
+                &[("Outcome", outcome), ("Category", category)],
+                &[("Sends", n)],
+            );
+        }
         batch
     }
 
@@ -844,20 +848,6 @@ fn decided_outcome(state: SendState) -> Outcome {
         SendState::Suppressed => Outcome::Suppressed,
         SendState::WindowClosed => Outcome::WindowClosed,
         other => Outcome::Duplicate(other),
-    }
-}
-
-fn metric_name(outcome: &str) -> &'static str {
-    match outcome {
-        "sent" => "SendsSent",
-        "duplicate" => "SendsDuplicate",
-        "expired" => "SendsExpired",
-        "suppressed" => "SendsSuppressed",
-        "window_closed" => "SendsWindowClosed",
-        "failed" => "SendsFailed",
-        "outcome_unknown" => "SendsOutcomeUnknown",
-        "dead_lettered" => "SendsDeadLettered",
-        _ => "SendsRetried",
     }
 }
 
