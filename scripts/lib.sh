@@ -102,3 +102,32 @@ stop_pid_file() {
     done
     kill -9 "$pid" 2>/dev/null || true
 }
+
+# check_infra: offline checks of infra/template.yaml. cfn-lint on the SAM template and on its
+# CloudFormation translation (cfn-lint sees inside SAM resources only after translation), then checkov
+# on both; every checkov skip is written next to its resource with the reason.
+check_infra() {
+    ensure_venv iac
+    ensure_venv checkov
+    local out="$WAHOOK_ROOT/target/iac"
+    mkdir -p "$out"
+    log "cfn-lint infra/template.yaml (SAM, then translated)"
+    "$VENV_ROOT/iac/bin/cfn-lint" --regions us-east-1 -- "$WAHOOK_ROOT/infra/template.yaml"
+    AWS_DEFAULT_REGION=us-east-1 "$VENV_ROOT/iac/bin/python" "$WAHOOK_ROOT/infra/rehearse.py" translate "$out/template.json"
+    "$VENV_ROOT/iac/bin/cfn-lint" --regions us-east-1 -- "$out/template.json"
+    log "checkov (SAM, then translated)"
+    for f in "$WAHOOK_ROOT/infra/template.yaml" "$out/template.json"; do
+        "$VENV_ROOT/checkov/bin/checkov" -f "$f" --framework cloudformation --skip-download --quiet --compact ||
+            die "checkov found problems in $f: fix them, or skip one in the template's Metadata with a reason"
+    done
+}
+
+# rehearse_deploy RUN_DIR: creates the stack in moto's CloudFormation (moto must be running) and
+# exports WAHOOK_REHEARSAL_REPORT for tests/infra_template.rs.
+rehearse_deploy() {
+    local run_dir=$1
+    ensure_venv iac
+    log "rehearsing a deploy of infra/template.yaml into moto's CloudFormation"
+    "$VENV_ROOT/iac/bin/python" "$WAHOOK_ROOT/infra/rehearse.py" deploy wahook-rehearsal "$run_dir/rehearsal.json"
+    export WAHOOK_REHEARSAL_REPORT="$run_dir/rehearsal.json"
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, and what CI runs through .ci/run): on a fresh machine with the Rust
-# toolchain and Python 3 it installs what it needs, then checks formatting and lints, starts moto on
-# 127.0.0.1, runs every test of the workspace against it, and stops moto, also on failure.
+# toolchain and Python 3 it installs what it needs, then checks formatting and lints, checks the SAM
+# template offline (cfn-lint, checkov), starts moto on 127.0.0.1, rehearses a deploy of the template
+# into it, runs every test of the workspace against it, and stops moto, also on failure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$WAHOOK_ROOT"
@@ -12,6 +13,8 @@ cargo fmt --all -- --check || die "code is not formatted: run cargo fmt --all"
 log "cargo clippy (warnings are errors)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
+check_infra
+
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wahook-test.XXXXXX")
 cleanup() {
     stop_pid_file "$RUN_DIR/moto.pid"
@@ -19,6 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 start_moto "$RUN_DIR"
+rehearse_deploy "$RUN_DIR"
 
 log "cargo test --workspace"
 cargo test --locked --workspace --no-fail-fast "$@"

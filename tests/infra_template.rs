@@ -1,0 +1,526 @@
+//! `infra/template.yaml` must deploy what the code expects. Two checks:
+//! - statically: its tables (keys, indexes, TTL), queue and DLQ wiring, functions (runtime, handler,
+//!   build output) and environment variables agree with the code's definitions;
+//! - after the deploy rehearsal into moto's CloudFormation (`scripts/test.sh` runs it and sets
+//!   `WAHOOK_REHEARSAL_REPORT`): each deployed function's configuration loads from its environment as
+//!   in Lambda, and the tables and queues it names are the ones the code works against.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_config::BehaviorVersion;
+use serde_norway::Value;
+use wahook::config::{Env, SecretResolver, SenderConfig, WebhookConfig};
+use wahook::store::tables::{AttrKind, TableDef, ALL_TABLES};
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).expect("the template is YAML")
+}
+
+/// A value with any CloudFormation tag (`!Ref`, `!Sub`…) taken off.
+fn untag(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(t) => &t.value,
+        other => other,
+    }
+}
+
+fn tag_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(t) => Some(t.tag.to_string()),
+        _ => None,
+    }
+}
+
+fn s(v: &Value) -> String {
+    match untag(v) {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn resources(t: &Value) -> Vec<(String, &Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (s(k), v))
+        .collect()
+}
+
+fn resource<'t>(t: &'t Value, name: &str) -> &'t Value {
+    &t["Resources"][name]
+}
+
+fn table_resource<'t>(t: &'t Value, def: &TableDef) -> (String, &'t Value) {
+    let wanted = format!("${{AWS::StackName}}-{}", def.logical);
+    resources(t)
+        .into_iter()
+        .find(|(_, r)| {
+            r["Type"] == "AWS::DynamoDB::Table" && s(&r["Properties"]["TableName"]) == wanted
+        })
+        .unwrap_or_else(|| panic!("no table named {wanted} in the template"))
+}
+
+/// (index name, key schema, projection type)
+type Index = (String, Vec<(String, String)>, String);
+
+fn key_schema(v: &Value) -> Vec<(String, String)> {
+    v.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| (s(&k["AttributeName"]), s(&k["KeyType"])))
+        .collect()
+}
+
+fn expected_keys(pk: &str, sk: Option<&str>) -> Vec<(String, String)> {
+    std::iter::once((pk.to_owned(), "HASH".to_owned()))
+        .chain(sk.map(|k| (k.to_owned(), "RANGE".to_owned())))
+        .collect()
+}
+
+#[test]
+fn every_table_has_exactly_the_keys_indexes_and_ttl_the_code_defines() {
+    let t = template();
+    for def in &ALL_TABLES {
+        let (name, r) = table_resource(&t, def);
+        let p = &r["Properties"];
+        assert_eq!(
+            key_schema(&p["KeySchema"]),
+            expected_keys(def.partition_key.name, def.sort_key.map(|k| k.name)),
+            "{name} keys"
+        );
+        let mut expected_attrs: BTreeMap<String, String> = BTreeMap::new();
+        for k in std::iter::once(def.partition_key)
+            .chain(def.sort_key)
+            .chain(
+                def.indexes
+                    .iter()
+                    .flat_map(|i| std::iter::once(i.partition_key).chain(i.sort_key)),
+            )
+        {
+            expected_attrs.insert(k.name.into(), k.kind.as_str().into());
+        }
+        let attrs: BTreeMap<String, String> = p["AttributeDefinitions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| (s(&a["AttributeName"]), s(&a["AttributeType"])))
+            .collect();
+        assert_eq!(attrs, expected_attrs, "{name} attribute definitions");
+        let indexes: Vec<Index> = p["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .map(|seq| {
+                seq.iter()
+                    .map(|g| {
+                        (
+                            s(&g["IndexName"]),
+                            key_schema(&g["KeySchema"]),
+                            s(&g["Projection"]["ProjectionType"]),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expected_indexes: Vec<Index> = def
+            .indexes
+            .iter()
+            .map(|i| {
+                (
+                    i.name.to_owned(),
+                    expected_keys(i.partition_key.name, i.sort_key.map(|k| k.name)),
+                    "ALL".to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(indexes, expected_indexes, "{name} indexes");
+        match def.ttl_attribute {
+            Some(ttl) => {
+                assert_eq!(
+                    s(&p["TimeToLiveSpecification"]["AttributeName"]),
+                    ttl,
+                    "{name} TTL"
+                );
+                assert_eq!(
+                    s(&p["TimeToLiveSpecification"]["Enabled"]),
+                    "true",
+                    "{name} TTL"
+                );
+            }
+            None => assert!(
+                p.get("TimeToLiveSpecification").is_none(),
+                "{name} must not expire items"
+            ),
+        }
+        assert_eq!(s(&p["BillingMode"]), "PAY_PER_REQUEST", "{name}");
+        assert_eq!(
+            s(&p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]),
+            "true",
+            "{name}"
+        );
+        assert_eq!(s(&p["SSESpecification"]["SSEEnabled"]), "true", "{name}");
+        assert!(
+            p.get("DeletionProtectionEnabled").is_some(),
+            "{name} deletion protection is a parameter"
+        );
+    }
+}
+
+#[test]
+fn functions_run_the_binaries_cargo_lambda_builds() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(s(&globals["Runtime"]), "provided.al2023");
+    assert_eq!(s(&globals["Handler"]), "bootstrap");
+    assert_eq!(globals["Architectures"][0], "arm64");
+    // The [[bin]] names of functions/webhook and functions/sender (their startup tests run them).
+    for (function, bin) in [("WebhookFunction", "webhook"), ("SenderFunction", "sender")] {
+        let p = &resource(&t, function)["Properties"];
+        assert_eq!(
+            s(&p["CodeUri"]),
+            format!("../target/lambda/{bin}/"),
+            "{function}"
+        );
+        assert_eq!(s(&p["LoggingConfig"]["LogFormat"]), "JSON", "{function}");
+        assert!(
+            p.get("LoggingConfig")
+                .and_then(|l| l.get("LogGroup"))
+                .is_some(),
+            "{function} log group with retention"
+        );
+    }
+}
+
+fn environment(t: &Value, function: &str) -> BTreeMap<String, Value> {
+    let mut env = BTreeMap::new();
+    for vars in [
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+        &resource(t, function)["Properties"]["Environment"]["Variables"],
+    ] {
+        if let Some(map) = vars.as_mapping() {
+            for (k, v) in map {
+                env.insert(s(k), v.clone());
+            }
+        }
+    }
+    env
+}
+
+async fn names_the_loader_reads(sender: bool) -> BTreeSet<String> {
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .build();
+    let env = Env::from_pairs([
+        ("WAHOOK_APP_SECRET", "x"),
+        ("WAHOOK_VERIFY_TOKEN", "x"),
+        ("WAHOOK_ACCESS_TOKEN", "x"),
+        ("WAHOOK_SENDS_QUEUE_URL", "http://q"),
+        ("WAHOOK_SENDS_DLQ_URL", "http://d"),
+    ]);
+    let resolver = SecretResolver::new(sdk);
+    if sender {
+        SenderConfig::load(&env, &resolver).await.unwrap();
+    } else {
+        WebhookConfig::load(&env, &resolver).await.unwrap();
+    }
+    env.names_read()
+}
+
+#[tokio::test]
+async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
+    let t = template();
+    for (function, sender, required) in [
+        (
+            "WebhookFunction",
+            false,
+            &[
+                "WAHOOK_APP_SECRET_ARN",
+                "WAHOOK_VERIFY_TOKEN_ARN",
+                "WAHOOK_CONTACTS_TABLE",
+                "WAHOOK_MESSAGES_TABLE",
+                "WAHOOK_EVENTS_TABLE",
+            ][..],
+        ),
+        (
+            "SenderFunction",
+            true,
+            &[
+                "WAHOOK_ACCESS_TOKEN_ARN",
+                "WAHOOK_SENDS_QUEUE_URL",
+                "WAHOOK_SENDS_DLQ_URL",
+                "WAHOOK_CONTACTS_TABLE",
+                "WAHOOK_MESSAGES_TABLE",
+                "WAHOOK_SENDS_TABLE",
+            ][..],
+        ),
+    ] {
+        let env = environment(&t, function);
+        let read = names_the_loader_reads(sender).await;
+        let unknown: Vec<&String> = env
+            .keys()
+            .filter(|k| !read.contains(*k) && *k != "WAHOOK_METRICS")
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{function} sets variables its code never reads: {unknown:?}"
+        );
+        for r in required {
+            assert!(env.contains_key(*r), "{function} must set {r}");
+        }
+        // Table variables point at the tables of the same names.
+        for (var, table) in [
+            ("WAHOOK_CONTACTS_TABLE", "ContactsTable"),
+            ("WAHOOK_MESSAGES_TABLE", "MessagesTable"),
+            ("WAHOOK_EVENTS_TABLE", "EventsTable"),
+            ("WAHOOK_SENDS_TABLE", "SendsTable"),
+        ] {
+            if let Some(v) = env.get(var) {
+                assert_eq!(
+                    (tag_of(v).as_deref(), s(v).as_str()),
+                    (Some("!Ref"), table),
+                    "{function} {var}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_sender_drains_the_sends_queue_which_dead_letters_to_the_dlq() {
+    let t = template();
+    let sender = &resource(&t, "SenderFunction")["Properties"];
+    let event = &sender["Events"]["Sends"];
+    assert_eq!(s(&event["Type"]), "SQS");
+    assert_eq!(s(&event["Properties"]["Queue"]), "SendsQueue.Arn");
+    let types: Vec<String> = event["Properties"]["FunctionResponseTypes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(s)
+        .collect();
+    assert_eq!(
+        types,
+        ["ReportBatchItemFailures"],
+        "one record's failure must not fail its neighbours"
+    );
+    for p in ["BatchSize", "MaximumBatchingWindowInSeconds"] {
+        assert_eq!(
+            tag_of(&event["Properties"][p]).as_deref(),
+            Some("!Ref"),
+            "{p} is a parameter"
+        );
+    }
+    assert_eq!(
+        tag_of(&event["Properties"]["ScalingConfig"]["MaximumConcurrency"]).as_deref(),
+        Some("!Ref")
+    );
+    let env = environment(&t, "SenderFunction");
+    assert_eq!(s(&env["WAHOOK_SENDS_QUEUE_URL"]), "SendsQueue");
+    assert_eq!(s(&env["WAHOOK_SENDS_DLQ_URL"]), "SendsDeadLetterQueue");
+
+    let queue = &resource(&t, "SendsQueue")["Properties"];
+    assert_eq!(
+        s(&queue["RedrivePolicy"]["deadLetterTargetArn"]),
+        "SendsDeadLetterQueue.Arn"
+    );
+    assert_eq!(
+        tag_of(&queue["RedrivePolicy"]["maxReceiveCount"]).as_deref(),
+        Some("!Ref")
+    );
+    for q in ["SendsQueue", "SendsDeadLetterQueue"] {
+        assert_eq!(
+            s(&resource(&t, q)["Properties"]["SqsManagedSseEnabled"]),
+            "true",
+            "{q} SSE"
+        );
+    }
+    let timeout: i64 = s(&sender["Timeout"]).parse().unwrap();
+    let visibility: i64 = s(&queue["VisibilityTimeout"]).parse().unwrap();
+    assert!(
+        visibility >= 6 * timeout,
+        "visibility {visibility} s < 6 x function timeout {timeout} s"
+    );
+    let lease: i64 = s(&env["WAHOOK_LEASE_SECONDS"]).parse().unwrap();
+    assert!(
+        lease > timeout,
+        "the claim lease ({lease} s) must outlive the function ({timeout} s)"
+    );
+}
+
+#[test]
+fn each_function_may_read_only_its_own_secrets_and_queues() {
+    let t = template();
+    let policy = |function: &str| format!("{:?}", resource(&t, function)["Properties"]["Policies"]);
+    let webhook = policy("WebhookFunction");
+    assert!(
+        !webhook.contains("AccessTokenArn") && !webhook.contains("sqs:"),
+        "{webhook}"
+    );
+    let sender = policy("SenderFunction");
+    assert!(
+        !sender.contains("AppSecretArn") && !sender.contains("VerifyTokenArn"),
+        "{sender}"
+    );
+    assert!(
+        !sender.contains("EventsTable"),
+        "the sender does not write webhook events"
+    );
+}
+
+/// After `infra/rehearse.py deploy`: what the emulator created.
+fn rehearsal() -> serde_json::Value {
+    let path = std::env::var("WAHOOK_REHEARSAL_REPORT").unwrap_or_else(|_| {
+        panic!(
+            "WAHOOK_REHEARSAL_REPORT is not set: scripts/test.sh rehearses a deploy of infra/template.yaml \
+             into moto's CloudFormation and sets it; run the tests with scripts/test.sh"
+        )
+    });
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}")),
+    )
+    .unwrap()
+}
+
+fn pairs(env: &serde_json::Value) -> Vec<(String, String)> {
+    env.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+async fn check_table(client: &aws_sdk_dynamodb::Client, def: &TableDef, name: &str) {
+    let d = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .unwrap();
+    let table = d.table().unwrap();
+    let keys: Vec<(String, String)> = table
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        expected_keys(def.partition_key.name, def.sort_key.map(|k| k.name)),
+        "{name}"
+    );
+    let mut indexes: Vec<String> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|g| g.index_name().map(str::to_owned))
+        .collect();
+    indexes.sort();
+    let mut expected: Vec<String> = def.indexes.iter().map(|i| i.name.to_owned()).collect();
+    expected.sort();
+    assert_eq!(indexes, expected, "{name}");
+    for a in table.attribute_definitions() {
+        let kind = if a.attribute_type().as_str() == "N" {
+            AttrKind::N
+        } else {
+            AttrKind::S
+        };
+        let declared = std::iter::once(def.partition_key)
+            .chain(def.sort_key)
+            .chain(
+                def.indexes
+                    .iter()
+                    .flat_map(|i| std::iter::once(i.partition_key).chain(i.sort_key)),
+            )
+            .find(|k| k.name == a.attribute_name());
+        assert_eq!(
+            declared.map(|k| k.kind),
+            Some(kind),
+            "{name}.{}",
+            a.attribute_name()
+        );
+    }
+    // TTL is not compared here: moto's CloudFormation ignores TimeToLiveSpecification (the static
+    // test above checks the template's TTL against the code).
+}
+
+#[tokio::test]
+async fn the_rehearsed_deploy_gives_each_function_what_its_code_works_against() {
+    let report = rehearsal();
+    let sdk = wahook_tests::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let functions = &report["functions"];
+
+    let webhook_env = Env::from_pairs(pairs(&functions["WebhookFunction"]["environment"]));
+    let webhook = WebhookConfig::load(&webhook_env, &SecretResolver::new(sdk.clone()))
+        .await
+        .expect("the deployed webhook's configuration loads, its secrets included");
+    assert_eq!(webhook.verify_token.expose(), "rehearsal-verify-token");
+    let sender_env = Env::from_pairs(pairs(&functions["SenderFunction"]["environment"]));
+    let sender = SenderConfig::load(&sender_env, &SecretResolver::new(sdk.clone()))
+        .await
+        .expect("the deployed sender's configuration loads, its secret included");
+    assert_eq!(sender.access_token.expose(), "rehearsal-access-token");
+
+    for def in &ALL_TABLES {
+        let names = if def.logical == "events" {
+            &webhook.tables
+        } else {
+            &sender.tables
+        };
+        check_table(&dynamo, def, names.name_of(def)).await;
+    }
+    assert_eq!(
+        webhook.tables.contacts, sender.tables.contacts,
+        "both functions share the contacts table"
+    );
+    assert_eq!(webhook.tables.messages, sender.tables.messages);
+
+    // The queue the sender backs off on is the one its event source drains, and it dead-letters to
+    // the DLQ the sender writes refusals to.
+    let attrs = |url: String| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .unwrap()
+                .attributes()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let queue = attrs(sender.queue_url.clone()).await;
+    let dlq = attrs(sender.dlq_url.clone()).await;
+    let queue_arn = &queue[&aws_sdk_sqs::types::QueueAttributeName::QueueArn];
+    let dlq_arn = &dlq[&aws_sdk_sqs::types::QueueAttributeName::QueueArn];
+    let redrive: serde_json::Value =
+        serde_json::from_str(&queue[&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy])
+            .unwrap();
+    assert_eq!(
+        redrive["deadLetterTargetArn"].as_str(),
+        Some(dlq_arn.as_str())
+    );
+    let mapping = report["event_source_mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["function"] == functions["SenderFunction"]["name"])
+        .expect("an event source mapping for the sender");
+    assert_eq!(mapping["queue_arn"].as_str(), Some(queue_arn.as_str()));
+    assert_eq!(
+        mapping["response_types"],
+        serde_json::json!(["ReportBatchItemFailures"])
+    );
+    for f in ["WebhookFunction", "SenderFunction"] {
+        assert_eq!(functions[f]["runtime"], "provided.al2023", "{f}");
+        assert_eq!(functions[f]["handler"], "bootstrap", "{f}");
+    }
+}
