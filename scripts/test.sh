@@ -2,7 +2,8 @@
 # The test command (README, and what CI runs through .ci/run): on a fresh machine with the Rust
 # toolchain and Python 3 it installs what it needs, then checks formatting and lints, checks the SAM
 # template offline (cfn-lint, checkov), starts moto on 127.0.0.1, rehearses a deploy of the template
-# into it, runs every test of the workspace against it, and stops moto, also on failure.
+# into it, runs every test of the workspace against it (tests/local_stack.rs also brings the whole
+# local stack up and down through scripts/dev.sh), and stops moto, also on failure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$WAHOOK_ROOT"
@@ -23,6 +24,12 @@ cleanup() {
 trap cleanup EXIT
 start_moto "$RUN_DIR"
 rehearse_deploy "$RUN_DIR"
+
+# tests/local_stack.rs drives scripts/dev.sh as a user would; it gets prebuilt binaries so that no
+# build runs inside a test.
+log "building the local stack's binaries"
+cargo build --locked --bins -p wahook-local -p wahook-meta-sim
+export WAHOOK_DEV_BIN_DIR="$WAHOOK_ROOT/target/debug"
 
 log "cargo test --workspace"
 cargo test --locked --workspace --no-fail-fast "$@"

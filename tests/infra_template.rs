@@ -338,6 +338,24 @@ fn the_sender_drains_the_sends_queue_which_dead_letters_to_the_dlq() {
     }
     let timeout: i64 = s(&sender["Timeout"]).parse().unwrap();
     let visibility: i64 = s(&queue["VisibilityTimeout"]).parse().unwrap();
+    // The local stack creates the queue from the same definition.
+    let def = wahook::outbound::queue::SENDS_QUEUE;
+    assert_eq!(
+        visibility,
+        i64::from(def.visibility_timeout_secs),
+        "VisibilityTimeout vs SENDS_QUEUE"
+    );
+    assert_eq!(
+        s(&t["Parameters"]["DlqMaxReceiveCount"]["Default"]),
+        def.max_receive_count.to_string()
+    );
+    for q in ["SendsQueue", "SendsDeadLetterQueue"] {
+        assert_eq!(
+            s(&resource(&t, q)["Properties"]["MessageRetentionPeriod"]),
+            def.retention_secs.to_string(),
+            "{q} retention"
+        );
+    }
     assert!(
         visibility >= 6 * timeout,
         "visibility {visibility} s < 6 x function timeout {timeout} s"

@@ -4,6 +4,7 @@
 
 pub mod dynamo;
 pub mod fixtures;
+pub mod local_stack;
 pub mod sender;
 
 use std::collections::BTreeMap;

@@ -18,6 +18,24 @@ pub struct QueuedSend {
 /// SQS caps the visibility timeout at 12 hours.
 pub const MAX_VISIBILITY_SECS: u32 = 43_200;
 
+/// The sends queue and its DLQ, defined once: the local stack creates them from this and the IaC
+/// check holds `infra/template.yaml` to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDef {
+    /// Six times the sender's function timeout (30 s), as AWS recommends.
+    pub visibility_timeout_secs: u32,
+    /// Deliveries before SQS moves a message to the DLQ (the template's default).
+    pub max_receive_count: u32,
+    /// 14 days, the most SQS keeps, on both queues.
+    pub retention_secs: u32,
+}
+
+pub const SENDS_QUEUE: QueueDef = QueueDef {
+    visibility_timeout_secs: 180,
+    max_receive_count: 10,
+    retention_secs: 1_209_600,
+};
+
 /// Why a record goes to the DLQ at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {

@@ -317,6 +317,80 @@ impl Store {
     }
 }
 
+/// One line of a contact's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEntry {
+    pub wamid: String,
+    pub at: UnixTime,
+    /// `in` or `out`.
+    pub direction: String,
+    pub kind: String,
+    /// For inbound messages: what they contain, read from the raw JSON.
+    pub content: Option<crate::payload::MessageContent>,
+    /// For outbound messages.
+    pub status: Option<String>,
+    pub template_name: Option<String>,
+    pub category: Option<String>,
+    pub error_code: Option<i64>,
+    pub idempotency_key: Option<String>,
+}
+
+impl Store {
+    /// Every message on the timelines of these contact keys (a person's key and their phone alias),
+    /// oldest first.
+    pub async fn timeline(&self, keys: &[ContactKey]) -> Result<Vec<TimelineEntry>, StoreError> {
+        let table = &self.tables.messages;
+        let mut entries = Vec::new();
+        for key in keys {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(table)
+                    .index_name(super::tables::MESSAGES_BY_CONTACT.name)
+                    .key_condition_expression("#c = :c")
+                    .expression_attribute_names("#c", "contact")
+                    .expression_attribute_values(":c", s(key.as_str()))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("Query", table, e))?;
+                entries.extend(out.items().iter().map(timeline_entry));
+                start = out.last_evaluated_key().cloned();
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        entries.sort_by(|a, b| (a.at, &a.wamid).cmp(&(b.at, &b.wamid)));
+        entries.dedup_by(|a, b| a.wamid == b.wamid);
+        Ok(entries)
+    }
+}
+
+fn timeline_entry(item: &Item) -> TimelineEntry {
+    let kind = get_s(item, "type").unwrap_or("unknown").to_owned();
+    let direction = get_s(item, "direction").unwrap_or("in").to_owned();
+    let content = (direction == "in")
+        .then(|| get_s(item, "raw").map(|raw| MessageContent::parse(&kind, raw)))
+        .flatten();
+    TimelineEntry {
+        wamid: get_s(item, MESSAGES.partition_key.name)
+            .unwrap_or_default()
+            .to_owned(),
+        at: UnixTime::from_secs(get_n(item, "at").unwrap_or(0)),
+        direction,
+        kind,
+        content,
+        status: get_s(item, "status").map(str::to_owned),
+        template_name: get_s(item, "template_name").map(str::to_owned),
+        category: get_s(item, "category").map(str::to_owned),
+        error_code: get_n(item, "error_code"),
+        idempotency_key: get_s(item, "idempotency_key").map(str::to_owned),
+    }
+}
+
 /// Reads `status_events` back into a log; malformed entries are skipped (they will be rewritten from
 /// the next delivery of that status).
 pub fn status_log_from_item(item: &Item) -> StatusLog {

@@ -17,6 +17,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use lambda_http::{Body, RequestExt};
 use lambda_runtime::{Context, LambdaEvent};
+
+pub mod dev;
 use wahook::outbound::Sender;
 use wahook::webhook::WebhookService;
 

@@ -1,0 +1,170 @@
+//! `wahook-dev`: talk to the running local stack (scripts/dev.sh forwards its subcommands here).
+
+use serde_json::json;
+use wahook::domain::time::UnixTime;
+use wahook_local::dev::{self, Args, DevEnv, Inbound};
+
+const USAGE: &str = "usage: wahook-dev <command>
+
+  inbound  --from +5215512345678 [--user-id MX.131…] [--name Ana]
+           (--text \"Hola\" | --button \"Stop promotions\") [--referral]
+                         a user writes to the business (the simulator posts a signed webhook)
+  send     --to +5215512345678 (--template NAME --language es_MX --category utility
+           | --text \"…\" [--fallback NAME --fallback-language es_MX --category utility])
+           [--key KEY] [--not-after 2026-11-23T12:00:00Z]
+  send     --file request.json
+                         put a send request on the sends queue (checked first)
+  status   KEY           what became of a send request
+  timeline +5215512345678 | MX.131…
+                         a contact's window, opt-outs and messages
+  dlq                    the dead-letter queue, with reasons
+  demo                   the walk-through of a plain scripts/dev.sh run
+  provision QUEUE_NAME   create the tables and the sends queue (scripts/dev.sh does this)";
+
+#[tokio::main]
+async fn main() {
+    let mut args = Args::new(std::env::args().skip(1).collect());
+    let command = args.positional().unwrap_or_default();
+    if let Err(e) = run(&command, &mut args).await {
+        eprintln!("wahook-dev {command}: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(command: &str, args: &mut Args) -> Result<(), String> {
+    match command {
+        "provision" => {
+            let queue = args
+                .positional()
+                .ok_or("provision needs the sends queue name")?;
+            args.done()?;
+            let env = wahook::config::Env::process();
+            let sdk = wahook::aws::sdk_config().await;
+            let (queue_url, dlq_url) =
+                dev::provision(&sdk, &wahook::config::table_names(&env), &queue).await?;
+            println!("WAHOOK_SENDS_QUEUE_URL={queue_url}");
+            println!("WAHOOK_SENDS_DLQ_URL={dlq_url}");
+            Ok(())
+        }
+        "inbound" => {
+            let msg = Inbound {
+                from: args.value("--from"),
+                user_id: args.value("--user-id"),
+                name: args.value("--name").unwrap_or_else(|| "Sim User".into()),
+                text: args.value("--text"),
+                button: args.value("--button"),
+                referral: args.flag("--referral"),
+            };
+            args.done()?;
+            if msg.from.is_none() && msg.user_id.is_none() {
+                return Err("say who writes: --from +E.164 and/or --user-id BSUID".into());
+            }
+            let wamid = dev::inbound(&DevEnv::load()?, &msg).await?;
+            println!("delivered to the webhook: {wamid}");
+            Ok(())
+        }
+        "send" => {
+            let request = match args.value("--file") {
+                Some(path) => serde_json::from_str(
+                    &std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?,
+                )
+                .map_err(|e| format!("{path} is not JSON: {e}"))?,
+                None => request_from_flags(args)?,
+            };
+            args.done()?;
+            let key = dev::send(&DevEnv::load()?, &request).await?;
+            println!("enqueued {key}; follow it with: scripts/dev.sh status {key}");
+            Ok(())
+        }
+        "status" => {
+            let key = args.positional().ok_or("status needs an idempotency key")?;
+            args.done()?;
+            match dev::ledger_state(&DevEnv::load()?, &key).await? {
+                Some((state, reason)) => println!(
+                    "{key}: {}{}",
+                    state.as_str(),
+                    reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
+                None => println!("{key}: not in the ledger (yet)"),
+            }
+            Ok(())
+        }
+        "timeline" => {
+            let who = args
+                .positional()
+                .ok_or("timeline needs a phone (+E.164) or a BSUID")?;
+            args.done()?;
+            let (home, state, entries) = dev::contact_and_timeline(&DevEnv::load()?, &who).await?;
+            print!(
+                "{}",
+                dev::format_timeline(&home, state.as_ref(), &entries, UnixTime::now())
+            );
+            Ok(())
+        }
+        "dlq" => {
+            args.done()?;
+            let letters = dev::dead_letters(&DevEnv::load()?).await?;
+            if letters.is_empty() {
+                println!("the DLQ is empty");
+            }
+            for (id, attrs, body) in letters {
+                println!(
+                    "{}  {}  {}\n  reason: {}\n  body:   {}",
+                    attrs
+                        .get("wahook-failed-at")
+                        .map(String::as_str)
+                        .unwrap_or("-"),
+                    attrs
+                        .get("wahook-error")
+                        .map(String::as_str)
+                        .unwrap_or("redriven after too many deliveries"),
+                    id,
+                    attrs
+                        .get("wahook-reason")
+                        .map(String::as_str)
+                        .unwrap_or("(see the sender's send_retry log lines)"),
+                    body
+                );
+            }
+            Ok(())
+        }
+        "demo" => {
+            args.done()?;
+            dev::demo(&DevEnv::load()?).await
+        }
+        _ => Err(USAGE.into()),
+    }
+}
+
+fn request_from_flags(args: &mut Args) -> Result<serde_json::Value, String> {
+    let to = args.value("--to").ok_or("send needs --to (or --file)")?;
+    let key = args
+        .value("--key")
+        .unwrap_or_else(|| format!("dev-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    let mut request = json!({"v": 1, "idempotency_key": key, "to": to});
+    if let Some(category) = args.value("--category") {
+        request["category"] = json!(category);
+    }
+    if let Some(t) = args.value("--not-after") {
+        request["not_after"] = json!(t);
+    }
+    match (args.value("--template"), args.value("--text")) {
+        (Some(name), None) => {
+            let language = args
+                .value("--language")
+                .ok_or("--template needs --language")?;
+            request["template"] = json!({"name": name, "language": language});
+        }
+        (None, Some(body)) => {
+            request["text"] = json!({"body": body});
+            if let Some(name) = args.value("--fallback") {
+                let language = args
+                    .value("--fallback-language")
+                    .ok_or("--fallback needs --fallback-language")?;
+                request["fallback_template"] = json!({"name": name, "language": language});
+            }
+        }
+        _ => return Err("send needs exactly one of --template and --text".into()),
+    }
+    Ok(request)
+}

@@ -1,0 +1,101 @@
+//! `wahook-local`: the webhook and the sender on one machine, with the handlers Lambda runs.
+//!
+//! Configuration is the functions' own (`WebhookConfig` and `SenderConfig` from the environment, as in
+//! Lambda), plus `WAHOOK_WEBHOOK_PORT`. The webhook listens on 127.0.0.1; the sender polls the sends
+//! queue and runs each batch through `wahook_sender::handle`. Stops on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wahook::config::{Env, SecretResolver, SenderConfig, WebhookConfig};
+use wahook::outbound::Sender;
+use wahook::telemetry::{self, Metrics};
+use wahook::webhook::WebhookService;
+use wahook_local::{serve_webhook, SqsPoller};
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    telemetry::init_logging();
+    let sdk = wahook::aws::sdk_config().await;
+    let env = Env::process();
+    let resolver = SecretResolver::new(sdk.clone());
+    let webhook_config = WebhookConfig::load(&env, &resolver)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sender_config = SenderConfig::load(&env, &resolver)
+        .await
+        .map_err(|e| e.to_string())?;
+    let port: u16 = env
+        .get("WAHOOK_WEBHOOK_PORT")
+        .ok_or("WAHOOK_WEBHOOK_PORT is not set: the port the local webhook listens on")?
+        .parse()
+        .map_err(|_| "WAHOOK_WEBHOOK_PORT is not a port number")?;
+
+    let service = Arc::new(
+        WebhookService::new(
+            &webhook_config,
+            aws_sdk_dynamodb::Client::new(&sdk),
+            Metrics::disabled("webhook"),
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let sender = Arc::new(Sender::from_config(
+        &sender_config,
+        &sdk,
+        Metrics::disabled("sender"),
+    )?);
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
+    let poller = SqsPoller::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        sender_config.queue_url.clone(),
+        region,
+        sender,
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}. Another stack may be running (scripts/dev.sh down), or choose another WAHOOK_WEBHOOK_PORT"))?;
+    println!(
+        "wahook-local: webhook on http://127.0.0.1:{port}/webhook, sender draining {}",
+        sender_config.queue_url
+    );
+
+    tokio::select! {
+        served = serve_webhook(service, listener) => served.map_err(|e| format!("the webhook server stopped: {e}")),
+        () = poll_forever(poller) => Ok(()),
+        () = shutdown() => {
+            tracing::info!(event = "shutdown", "stopping");
+            Ok(())
+        }
+    }
+}
+
+async fn poll_forever(poller: SqsPoller) {
+    loop {
+        match poller.poll_once(2).await {
+            Ok(report) if report.received > 0 => tracing::info!(
+                event = "batch_done",
+                received = report.received,
+                failed = report.failed,
+                deleted = report.deleted,
+                "a batch of sends went through the sender"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(event = "poll_failed", error = %e, "could not poll the sends queue; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

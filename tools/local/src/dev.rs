@@ -1,0 +1,587 @@
+//! `wahook-dev`: the local stack's human interface. Everything here goes through the stack's public
+//! surfaces (the simulator's endpoints, the sends queue, DynamoDB reads) with the values in
+//! `.wahook/dev.env`, which `scripts/dev.sh` writes while the stack is up.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{json, Value};
+use wahook::config::Env;
+use wahook::domain::ids::{ContactKey, PhoneNumberId, UserId};
+use wahook::domain::preferences::{Category, Consent};
+use wahook::domain::send_request::{IdempotencyKey, SendRequest};
+use wahook::domain::time::UnixTime;
+use wahook::domain::ContactState;
+use wahook::outbound::queue::SENDS_QUEUE;
+use wahook::store::messages::TimelineEntry;
+use wahook::store::sends::SendState;
+use wahook::store::tables::{create_all_tables, TableNames};
+use wahook::store::Store;
+
+/// The stack's settings: `.wahook/dev.env` (or `WAHOOK_DEV_ENV`), overridden by the environment.
+pub struct DevEnv {
+    values: BTreeMap<String, String>,
+}
+
+impl DevEnv {
+    pub fn load() -> Result<Self, String> {
+        let path = std::env::var("WAHOOK_DEV_ENV").unwrap_or_else(|_| ".wahook/dev.env".into());
+        let mut values = BTreeMap::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            {
+                if let Some((k, v)) = line.split_once('=') {
+                    values.insert(k.trim().to_owned(), v.trim().to_owned());
+                }
+            }
+        }
+        for (k, v) in std::env::vars() {
+            if k.starts_with("WAHOOK_") || k.starts_with("AWS_") {
+                values.insert(k, v);
+            }
+        }
+        Ok(Self { values })
+    }
+
+    pub fn get(&self, key: &str) -> Result<&str, String> {
+        self.values.get(key).map(String::as_str).ok_or_else(|| {
+            format!("{key} is not in .wahook/dev.env: is the stack up? Start it with scripts/dev.sh --detach")
+        })
+    }
+
+    pub async fn sdk(&self) -> Result<SdkConfig, String> {
+        Ok(aws_config::defaults(BehaviorVersion::v2026_01_12())
+            .region(Region::new(self.get("AWS_REGION")?.to_owned()))
+            .endpoint_url(self.get("AWS_ENDPOINT_URL")?)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                self.get("AWS_ACCESS_KEY_ID").unwrap_or("testing"),
+                self.get("AWS_SECRET_ACCESS_KEY").unwrap_or("testing"),
+                None,
+                None,
+                "wahook-dev",
+            ))
+            .load()
+            .await)
+    }
+
+    pub fn tables(&self) -> TableNames {
+        wahook::config::table_names(&Env::from_pairs(self.values.clone()))
+    }
+
+    pub async fn store(&self) -> Result<Store, String> {
+        let sdk = self.sdk().await?;
+        Ok(Store::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            self.tables(),
+            90,
+        ))
+    }
+
+    pub fn number(&self) -> Result<PhoneNumberId, String> {
+        PhoneNumberId::parse(self.get("WAHOOK_DEFAULT_PHONE_NUMBER_ID")?).map_err(|e| e.to_string())
+    }
+}
+
+/// Creates the tables (from the code's definitions) and the sends queue with its DLQ (from
+/// `SENDS_QUEUE`), and returns the two queue URLs.
+pub async fn provision(
+    sdk: &SdkConfig,
+    tables: &TableNames,
+    queue_name: &str,
+) -> Result<(String, String), String> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    create_all_tables(&dynamo, tables)
+        .await
+        .map_err(|e| format!("creating the tables failed: {e}"))?;
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let create = |name: String, attrs: Vec<(QueueAttributeName, String)>| {
+        let sqs = sqs.clone();
+        async move {
+            let mut req = sqs.create_queue().queue_name(&name);
+            for (k, v) in attrs {
+                req = req.attributes(k, v);
+            }
+            req.send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "creating queue {name} failed: {}",
+                        aws_sdk_sqs::Error::from(e)
+                    )
+                })?
+                .queue_url
+                .ok_or_else(|| format!("no URL for queue {name}"))
+        }
+    };
+    let retention = (
+        QueueAttributeName::MessageRetentionPeriod,
+        SENDS_QUEUE.retention_secs.to_string(),
+    );
+    let dlq_url = create(format!("{queue_name}-dlq"), vec![retention.clone()]).await?;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or("the DLQ has no ARN")?;
+    let redrive =
+        json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": SENDS_QUEUE.max_receive_count})
+            .to_string();
+    let queue_url = create(
+        queue_name.to_owned(),
+        vec![
+            retention,
+            (
+                QueueAttributeName::VisibilityTimeout,
+                SENDS_QUEUE.visibility_timeout_secs.to_string(),
+            ),
+            (QueueAttributeName::RedrivePolicy, redrive),
+        ],
+    )
+    .await?;
+    Ok((queue_url, dlq_url))
+}
+
+/// A user writes to the business: the simulator posts a signed inbound webhook.
+pub struct Inbound {
+    pub from: Option<String>,
+    pub user_id: Option<String>,
+    pub name: String,
+    pub text: Option<String>,
+    pub button: Option<String>,
+    pub referral: bool,
+}
+
+pub async fn inbound(dev: &DevEnv, msg: &Inbound) -> Result<String, String> {
+    let url = format!("{}/_sim/inbound", dev.get("WAHOOK_META_SIM_URL")?);
+    let body = json!({
+        "from": msg.from, "from_user_id": msg.user_id, "name": msg.name, "text": msg.text,
+        "button": msg.button, "referral": msg.referral, "phone_number_id": dev.number()?.as_str(),
+    });
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("could not reach the simulator at {url}: {e}"))?;
+    let text = response.text().await.unwrap_or_default();
+    let v: Value =
+        serde_json::from_str(&text).map_err(|_| format!("the simulator said: {text}"))?;
+    match v["webhook_status"].as_u64() {
+        Some(200) => Ok(v["wamid"].as_str().unwrap_or_default().to_owned()),
+        Some(status) => Err(format!(
+            "the webhook answered {status} to the simulator's delivery"
+        )),
+        None => Err(format!("the simulator said: {text}")),
+    }
+}
+
+/// Checks a request like the sender will, then puts it on the sends queue; returns its key.
+pub async fn send(dev: &DevEnv, request: &Value) -> Result<String, String> {
+    let body = request.to_string();
+    let parsed = SendRequest::parse(&body).map_err(|e| format!("{e} (nothing was enqueued)"))?;
+    let sdk = dev.sdk().await?;
+    aws_sdk_sqs::Client::new(&sdk)
+        .send_message()
+        .queue_url(dev.get("WAHOOK_SENDS_QUEUE_URL")?)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| format!("could not enqueue: {}", aws_sdk_sqs::Error::from(e)))?;
+    Ok(parsed.idempotency_key.as_str().to_owned())
+}
+
+/// The ledger state of a key, if any.
+pub async fn ledger_state(
+    dev: &DevEnv,
+    key: &str,
+) -> Result<Option<(SendState, Option<String>)>, String> {
+    let store = dev.store().await?;
+    let key = IdempotencyKey::parse(key)?;
+    Ok(store
+        .get_send(&key)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|e| (e.state, e.reason)))
+}
+
+/// A contact and its messages, oldest first.
+pub async fn contact_and_timeline(
+    dev: &DevEnv,
+    who: &str,
+) -> Result<(ContactKey, Option<ContactState>, Vec<TimelineEntry>), String> {
+    let store = dev.store().await?;
+    let number = dev.number()?;
+    let id = UserId::parse(who.trim_start_matches('+')).map_err(|e| e.to_string())?;
+    let key = ContactKey::new(&number, &id);
+    let found = store.find_contact(&key).await.map_err(|e| e.to_string())?;
+    let mut keys = vec![key.clone()];
+    let (home, state) = match found {
+        Some((home, state)) => {
+            if let Some(p) = &state.phone {
+                keys.push(ContactKey::new(&number, &UserId::Phone(p.value.clone())));
+            }
+            keys.push(home.clone());
+            (home, Some(state))
+        }
+        None => (key, None),
+    };
+    keys.sort();
+    keys.dedup();
+    let entries = store.timeline(&keys).await.map_err(|e| e.to_string())?;
+    Ok((home, state, entries))
+}
+
+fn when(t: UnixTime) -> String {
+    t.to_rfc3339().replace('T', " ").replace('Z', "")
+}
+
+/// The timeline as people read it. Message text is shown: this is the developer's own local data.
+pub fn format_timeline(
+    home: &ContactKey,
+    state: Option<&ContactState>,
+    entries: &[TimelineEntry],
+    now: UnixTime,
+) -> String {
+    let mut out = String::new();
+    let name = state
+        .and_then(|s| s.profile_name.as_ref())
+        .map(|n| format!(" ({})", n.value))
+        .unwrap_or_default();
+    out.push_str(&format!("contact {home}{name}\n"));
+    match state.and_then(ContactState::window_expires_at) {
+        Some(end) if end > now => {
+            out.push_str(&format!("  window      open until {} UTC\n", when(end)))
+        }
+        Some(end) => out.push_str(&format!("  window      closed since {} UTC\n", when(end))),
+        None => out.push_str("  window      never opened (the user has not written)\n"),
+    }
+    if let Some(end) = state.and_then(ContactState::entry_point_expires_at) {
+        out.push_str(&format!("  entry point free until {} UTC\n", when(end)));
+    }
+    for category in Category::ALL {
+        if let Some(p) = state.and_then(|s| s.preference(category)) {
+            let what = match p.consent {
+                Consent::OptedOut => "opted out",
+                Consent::OptedIn => "opted in",
+            };
+            out.push_str(&format!(
+                "  {:<11} {what} ({}, {} UTC)\n",
+                category.as_str(),
+                p.source.as_str(),
+                when(p.at)
+            ));
+        }
+    }
+    if entries.is_empty() {
+        out.push_str("  (no messages)\n");
+    }
+    for e in entries {
+        let (arrow, what) = if e.direction == "in" {
+            let what = match &e.content {
+                Some(wahook::payload::MessageContent::Text { body }) => format!("text \"{body}\""),
+                Some(c) => c.label(),
+                None => e.kind.clone(),
+            };
+            ("<-", what)
+        } else {
+            let what = match (&e.template_name, e.kind.as_str()) {
+                (Some(t), _) => format!("template {t} ({})", e.category.as_deref().unwrap_or("?")),
+                (None, kind) => format!("{kind} ({})", e.category.as_deref().unwrap_or("?")),
+            };
+            ("->", what)
+        };
+        let status = match (&e.status, e.error_code) {
+            (Some(s), Some(code)) => format!("  [{s}, error {code}]"),
+            (Some(s), None) => format!("  [{s}]"),
+            (None, _) if e.direction == "out" => "  [accepted]".into(),
+            _ => String::new(),
+        };
+        out.push_str(&format!("  {} UTC  {arrow} {what}{status}\n", when(e.at)));
+    }
+    out
+}
+
+/// Messages on the DLQ with their reasons (peeked: they stay on the queue).
+pub async fn dead_letters(
+    dev: &DevEnv,
+) -> Result<Vec<(String, BTreeMap<String, String>, String)>, String> {
+    let sdk = dev.sdk().await?;
+    let out = aws_sdk_sqs::Client::new(&sdk)
+        .receive_message()
+        .queue_url(dev.get("WAHOOK_SENDS_DLQ_URL")?)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())?;
+    Ok(out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let attrs = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                m.message_id.unwrap_or_default(),
+                attrs,
+                m.body.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Waits for `check`, printing progress, up to `limit`.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, String>>,
+{
+    let start = Instant::now();
+    print!("   … {what}");
+    let _ = std::io::stdout().flush();
+    loop {
+        if check().await? {
+            println!(" ({:.1} s)", start.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            println!();
+            return Err(format!(
+                "timed out after {} s waiting for {what}",
+                limit.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn sim_message_count(dev: &DevEnv) -> Result<usize, String> {
+    {
+        let url = format!("{}/_sim/messages", dev.get("WAHOOK_META_SIM_URL")?);
+        let text = reqwest::get(&url)
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let list: Vec<Value> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        Ok(list.len())
+    }
+}
+
+/// The scripted walk-through of a plain `scripts/dev.sh` run.
+pub async fn demo(dev: &DevEnv) -> Result<(), String> {
+    let run = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let ana = "+5215512345678";
+    let limit = Duration::from_secs(20);
+    let timeline = |who: &'static str| async move {
+        let (home, state, entries) = contact_and_timeline(dev, who).await?;
+        Ok::<_, String>((home, state, entries))
+    };
+    let ana_writes = |text: &'static str| async move {
+        let message = Inbound {
+            from: Some(ana.into()),
+            user_id: Some("MX.1310418412279093".into()),
+            name: "Ana García".into(),
+            text: Some(text.into()),
+            button: None,
+            referral: false,
+        };
+        inbound(dev, &message).await
+    };
+
+    println!("\n1. Ana writes \"Hola\" to the business");
+    ana_writes("Hola").await?;
+    wait_for("the message stored and her window open", limit, || async {
+        let (_, state, _) = timeline(ana).await?;
+        Ok(state.and_then(|s| s.window_expires_at()).is_some())
+    })
+    .await?;
+
+    println!("\n2. A producer enqueues a utility template and a free-form reply");
+    let template_key = format!("demo-{run}-order-shipped");
+    let text_key = format!("demo-{run}-reply");
+    send(
+        dev,
+        &json!({"v": 1, "idempotency_key": template_key, "to": ana, "category": "utility",
+        "template": {"name": "order_shipped", "language": "es_MX",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-1234"}]}]}}),
+    )
+    .await?;
+    send(
+        dev,
+        &json!({"v": 1, "idempotency_key": text_key, "to": ana,
+        "text": {"body": "¡Gracias! Tu pedido A-1234 sale hoy."}}),
+    )
+    .await?;
+    wait_for("both sent to Meta (the simulator)", limit, || async {
+        let a = ledger_state(dev, &template_key).await?;
+        let b = ledger_state(dev, &text_key).await?;
+        Ok(matches!(
+            (a, b),
+            (Some((SendState::Sent, _)), Some((SendState::Sent, _)))
+        ))
+    })
+    .await?;
+    wait_for(
+        "their statuses back: sent → delivered → read",
+        limit,
+        || async {
+            let (_, _, entries) = timeline(ana).await?;
+            let out: Vec<_> = entries.iter().filter(|e| e.direction == "out").collect();
+            Ok(out.len() == 2 && out.iter().all(|e| e.status.as_deref() == Some("read")))
+        },
+    )
+    .await?;
+
+    println!("\n3. Ana sends \"STOP\"; then a producer enqueues a marketing template");
+    ana_writes("STOP").await?;
+    wait_for("her opt-out recorded", limit, || async {
+        let (_, state, _) = timeline(ana).await?;
+        Ok(state
+            .and_then(|s| s.preference(Category::Marketing).copied())
+            .is_some_and(|p| p.consent == Consent::OptedOut))
+    })
+    .await?;
+    let sent_before = sim_message_count(dev).await?;
+    let promo_key = format!("demo-{run}-black-friday");
+    send(
+        dev,
+        &json!({"v": 1, "idempotency_key": promo_key, "to": ana, "category": "marketing",
+        "template": {"name": "black_friday", "language": "es_MX"}}),
+    )
+    .await?;
+    wait_for(
+        "the marketing send suppressed, without a call to Meta",
+        limit,
+        || async {
+            Ok(matches!(
+                ledger_state(dev, &promo_key).await?,
+                Some((SendState::Suppressed, _))
+            ))
+        },
+    )
+    .await?;
+    if sim_message_count(dev).await? != sent_before {
+        return Err("the suppressed send reached the simulator".into());
+    }
+
+    println!("\n4. Ana's timeline\n");
+    let (home, state, entries) = timeline(ana).await?;
+    print!(
+        "{}",
+        format_timeline(&home, state.as_ref(), &entries, UnixTime::now())
+    );
+    Ok(())
+}
+
+/// Minimal flag parsing for the CLI.
+pub struct Args(Vec<String>);
+
+impl Args {
+    pub fn new(args: Vec<String>) -> Self {
+        Self(args)
+    }
+
+    /// `--name value`, removed from the list.
+    pub fn value(&mut self, name: &str) -> Option<String> {
+        let i = self.0.iter().position(|a| a == name)?;
+        if i + 1 < self.0.len() {
+            let v = self.0.remove(i + 1);
+            self.0.remove(i);
+            Some(v)
+        } else {
+            None
+        }
+    }
+
+    /// `--name`, removed from the list.
+    pub fn flag(&mut self, name: &str) -> bool {
+        match self.0.iter().position(|a| a == name) {
+            Some(i) => {
+                self.0.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn positional(&mut self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.remove(0))
+    }
+
+    /// Errors if anything was not understood.
+    pub fn done(&self) -> Result<(), String> {
+        match self.0.first() {
+            None => Ok(()),
+            Some(a) => Err(format!("unexpected argument {a:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_values_and_leftovers() {
+        let mut a = Args::new(
+            ["--to", "+1555", "--referral", "x"]
+                .map(String::from)
+                .to_vec(),
+        );
+        assert_eq!(a.value("--to").as_deref(), Some("+1555"));
+        assert!(a.flag("--referral"));
+        assert!(!a.flag("--missing"));
+        assert_eq!(a.done().unwrap_err(), "unexpected argument \"x\"");
+    }
+
+    #[test]
+    fn a_timeline_reads_like_a_conversation() {
+        let number = PhoneNumberId::parse("1").unwrap();
+        let home = ContactKey::new(&number, &UserId::parse("15551234567").unwrap());
+        let mut state = ContactState::default();
+        state.observe_inbound(UnixTime::from_secs(1_000));
+        state.observe_profile_name("Ana".into(), UnixTime::from_secs(1_000));
+        let entries = vec![TimelineEntry {
+            wamid: "w1".into(),
+            at: UnixTime::from_secs(1_000),
+            direction: "in".into(),
+            kind: "text".into(),
+            content: Some(wahook::payload::MessageContent::Text {
+                body: "Hola".into(),
+            }),
+            status: None,
+            template_name: None,
+            category: None,
+            error_code: None,
+            idempotency_key: None,
+        }];
+        let out = format_timeline(&home, Some(&state), &entries, UnixTime::from_secs(2_000));
+        assert!(out.contains("contact 1#15551234567 (Ana)"), "{out}");
+        assert!(
+            out.contains("window      open until 1970-01-02 00:16:40 UTC"),
+            "{out}"
+        );
+        assert!(out.contains("<- text \"Hola\""), "{out}");
+    }
+}
