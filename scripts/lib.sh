@@ -21,19 +21,43 @@ ensure_venv() {
     local dir="$VENV_ROOT/$name"
     local req="$WAHOOK_ROOT/scripts/python/$name.in"
     local lock="$WAHOOK_ROOT/scripts/python/$name.lock"
-    local stamp="$dir/.wahook-stamp"
-    local want
-    want=$(cat "$req" "$lock" | sha256sum | cut -d' ' -f1)
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        return 0
-    fi
+    installed_from "$dir" "$req" "$lock" && return 0
     require_python
     log "installing $(tr '\n' ' ' <"$req")into .venv/$name (pinned; first run takes about a minute)"
     rm -rf "$dir"
     python3 -m venv "$dir"
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" -c "$lock" ||
         die "pip could not install $(cat "$req"): check network access to PyPI (or a PIP_INDEX_URL mirror)"
-    echo "$want" >"$stamp"
+    mark_installed "$dir" "$req" "$lock"
+}
+
+# installed_from DIR FILE...: whether DIR was installed from exactly these pin files.
+installed_from() {
+    local dir=$1
+    shift
+    [ -f "$dir/.wahook-stamp" ] && [ "$(cat "$dir/.wahook-stamp")" = "$(cat "$@" | sha256sum | cut -d' ' -f1)" ]
+}
+
+# mark_installed DIR FILE...: records that DIR now holds what these pin files say.
+mark_installed() {
+    local dir=$1
+    shift
+    cat "$@" | sha256sum | cut -d' ' -f1 >"$dir/.wahook-stamp"
+}
+
+# ensure_node_example: .venv/node with the pinned packages of scripts/node (the AWS SDK for
+# JavaScript that the README's Node example imports). Reinstalls only when the lock changes.
+ensure_node_example() {
+    local dir="$VENV_ROOT/node"
+    local pins=("$WAHOOK_ROOT/scripts/node/package.json" "$WAHOOK_ROOT/scripts/node/package-lock.json")
+    installed_from "$dir" "${pins[@]}" && return 0
+    log "installing the pinned AWS SDK for JavaScript into .venv/node (for the README's Node example)"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "${pins[@]}" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+        die "npm could not install scripts/node's packages: check network access to the npm registry"
+    mark_installed "$dir" "${pins[@]}"
 }
 
 # free_port: a TCP port on 127.0.0.1 that nothing listens on right now.

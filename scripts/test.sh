@@ -3,7 +3,8 @@
 # toolchain and Python 3 it installs what it needs, then checks formatting and lints, checks the SAM
 # template offline (cfn-lint, checkov), starts moto on 127.0.0.1, rehearses a deploy of the template
 # into it, runs every test of the workspace against it (tests/local_stack.rs also brings the whole
-# local stack up and down through scripts/dev.sh), and stops moto, also on failure.
+# local stack up and down through scripts/dev.sh, and tests/readme.rs runs the README's commands
+# and examples), and stops moto, also on failure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$WAHOOK_ROOT"
@@ -24,6 +25,16 @@ cleanup() {
 trap cleanup EXIT
 start_moto "$RUN_DIR"
 rehearse_deploy "$RUN_DIR"
+
+# tests/readme.rs runs the README's commands and producer examples: the aws CLI (pinned, in its own
+# venv) and, where Node.js is installed, the pinned AWS SDK for JavaScript.
+ensure_venv awscli
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    ensure_node_example
+else
+    log "Node.js not found: the README's Node example will not be run"
+    export WAHOOK_README_NODE=skip
+fi
 
 # tests/local_stack.rs drives scripts/dev.sh as a user would; it gets prebuilt binaries so that no
 # build runs inside a test.
