@@ -67,6 +67,9 @@ up() {
     # Anything started from here on is stopped again if the start fails half-way.
     trap 'status=$?; if [ $status -ne 0 ]; then log "start failed; stopping what was started"; down; fi' EXIT
 
+    # Before the build, so that a PyPI problem shows in a minute rather than after it.
+    ensure_venv moto
+
     local bins
     bins=$(bin_dir)
     if [ -z "${WAHOOK_DEV_BIN_DIR:-}" ]; then
