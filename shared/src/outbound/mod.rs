@@ -119,6 +119,16 @@ enum Intent {
     },
 }
 
+/// One record past its policy decision, on the way through the ledger: what every step of a
+/// redelivery, a retry or a lost answer needs.
+struct Attempt<'r> {
+    record: &'r QueuedSend,
+    p: &'r Prepared,
+    contact: &'r Option<(ContactKey, ContactState)>,
+    intent: &'r Intent,
+    now: UnixTime,
+}
+
 pub struct Sender {
     store: Store,
     graph: GraphClient,
@@ -327,6 +337,13 @@ impl Sender {
             },
         };
         let summary = summary_of(p, &intent);
+        let attempt = Attempt {
+            record,
+            p,
+            contact: &contact,
+            intent: &intent,
+            now,
+        };
         match &intent {
             Intent::Decided { state, reason } => {
                 match self
@@ -335,10 +352,7 @@ impl Sender {
                     .await?
                 {
                     None => Ok(Next::Done(decided_outcome(*state))),
-                    Some(existing) => {
-                        self.existing(record, p, &contact, existing, &intent, now)
-                            .await
-                    }
+                    Some(existing) => self.existing(&attempt, existing).await,
                 }
             }
             Intent::Send { message, fallback } => {
@@ -356,25 +370,15 @@ impl Sender {
                         self.call(record, p, &contact, message, *fallback, &token)
                             .await
                     }
-                    Claim::Existing(existing) => {
-                        self.existing(record, p, &contact, existing, &intent, now)
-                            .await
-                    }
+                    Claim::Existing(existing) => self.existing(&attempt, existing).await,
                 }
             }
         }
     }
 
     /// The key is already in the ledger: a redelivery, a retry, or a send whose answer was lost.
-    async fn existing(
-        &self,
-        record: &QueuedSend,
-        p: &Prepared,
-        contact: &Option<(ContactKey, ContactState)>,
-        entry: LedgerEntry,
-        intent: &Intent,
-        now: UnixTime,
-    ) -> Result<Next, StoreError> {
+    async fn existing(&self, a: &Attempt<'_>, entry: LedgerEntry) -> Result<Next, StoreError> {
+        let (p, now) = (a.p, a.now);
         let key = &p.request.idempotency_key;
         if entry
             .fingerprint
@@ -401,16 +405,13 @@ impl Sender {
                 why: "another worker holds this key's claim".into(),
             }),
             // A lease that ran out mid-call is a lost answer too: the worker may have sent.
-            SendState::InFlight | SendState::Unknown => {
-                self.reconcile(record, p, contact, entry, intent, now).await
-            }
+            SendState::InFlight | SendState::Unknown => self.reconcile(a, entry).await,
             SendState::Retry => {
                 // A retry is safe to send again, but check Meta did not take it after all.
-                if let Some(next) = self.found_sent(p, contact, &entry, now).await? {
+                if let Some(next) = self.found_sent(a, &entry).await? {
                     return Ok(next);
                 }
-                self.take_over(record, p, contact, &entry, intent, false, now)
-                    .await
+                self.take_over(a, &entry, false).await
             }
             _ => unreachable!("final states returned above"),
         }
@@ -418,16 +419,9 @@ impl Sender {
 
     /// After a lost answer: find the message through Meta's status webhooks, or wait for them, then
     /// resend once; a second lost answer gives up (`outcome_unknown`).
-    async fn reconcile(
-        &self,
-        record: &QueuedSend,
-        p: &Prepared,
-        contact: &Option<(ContactKey, ContactState)>,
-        entry: LedgerEntry,
-        intent: &Intent,
-        now: UnixTime,
-    ) -> Result<Next, StoreError> {
-        if let Some(next) = self.found_sent(p, contact, &entry, now).await? {
+    async fn reconcile(&self, a: &Attempt<'_>, entry: LedgerEntry) -> Result<Next, StoreError> {
+        let now = a.now;
+        if let Some(next) = self.found_sent(a, &entry).await? {
             return Ok(next);
         }
         let since = entry.unknown_since.or(entry.lease_until).unwrap_or(now);
@@ -438,8 +432,8 @@ impl Sender {
                 why: "the last attempt's answer was lost; waiting for Meta's status webhooks before deciding to resend".into(),
             });
         }
-        let key = &p.request.idempotency_key;
-        match intent {
+        let key = &a.p.request.idempotency_key;
+        match a.intent {
             Intent::Send { .. } if entry.resent => {
                 let Some(token) = self
                     .store
@@ -465,43 +459,35 @@ impl Sender {
                     idempotency_key = key.as_str(),
                     "no status webhook names the earlier attempt; sending once more (the one duplicate wahook allows)"
                 );
-                self.take_over(record, p, contact, &entry, intent, true, now)
-                    .await
+                self.take_over(a, &entry, true).await
             }
-            Intent::Decided { .. } => {
-                self.take_over(record, p, contact, &entry, intent, false, now)
-                    .await
-            }
+            Intent::Decided { .. } => self.take_over(a, &entry, false).await,
         }
     }
 
     /// Takes the key over from the ledger entry seen, then sends (again) or records the decision.
-    #[allow(clippy::too_many_arguments)]
     async fn take_over(
         &self,
-        record: &QueuedSend,
-        p: &Prepared,
-        contact: &Option<(ContactKey, ContactState)>,
+        a: &Attempt<'_>,
         entry: &LedgerEntry,
-        intent: &Intent,
         resend_after_unknown: bool,
-        now: UnixTime,
     ) -> Result<Next, StoreError> {
         let Some(token) = self
             .store
-            .reclaim_send(entry, now, self.settings.lease_secs, resend_after_unknown)
+            .reclaim_send(entry, a.now, self.settings.lease_secs, resend_after_unknown)
             .await?
         else {
             return Ok(lost_race());
         };
-        match intent {
+        match a.intent {
             Intent::Send { message, fallback } => {
-                self.call(record, p, contact, message, *fallback, &token)
+                self.call(a.record, a.p, a.contact, message, *fallback, &token)
                     .await
             }
             Intent::Decided { state, reason } => {
-                let key = &p.request.idempotency_key;
-                self.finish_decided(key, &token, *state, reason, now).await
+                let key = &a.p.request.idempotency_key;
+                self.finish_decided(key, &token, *state, reason, a.now)
+                    .await
             }
         }
     }
@@ -509,11 +495,10 @@ impl Sender {
     /// If a status webhook or send record names this key, the send reached Meta: record it as sent.
     async fn found_sent(
         &self,
-        p: &Prepared,
-        contact: &Option<(ContactKey, ContactState)>,
+        a: &Attempt<'_>,
         entry: &LedgerEntry,
-        now: UnixTime,
     ) -> Result<Option<Next>, StoreError> {
+        let (p, contact, now) = (a.p, a.contact, a.now);
         let key = &p.request.idempotency_key;
         let Some((wamid, _status)) = self.store.find_by_idempotency_key(key).await? else {
             return Ok(None);

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
 use super::tables::CONTACTS;
-use super::{backoff, condition_failed, Store, StoreError, WriteOutcome, MAX_ATTEMPTS};
+use super::{backoff, versioned_outcome, Store, StoreError, WriteOutcome, MAX_ATTEMPTS};
 use crate::domain::contact::{
     resolve, AliasWrite, ContactRecord, ContactSnapshot, ContactState, ContactWrite, PrimaryWrite,
     Referral, ResolveStep, Stamped, VersionedRecord,
@@ -162,11 +162,7 @@ impl Store {
                     .set_expression_attribute_values(Some(values))
                     .send()
                     .await;
-                match result {
-                    Ok(_) => Ok(WriteOutcome::Written),
-                    Err(e) if condition_failed(&e) => Ok(WriteOutcome::Conflict),
-                    Err(e) => Err(StoreError::dynamo("UpdateItem", table, e)),
-                }
+                versioned_outcome(result, "UpdateItem", table)
             }
             (None, Some(a)) => {
                 let (item, cond, names, values) = alias_put(a);
@@ -180,11 +176,7 @@ impl Store {
                     .set_expression_attribute_values(values)
                     .send()
                     .await;
-                match result {
-                    Ok(_) => Ok(WriteOutcome::Written),
-                    Err(e) if condition_failed(&e) => Ok(WriteOutcome::Conflict),
-                    Err(e) => Err(StoreError::dynamo("PutItem", table, e)),
-                }
+                versioned_outcome(result, "PutItem", table)
             }
             (Some(p), Some(a)) => {
                 let (expr, cond, names, values) = primary_update(p);

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
 use super::tables::{MESSAGES, MESSAGES_BY_IDEMPOTENCY_KEY};
-use super::{condition_failed, PutOutcome, Store, StoreError, WriteOutcome};
+use super::{versioned_outcome, PutOutcome, Store, StoreError, WriteOutcome};
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef, Wamid};
 use crate::domain::send_request::IdempotencyKey;
 use crate::domain::status::{StatusLog, StatusObservation};
@@ -206,11 +206,7 @@ impl Store {
             .set_expression_attribute_values(Some(u.values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(WriteOutcome::Written),
-            Err(e) if condition_failed(&e) => Ok(WriteOutcome::Conflict),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", table, e)),
-        }
+        versioned_outcome(result, "UpdateItem", table)
     }
 }
 

@@ -224,6 +224,24 @@ pub(crate) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>)
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
+/// What a conditional (versioned) write's answer means: written, lost a race (read again and retry),
+/// or a storage failure.
+pub(crate) fn versioned_outcome<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+    operation: &'static str,
+    table: &str,
+) -> Result<WriteOutcome, StoreError>
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(WriteOutcome::Written),
+        Err(e) if condition_failed(&e) => Ok(WriteOutcome::Conflict),
+        Err(e) => Err(StoreError::dynamo(operation, table, e)),
+    }
+}
+
 /// Exponential backoff with full jitter: 25 ms × 2^attempt, capped at 1 s.
 pub async fn backoff(attempt: u32) {
     let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1_000);
