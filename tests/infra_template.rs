@@ -487,17 +487,20 @@ async fn the_rehearsed_deploy_gives_each_function_what_its_code_works_against() 
 
     for def in &ALL_TABLES {
         let names = if def.logical == "events" {
-            &webhook.tables
+            &webhook.storage.tables
         } else {
-            &sender.tables
+            &sender.storage.tables
         };
         check_table(&dynamo, def, names.name_of(def)).await;
     }
     assert_eq!(
-        webhook.tables.contacts, sender.tables.contacts,
+        webhook.storage.tables.contacts, sender.storage.tables.contacts,
         "both functions share the contacts table"
     );
-    assert_eq!(webhook.tables.messages, sender.tables.messages);
+    assert_eq!(
+        webhook.storage.tables.messages,
+        sender.storage.tables.messages
+    );
 
     // The queue the sender backs off on is the one its event source drains, and it dead-letters to
     // the DLQ the sender writes refusals to.

@@ -23,8 +23,10 @@ fn service() -> WebhookService {
     let config = WebhookConfig {
         app_secrets: vec![SecretString::new(SECRET)],
         verify_token: SecretString::new("token"),
-        tables: TableNames::with_prefix("bench"),
-        retention_days: 90,
+        storage: wahook::config::StorageConfig {
+            tables: TableNames::with_prefix("bench"),
+            retention_days: 90,
+        },
         keywords: KeywordRules::default(),
         write_concurrency: 32,
     };

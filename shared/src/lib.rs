@@ -11,6 +11,7 @@ pub mod graph;
 pub mod inbound;
 pub mod outbound;
 pub mod payload;
+pub mod retry;
 pub mod secret;
 pub mod signature;
 pub mod store;

@@ -69,7 +69,7 @@ impl WebhookService {
         client: aws_sdk_dynamodb::Client,
         metrics: Metrics,
     ) -> Result<Self, SignatureConfigError> {
-        let store = Store::new(client, config.tables.clone(), config.retention_days);
+        let store = config.storage.store(client);
         Ok(Self {
             verifier: SignatureVerifier::new(&config.app_secrets)?,
             verify_token: config.verify_token.clone(),

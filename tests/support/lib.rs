@@ -14,7 +14,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::Client;
 use lambda_http::Body;
-use wahook::config::WebhookConfig;
+use wahook::config::{StorageConfig, WebhookConfig};
 use wahook::domain::keywords::KeywordRules;
 use wahook::secret::SecretString;
 use wahook::store::tables::{create_all_tables, TableNames};
@@ -105,8 +105,10 @@ impl Harness {
         let mut config = WebhookConfig {
             app_secrets: vec![SecretString::new(FIXTURE_APP_SECRET)],
             verify_token: SecretString::new(FIXTURE_VERIFY_TOKEN),
-            tables: tables.clone(),
-            retention_days: 90,
+            storage: StorageConfig {
+                tables: tables.clone(),
+                retention_days: 90,
+            },
             keywords: KeywordRules::default(),
             write_concurrency: 16,
         };

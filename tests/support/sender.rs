@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
+use wahook::domain::ledger::{LedgerEntry, LedgerSettings};
 use wahook::domain::policy::PolicyConfig;
 use wahook::domain::send_request::IdempotencyKey;
 use wahook::graph::{GraphClient, GraphConfig};
 use wahook::outbound::{Pacer, SendQueue, Sender, SenderSettings};
 use wahook::secret::SecretString;
-use wahook::store::sends::LedgerEntry;
 use wahook::telemetry::Metrics;
 use wahook_local::{PollReport, SqsPoller};
 use wahook_meta_sim::{MetaSim, SimConfig, WebhookTarget};
@@ -299,8 +299,10 @@ fn make_sender(
             default_from: Some(wahook::domain::ids::PhoneNumberId::parse(NUMBER).unwrap()),
             policy: options.policy.clone(),
             concurrency,
-            lease_secs: 30,
-            reconcile_wait_secs: options.reconcile_wait_secs,
+            ledger: LedgerSettings {
+                lease_secs: 30,
+                reconcile_wait_secs: options.reconcile_wait_secs,
+            },
         },
         Metrics::disabled("sender"),
     )

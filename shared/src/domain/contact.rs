@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::ids::{Bsuid, ContactKey, Phone, PhoneNumberId, UserId, UserRef};
-use super::preferences::{Category, Preference};
+use super::preferences::{Category, Consent, Preference, PreferenceSource};
 use super::time::{UnixTime, CUSTOMER_SERVICE_WINDOW_SECS, FREE_ENTRY_POINT_WINDOW_SECS};
 
 /// A value with the payload time it was observed at. Merges to the later one; ties go to the larger
@@ -156,6 +156,31 @@ impl ContactState {
                 p.join(&preference);
             })
             .or_insert(preference);
+    }
+
+    /// A delta that records an opt-out of `category`: the one shape every source of an opt-out
+    /// (a STOP keyword, the stop-promotions button, `user_preferences`, Meta's error 131050) uses.
+    pub fn opted_out(category: Category, at: UnixTime, source: PreferenceSource) -> ContactState {
+        Self::consent_given(category, Consent::OptedOut, at, source)
+    }
+
+    /// A delta that records `consent` to `category` (an opt-in or an opt-out) from `source` at `at`.
+    pub fn consent_given(
+        category: Category,
+        consent: Consent,
+        at: UnixTime,
+        source: PreferenceSource,
+    ) -> ContactState {
+        let mut delta = ContactState::default();
+        delta.observe_preference(
+            category,
+            Preference {
+                at,
+                consent,
+                source,
+            },
+        );
+        delta
     }
 
     pub fn preference(&self, category: Category) -> Option<&Preference> {

@@ -3,6 +3,7 @@
 pub mod contact;
 pub mod ids;
 pub mod keywords;
+pub mod ledger;
 pub mod policy;
 pub mod preferences;
 pub mod send_request;

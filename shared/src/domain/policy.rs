@@ -8,6 +8,7 @@
 //!    fallback template if it has one, else window closed.
 
 use super::contact::ContactState;
+use super::ledger::SendState;
 use super::preferences::{Category, Consent};
 use super::send_request::{OutboundMessage, SendRequest};
 use super::time::UnixTime;
@@ -30,7 +31,8 @@ impl Default for PolicyConfig {
     }
 }
 
-/// What to do with a request.
+/// What to do with a request. Every outcome that is not a send names the ledger state it ends in and
+/// why, so a new gate is a new check here (and a [`SendState`] if it needs its own), nothing else.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Send {
@@ -38,21 +40,23 @@ pub enum Decision {
         /// The text could not go out and its fallback template goes instead.
         fallback: bool,
     },
-    Expired,
-    Suppressed {
-        reason: String,
-    },
-    WindowClosed,
+    /// Not sent: recorded under the key as `state`, with `reason` for the producer.
+    Withhold { state: SendState, reason: String },
 }
 
 impl Decision {
-    /// The ledger state a decision ends in, when it ends there.
-    pub fn outcome(&self) -> &'static str {
+    fn withhold(state: SendState, reason: impl Into<String>) -> Self {
+        Decision::Withhold {
+            state,
+            reason: reason.into(),
+        }
+    }
+
+    /// The state a withheld request ends in; `None` for a send.
+    pub fn withheld(&self) -> Option<SendState> {
         match self {
-            Decision::Send { .. } => "send",
-            Decision::Expired => "expired",
-            Decision::Suppressed { .. } => "suppressed",
-            Decision::WindowClosed => "window_closed",
+            Decision::Send { .. } => None,
+            Decision::Withhold { state, .. } => Some(*state),
         }
     }
 }
@@ -64,27 +68,32 @@ pub fn decide(
     config: &PolicyConfig,
 ) -> Decision {
     if request.not_after.is_some_and(|deadline| now > deadline) {
-        return Decision::Expired;
+        return Decision::withhold(
+            SendState::Expired,
+            "not_after passed before the message could be sent",
+        );
     }
     let category = request.category;
     let preference = contact.and_then(|c| c.preference(category));
     if let Some(p) = preference.filter(|p| p.consent == Consent::OptedOut) {
-        return Decision::Suppressed {
-            reason: format!(
+        return Decision::withhold(
+            SendState::Suppressed,
+            format!(
                 "the contact opted out of {category} messages at {} ({})",
                 p.at.to_rfc3339(),
                 p.source.as_str()
             ),
-        };
+        );
     }
     if config.consent_required.contains(&category)
         && preference.is_none_or(|p| p.consent != Consent::OptedIn)
     {
-        return Decision::Suppressed {
-            reason: format!(
+        return Decision::withhold(
+            SendState::Suppressed,
+            format!(
                 "no opt-in to {category} messages is on record, and this deployment requires one"
             ),
-        };
+        );
     }
     match &request.message {
         OutboundMessage::Template(_) => Decision::Send {
@@ -102,7 +111,10 @@ pub fn decide(
                     message: OutboundMessage::Template(t.clone()),
                     fallback: true,
                 },
-                (false, None) => Decision::WindowClosed,
+                (false, None) => Decision::withhold(
+                    SendState::WindowClosed,
+                    "free-form text outside the 24 h customer service window, and no fallback_template",
+                ),
             }
         }
     }
@@ -144,7 +156,7 @@ mod tests {
     #[test]
     fn a_passed_deadline_expires_the_request() {
         let r = template("utility", r#","not_after":"2026-11-23T02:13:19Z""#);
-        assert_eq!(decide_now(&r, None), Decision::Expired);
+        assert_eq!(decide_now(&r, None).withheld(), Some(SendState::Expired));
         let r = template("utility", r#","not_after":"2026-11-23T02:13:20Z""#);
         assert!(
             matches!(decide_now(&r, None), Decision::Send { .. }),
@@ -164,7 +176,10 @@ mod tests {
             },
         );
         match decide_now(&template("marketing", ""), Some(&c)) {
-            Decision::Suppressed { reason } => {
+            Decision::Withhold {
+                state: SendState::Suppressed,
+                reason,
+            } => {
                 assert!(
                     reason.contains("opted out of marketing")
                         && reason.contains("user_preferences"),
@@ -187,10 +202,10 @@ mod tests {
         };
         let now = UnixTime::from_secs(NOW);
         let r = template("marketing", "");
-        assert!(matches!(
-            decide(&r, None, now, &config),
-            Decision::Suppressed { .. }
-        ));
+        assert_eq!(
+            decide(&r, None, now, &config).withheld(),
+            Some(SendState::Suppressed)
+        );
         let mut c = ContactState::default();
         c.observe_preference(
             Category::Marketing,
@@ -218,10 +233,13 @@ mod tests {
             }
         ));
         let almost_closed = wrote_at(NOW - 86_400 + 300); // closes in 5 min, margin is 10
-        assert_eq!(decide_now(&r, Some(&almost_closed)), Decision::WindowClosed);
         assert_eq!(
-            decide_now(&r, None),
-            Decision::WindowClosed,
+            decide_now(&r, Some(&almost_closed)).withheld(),
+            Some(SendState::WindowClosed)
+        );
+        assert_eq!(
+            decide_now(&r, None).withheld(),
+            Some(SendState::WindowClosed),
             "never wrote: no window"
         );
     }

@@ -2,6 +2,7 @@
 //! failures told apart by whether the request can have reached Meta.
 
 pub mod errors;
+pub mod message;
 
 use std::time::Duration;
 
@@ -36,6 +37,13 @@ impl Default for GraphConfig {
             connect_timeout: Duration::from_secs(3),
         }
     }
+}
+
+/// Why a Graph client could not be built (at start-up, before any send).
+#[derive(Debug, thiserror::Error)]
+pub enum GraphSetupError {
+    #[error("could not build the HTTP client for the Graph API: {0}")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// Meta accepted the message (delivery comes later, in status webhooks).
@@ -127,13 +135,13 @@ struct ErrorData {
 }
 
 impl GraphClient {
-    pub fn new(config: GraphConfig, token: SecretString) -> Result<Self, String> {
+    pub fn new(config: GraphConfig, token: SecretString) -> Result<Self, GraphSetupError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("wahook/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
+            .map_err(GraphSetupError::HttpClient)?;
         Ok(Self {
             http,
             config,

@@ -1,16 +1,13 @@
 //! Applies a [`Plan`] to DynamoDB. Returns only when every write is durable; any failure is an error,
 //! and since every write is idempotent, Meta's redelivery of the whole body repairs a partial apply.
 
-use std::future::Future;
-
-use futures::stream::{self, StreamExt, TryStreamExt};
-
 use super::plan::{ContactUpdate, Plan, StatusUpdate};
 use crate::domain::contact::ContactSnapshot;
 use crate::domain::ids::{ContactKey, UserId, Wamid};
 use crate::domain::time::UnixTime;
+use crate::retry::{try_bounded, Rounds, MAX_ATTEMPTS};
 use crate::store::messages::StoredStatus;
-use crate::store::{backoff, PutOutcome, Store, StoreError, WriteOutcome, MAX_ATTEMPTS};
+use crate::store::{PutOutcome, Store, StoreError, WriteOutcome};
 
 /// What applying a plan did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,7 +74,8 @@ impl InboundWriter {
             .iter()
             .map(|e| self.store.put_event(e, now))
             .collect();
-        let (stored, duplicate) = created_and_duplicate(&bounded(puts, self.concurrency).await?);
+        let (stored, duplicate) =
+            created_and_duplicate(&try_bounded(puts, self.concurrency).await?);
         Ok(ApplyReport {
             events_stored: stored,
             events_duplicate: duplicate,
@@ -91,7 +89,8 @@ impl InboundWriter {
             .iter()
             .map(|m| self.store.put_inbound(m, now))
             .collect();
-        let (stored, duplicate) = created_and_duplicate(&bounded(puts, self.concurrency).await?);
+        let (stored, duplicate) =
+            created_and_duplicate(&try_bounded(puts, self.concurrency).await?);
         Ok(ApplyReport {
             messages_stored: stored,
             messages_duplicate: duplicate,
@@ -109,7 +108,7 @@ impl InboundWriter {
             .iter()
             .map(|u| self.status(u, stored.get(&u.wamid).cloned().unwrap_or_default()))
             .collect();
-        let reports = bounded(writes, self.concurrency).await?;
+        let reports = try_bounded(writes, self.concurrency).await?;
         Ok(reports
             .into_iter()
             .fold(ApplyReport::default(), ApplyReport::add))
@@ -121,7 +120,17 @@ impl InboundWriter {
         mut stored: StoredStatus,
     ) -> Result<ApplyReport, StoreError> {
         let mut report = ApplyReport::default();
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut rounds = Rounds::new();
+        while let Some(attempt) = rounds.next().await {
+            if attempt > 0 {
+                // Lost a race: read what the other writer left.
+                stored = self
+                    .store
+                    .get_statuses(std::slice::from_ref(&update.wamid))
+                    .await?
+                    .remove(&update.wamid)
+                    .unwrap_or_default();
+            }
             let mut merged = stored.log.clone();
             if !merged.join(&update.log) {
                 report.statuses_unchanged += 1;
@@ -136,16 +145,7 @@ impl InboundWriter {
                     report.statuses_written += 1;
                     return Ok(report);
                 }
-                WriteOutcome::Conflict => {
-                    report.conflicts += 1;
-                    backoff(attempt).await;
-                    stored = self
-                        .store
-                        .get_statuses(std::slice::from_ref(&update.wamid))
-                        .await?
-                        .remove(&update.wamid)
-                        .unwrap_or_default();
-                }
+                WriteOutcome::Conflict => report.conflicts += 1,
             }
         }
         Err(StoreError::Contention {
@@ -177,7 +177,7 @@ impl InboundWriter {
                 self.contact(u, local)
             })
             .collect();
-        let reports = bounded(writes, self.concurrency).await?;
+        let reports = try_bounded(writes, self.concurrency).await?;
         Ok(reports
             .into_iter()
             .fold(ApplyReport::default(), ApplyReport::add))
@@ -207,18 +207,4 @@ fn created_and_duplicate(outcomes: &[PutOutcome]) -> (usize, usize) {
         .filter(|o| **o == PutOutcome::Created)
         .count();
     (created, outcomes.len() - created)
-}
-
-/// Runs already-built (still idle) futures with at most `limit` in flight; the first error wins.
-///
-/// Building the futures first, rather than mapping a closure inside the stream, keeps the combined
-/// future `Send` for the Lambda runtime (rustc cannot prove it through a borrowing closure).
-async fn bounded<T, F>(futures: Vec<F>, limit: usize) -> Result<Vec<T>, StoreError>
-where
-    F: Future<Output = Result<T, StoreError>>,
-{
-    stream::iter(futures)
-        .buffer_unordered(limit)
-        .try_collect()
-        .await
 }

@@ -13,16 +13,14 @@ use serde_json::value::RawValue;
 use crate::domain::contact::{ContactState, Referral};
 use crate::domain::ids::{Bsuid, Phone, PhoneNumberId, UserId, UserRef, Wamid};
 use crate::domain::keywords::{KeywordIntent, KeywordRules};
-use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
+use crate::domain::preferences::{Category, Consent, PreferenceSource};
 use crate::domain::status::{DeliveryStatus, StatusLog, StatusObservation};
 use crate::domain::time::UnixTime;
+use crate::graph::errors::MARKETING_STOPPED;
 use crate::payload::{
     Change, ChangeValue, Entry, Envelope, MessageContent, MessageItem, PreferenceItem, StatusItem,
     ValueContact,
 };
-
-/// Meta's error code for "this user stopped marketing messages from you".
-pub const ERROR_MARKETING_STOPPED: i64 = 131050;
 
 /// Message types Meta documents; anything else is stored all the same and counted as unknown.
 const KNOWN_MESSAGE_TYPES: &[&str] = &[
@@ -378,14 +376,12 @@ impl<'a> Builder<'_, 'a> {
                 KeywordIntent::Start => Consent::OptedIn,
             };
             for category in self.rules.keyword_categories() {
-                delta.observe_preference(
+                delta.join(&ContactState::consent_given(
                     *category,
-                    Preference {
-                        at,
-                        consent,
-                        source: PreferenceSource::Keyword,
-                    },
-                );
+                    consent,
+                    at,
+                    PreferenceSource::Keyword,
+                ));
             }
         }
         if kind == "button" {
@@ -394,14 +390,11 @@ impl<'a> Builder<'_, 'a> {
                 button.and_then(|b| b.text.as_deref()),
                 button.and_then(|b| b.payload.as_deref()),
             ) {
-                delta.observe_preference(
+                delta.join(&ContactState::opted_out(
                     Category::Marketing,
-                    Preference {
-                        at,
-                        consent: Consent::OptedOut,
-                        source: PreferenceSource::StopPromotionsButton,
-                    },
-                );
+                    at,
+                    PreferenceSource::StopPromotionsButton,
+                ));
             }
         }
         delta
@@ -445,17 +438,13 @@ impl<'a> Builder<'_, 'a> {
             && item
                 .errors
                 .iter()
-                .any(|e| e.code == Some(ERROR_MARKETING_STOPPED))
+                .any(|e| e.code == Some(MARKETING_STOPPED))
         {
             if let Some(user) = &recipient {
-                let mut delta = ContactState::default();
-                delta.observe_preference(
+                let delta = ContactState::opted_out(
                     Category::Marketing,
-                    Preference {
-                        at,
-                        consent: Consent::OptedOut,
-                        source: PreferenceSource::MetaError131050,
-                    },
+                    at,
+                    PreferenceSource::MetaError131050,
                 );
                 self.contact(number, user, delta);
             }
@@ -511,15 +500,8 @@ impl<'a> Builder<'_, 'a> {
             return self.unparsed("preference", text.as_bytes(), reason, Some(number), waba);
         };
         self.plan.counts.preferences += 1;
-        let mut delta = ContactState::default();
-        delta.observe_preference(
-            category,
-            Preference {
-                at,
-                consent,
-                source: PreferenceSource::UserPreferences,
-            },
-        );
+        let delta =
+            ContactState::consent_given(category, consent, at, PreferenceSource::UserPreferences);
         self.contact(number, &user, delta);
         // Kept as well: the user's own stop/resume is the proof a team may be asked for.
         self.plan.events.push(RawEvent {

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
 use super::tables::CONTACTS;
-use super::{backoff, versioned_outcome, Store, StoreError, WriteOutcome, MAX_ATTEMPTS};
+use super::{versioned_outcome, Store, StoreError, WriteOutcome};
 use crate::domain::contact::{
     resolve, AliasWrite, ContactRecord, ContactSnapshot, ContactState, ContactWrite, PrimaryWrite,
     Referral, ResolveStep, Stamped, VersionedRecord,
@@ -18,6 +18,7 @@ use crate::domain::contact::{
 use crate::domain::ids::{ContactKey, Phone, PhoneNumberId, UserRef};
 use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
 use crate::domain::time::UnixTime;
+use crate::retry::{Rounds, MAX_ATTEMPTS};
 
 const KEY: &str = CONTACTS.partition_key.name;
 
@@ -108,33 +109,34 @@ impl Store {
         mut snapshot: ContactSnapshot,
     ) -> Result<ContactMerge, StoreError> {
         let mut conflicts = 0;
-        // Each round reads at most two keys more, so this bound is generous.
-        for _ in 0..MAX_ATTEMPTS * 4 {
-            match resolve(number, user, delta, &snapshot) {
-                ResolveStep::Read(keys) => snapshot.extend(self.get_contacts(&keys).await?),
-                ResolveStep::Write(write) if write.is_empty() => {
-                    return Ok(ContactMerge {
-                        written: false,
-                        conflicts,
-                    })
-                }
-                ResolveStep::Write(write) => match self.write_contact(&write).await? {
-                    WriteOutcome::Written => {
+        let mut rounds = Rounds::new();
+        while let Some(attempt) = rounds.next().await {
+            if attempt > 0 {
+                // Lost a race: everything read may be stale.
+                conflicts += 1;
+                let keys: Vec<ContactKey> = snapshot.keys().cloned().collect();
+                snapshot = self.get_contacts(&keys).await?;
+            }
+            // Each read adds at most two keys, so a round needs only a few.
+            for _ in 0..8 {
+                match resolve(number, user, delta, &snapshot) {
+                    ResolveStep::Read(keys) => snapshot.extend(self.get_contacts(&keys).await?),
+                    ResolveStep::Write(write) if write.is_empty() => {
                         return Ok(ContactMerge {
-                            written: true,
+                            written: false,
                             conflicts,
                         })
                     }
-                    WriteOutcome::Conflict => {
-                        conflicts += 1;
-                        if conflicts >= MAX_ATTEMPTS as usize {
-                            break;
+                    ResolveStep::Write(write) => match self.write_contact(&write).await? {
+                        WriteOutcome::Written => {
+                            return Ok(ContactMerge {
+                                written: true,
+                                conflicts,
+                            })
                         }
-                        backoff(conflicts as u32).await;
-                        let keys: Vec<ContactKey> = snapshot.keys().cloned().collect();
-                        snapshot = self.get_contacts(&keys).await?;
-                    }
-                },
+                        WriteOutcome::Conflict => break,
+                    },
+                }
             }
         }
         Err(StoreError::Contention {

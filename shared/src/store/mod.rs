@@ -12,7 +12,6 @@ pub mod sends;
 pub mod tables;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -21,6 +20,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
+use crate::retry::backoff;
 use attrs::Item;
 pub use tables::TableNames;
 
@@ -63,9 +63,6 @@ impl StoreError {
         }
     }
 }
-
-/// Versioned writes that keep conflicting are retried this many times before giving up.
-pub const MAX_ATTEMPTS: u32 = 6;
 
 /// What a put-if-absent found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,28 +237,4 @@ where
         Err(e) if condition_failed(&e) => Ok(WriteOutcome::Conflict),
         Err(e) => Err(StoreError::dynamo(operation, table, e)),
     }
-}
-
-/// Exponential backoff with full jitter: 25 ms × 2^attempt, capped at 1 s.
-pub async fn backoff(attempt: u32) {
-    let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1_000);
-    tokio::time::sleep(Duration::from_millis(random_up_to(cap))).await;
-}
-
-/// A random fraction in `[0, 1]` for jittered backoffs.
-pub(crate) fn jitter() -> f64 {
-    random_up_to(1_000_000) as f64 / 1_000_000.0
-}
-
-/// A cheap random number in `0..=max` (no RNG dependency for this one use).
-fn random_up_to(max: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() % (max + 1)
 }

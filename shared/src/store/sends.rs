@@ -1,17 +1,6 @@
-//! The send ledger: one item per idempotency key (DESIGN rule 11).
-//!
-//! A key is claimed with a conditional write before Meta is called, and only the claim's holder (its
-//! random token) may record the outcome. States:
-//!
-//! ```text
-//!            claim                      Meta accepted
-//!   (none) ───────► in_flight ─────────────────────────► sent
-//!      │                │  Meta refused (permanent)  ──► failed
-//!      │                │  refused, retry later      ──► retry ──(reclaim)──► in_flight
-//!      │                │  no answer (may have sent) ──► unknown ──(reconcile)──► sent | in_flight (one resend)
-//!      │                │  second lost answer        ──► outcome_unknown
-//!      └─► expired | suppressed | window_closed | rejected   (decided before any call)
-//! ```
+//! The send ledger in DynamoDB: one item per idempotency key (DESIGN rule 11). The states and the
+//! rules of moving between them are `domain::ledger`'s; this module performs the conditional writes
+//! they call for.
 
 use std::collections::HashMap;
 
@@ -22,104 +11,31 @@ use super::messages::OutboundSend;
 use super::tables::{MESSAGES, SENDS};
 use super::{condition_failed, Store, StoreError};
 use crate::domain::ids::Wamid;
+use crate::domain::ledger::{ClaimToken, LedgerEntry, SendState};
 use crate::domain::send_request::IdempotencyKey;
 use crate::domain::time::UnixTime;
 
 const KEY: &str = SENDS.partition_key.name;
 
-/// Where a key stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendState {
-    InFlight,
-    Retry,
-    Unknown,
-    Sent,
-    Failed,
-    Expired,
-    Suppressed,
-    WindowClosed,
-    Rejected,
-    OutcomeUnknown,
-}
-
-impl SendState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SendState::InFlight => "in_flight",
-            SendState::Retry => "retry",
-            SendState::Unknown => "unknown",
-            SendState::Sent => "sent",
-            SendState::Failed => "failed",
-            SendState::Expired => "expired",
-            SendState::Suppressed => "suppressed",
-            SendState::WindowClosed => "window_closed",
-            SendState::Rejected => "rejected",
-            SendState::OutcomeUnknown => "outcome_unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "in_flight" => SendState::InFlight,
-            "retry" => SendState::Retry,
-            "unknown" => SendState::Unknown,
-            "sent" => SendState::Sent,
-            "failed" => SendState::Failed,
-            "expired" => SendState::Expired,
-            "suppressed" => SendState::Suppressed,
-            "window_closed" => SendState::WindowClosed,
-            "rejected" => SendState::Rejected,
-            "outcome_unknown" => SendState::OutcomeUnknown,
-            _ => return None,
-        })
-    }
-
-    /// Nothing more will happen under this key: a redelivery is acknowledged as a duplicate.
-    pub fn is_final(self) -> bool {
-        !matches!(
-            self,
-            SendState::InFlight | SendState::Retry | SendState::Unknown
-        )
-    }
-}
-
-/// A ledger item as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerEntry {
-    pub key: String,
-    pub state: SendState,
-    pub fingerprint: Option<String>,
-    pub claim_token: Option<String>,
-    pub lease_until: Option<UnixTime>,
-    pub unknown_since: Option<UnixTime>,
-    /// A resend after a lost answer has been made (at most one is).
-    pub resent: bool,
-    pub attempts: u32,
-    pub wamid: Option<String>,
-    pub reason: Option<String>,
-    pub updated_at: Option<UnixTime>,
-}
-
-impl LedgerEntry {
-    fn from_item(item: &Item) -> Option<Self> {
-        Some(Self {
-            key: get_s(item, KEY)?.to_owned(),
-            state: SendState::parse(get_s(item, "state")?)?,
-            fingerprint: get_s(item, "fingerprint").map(str::to_owned),
-            claim_token: get_s(item, "claim_token").map(str::to_owned),
-            lease_until: get_n(item, "lease_until").map(UnixTime::from_secs),
-            unknown_since: get_n(item, "unknown_since").map(UnixTime::from_secs),
-            resent: item
-                .get("resent")
-                .and_then(|v| v.as_bool().ok())
-                .copied()
-                .unwrap_or(false),
-            attempts: get_n(item, "attempts").unwrap_or(0).max(0) as u32,
-            wamid: get_s(item, "wamid").map(str::to_owned),
-            reason: get_s(item, "reason").map(str::to_owned),
-            updated_at: get_n(item, "updated_at").map(UnixTime::from_secs),
-        })
-    }
+/// Reads a ledger item; `None` if it is not one.
+fn entry_from_item(item: &Item) -> Option<LedgerEntry> {
+    Some(LedgerEntry {
+        key: IdempotencyKey::parse(get_s(item, KEY)?).ok()?,
+        state: SendState::parse(get_s(item, "state")?)?,
+        fingerprint: get_s(item, "fingerprint").map(str::to_owned),
+        claim_token: get_s(item, "claim_token").map(ClaimToken::new),
+        lease_until: get_n(item, "lease_until").map(UnixTime::from_secs),
+        unknown_since: get_n(item, "unknown_since").map(UnixTime::from_secs),
+        resent: item
+            .get("resent")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        attempts: get_n(item, "attempts").unwrap_or(0).max(0) as u32,
+        wamid: get_s(item, "wamid").and_then(|w| Wamid::parse(w).ok()),
+        reason: get_s(item, "reason").map(str::to_owned),
+        updated_at: get_n(item, "updated_at").map(UnixTime::from_secs),
+    })
 }
 
 /// What the ledger keeps about the request itself.
@@ -137,7 +53,7 @@ pub struct SendSummary<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// Ours: call Meta, then record the outcome with this token.
-    Claimed { token: String },
+    Claimed { token: ClaimToken },
     /// The key is already in the ledger.
     Existing(LedgerEntry),
 }
@@ -160,8 +76,8 @@ pub enum Finish<'a> {
     Decided { state: SendState, reason: &'a str },
 }
 
-fn new_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+fn new_token() -> ClaimToken {
+    ClaimToken::new(uuid::Uuid::new_v4().simple().to_string())
 }
 
 impl Store {
@@ -195,7 +111,7 @@ impl Store {
         let found = self
             .batch_get(&self.tables.sends, KEY, &[key.as_str().to_owned()])
             .await?;
-        Ok(found.get(key.as_str()).and_then(LedgerEntry::from_item))
+        Ok(found.get(key.as_str()).and_then(entry_from_item))
     }
 
     /// Records an outcome decided before any call (expired, suppressed, window closed, rejected), unless
@@ -244,7 +160,7 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         let token = new_token();
         let mut item = self.summary_item(key, summary, SendState::InFlight, now);
-        item.insert("claim_token".into(), s(&token));
+        item.insert("claim_token".into(), s(token.as_str()));
         item.insert("lease_until".into(), n(now.secs() + lease_secs));
         item.insert("attempts".into(), n(1));
         Ok(match self.put_new_or_existing(key, item).await? {
@@ -260,7 +176,7 @@ impl Store {
     ) -> Result<Option<LedgerEntry>, StoreError> {
         match self.put_new(&self.tables.sends, KEY, item).await? {
             None => Ok(None),
-            Some(existing) => match LedgerEntry::from_item(&existing) {
+            Some(existing) => match entry_from_item(&existing) {
                 Some(entry) => Ok(Some(entry)),
                 // Not every emulator returns the old item: read it.
                 None => self.get_send(key).await,
@@ -276,11 +192,11 @@ impl Store {
         now: UnixTime,
         lease_secs: i64,
         resend_after_unknown: bool,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<ClaimToken>, StoreError> {
         let token = new_token();
         let mut u = UpdateBuilder::default();
         u.set("state", s(SendState::InFlight.as_str()))
-            .set("claim_token", s(&token))
+            .set("claim_token", s(token.as_str()))
             .set("lease_until", n(now.secs() + lease_secs))
             .set("updated_at", n(now.secs()))
             .set("attempts", n(i64::from(seen.attempts) + 1));
@@ -288,7 +204,7 @@ impl Store {
             u.set("resent", AttributeValue::Bool(true));
         }
         let condition = self.seen_condition(&mut u, seen);
-        let written = self.update_send(&seen.key, u, condition).await?;
+        let written = self.update_send(seen.key.as_str(), u, condition).await?;
         Ok(written.then_some(token))
     }
 
@@ -296,7 +212,7 @@ impl Store {
     pub async fn finish_send(
         &self,
         key: &IdempotencyKey,
-        token: &str,
+        token: &ClaimToken,
         finish: &Finish<'_>,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
@@ -344,7 +260,7 @@ impl Store {
     pub async fn complete_send(
         &self,
         key: &IdempotencyKey,
-        token: &str,
+        token: &ClaimToken,
         wamid: &Wamid,
         wa_id: Option<&str>,
         outbound: &OutboundSend<'_>,
@@ -403,7 +319,7 @@ impl Store {
         u.names.insert("#seen_token".into(), "claim_token".into());
         match &seen.claim_token {
             Some(t) => {
-                u.values.insert(":seen_token".into(), s(t));
+                u.values.insert(":seen_token".into(), s(t.as_str()));
                 "#seen_state = :seen_state AND #seen_token = :seen_token".into()
             }
             None => "#seen_state = :seen_state AND attribute_not_exists(#seen_token)".into(),
@@ -453,35 +369,11 @@ fn cancelled_by_condition<R>(
 }
 
 /// Only the holder of the claim may record its outcome.
-fn token_condition(u: &mut UpdateBuilder, token: &str) -> String {
+fn token_condition(u: &mut UpdateBuilder, token: &ClaimToken) -> String {
     u.names.insert("#token".into(), "claim_token".into());
     u.names.insert("#state_now".into(), "state".into());
-    u.values.insert(":token".into(), s(token));
+    u.values.insert(":token".into(), s(token.as_str()));
     u.values
         .insert(":in_flight".into(), s(SendState::InFlight.as_str()));
     "#token = :token AND #state_now = :in_flight".into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_waiting_states_are_not_final() {
-        for st in [SendState::InFlight, SendState::Retry, SendState::Unknown] {
-            assert!(!st.is_final());
-        }
-        for st in [
-            SendState::Sent,
-            SendState::Failed,
-            SendState::Expired,
-            SendState::Suppressed,
-            SendState::WindowClosed,
-            SendState::Rejected,
-            SendState::OutcomeUnknown,
-        ] {
-            assert!(st.is_final());
-            assert_eq!(SendState::parse(st.as_str()), Some(st));
-        }
-    }
 }

@@ -12,13 +12,13 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use wahook::config::Env;
 use wahook::domain::ids::{ContactKey, PhoneNumberId, UserId};
+use wahook::domain::ledger::SendState;
 use wahook::domain::preferences::{Category, Consent};
 use wahook::domain::send_request::{IdempotencyKey, SendRequest};
 use wahook::domain::time::UnixTime;
 use wahook::domain::ContactState;
 use wahook::outbound::queue::SENDS_QUEUE;
 use wahook::store::messages::TimelineEntry;
-use wahook::store::sends::SendState;
 use wahook::store::tables::{create_all_tables, TableNames};
 use wahook::store::Store;
 

@@ -39,11 +39,10 @@ async fn main() -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?,
     );
-    let sender = Arc::new(Sender::from_config(
-        &sender_config,
-        &sdk,
-        Metrics::disabled("sender"),
-    )?);
+    let sender = Arc::new(
+        Sender::from_config(&sender_config, &sdk, Metrics::disabled("sender"))
+            .map_err(|e| e.to_string())?,
+    );
     let region = sdk
         .region()
         .map(|r| r.to_string())

@@ -1,0 +1,204 @@
+//! Start-up configuration, as an operator meets it: defaults, and every mistake named.
+
+use super::*;
+use crate::domain::preferences::Category;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+fn resolver() -> SecretResolver {
+    // Never reached by these tests: every secret here comes from the environment.
+    SecretResolver::new(
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build(),
+    )
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn base() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("WAHOOK_APP_SECRET", "app-secret"),
+        ("WAHOOK_VERIFY_TOKEN", "verify-token"),
+    ]
+}
+
+#[test]
+fn a_minimal_local_configuration_loads_with_defaults() {
+    let cfg = block(WebhookConfig::load(&Env::from_pairs(base()), &resolver())).unwrap();
+    assert_eq!(cfg.app_secrets.len(), 1);
+    assert_eq!(cfg.storage.tables.messages, "wahook-messages");
+    assert_eq!(cfg.storage.retention_days, DEFAULT_RETENTION_DAYS);
+    assert_eq!(cfg.write_concurrency, 32);
+    let shown = format!("{cfg:?}");
+    assert!(
+        !shown.contains("app-secret") && !shown.contains("verify-token"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_missing_secret_names_every_way_to_set_it() {
+    let env = Env::from_pairs([("WAHOOK_VERIFY_TOKEN", "t")]);
+    let err = block(WebhookConfig::load(&env, &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("WAHOOK_APP_SECRET is not set"), "{err}");
+    assert!(
+        err.contains("WAHOOK_APP_SECRET_ARN") && err.contains("WAHOOK_APP_SECRET_PARAM"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_blank_secret_fails_start_up() {
+    let env = Env::from_pairs([("WAHOOK_APP_SECRET", "   "), ("WAHOOK_VERIFY_TOKEN", "t")]);
+    let err = block(WebhookConfig::load(&env, &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("WAHOOK_APP_SECRET is blank"), "{err}");
+}
+
+#[test]
+fn two_sources_for_one_secret_is_an_error() {
+    let env = Env::from_pairs([
+        ("WAHOOK_APP_SECRET", "a"),
+        (
+            "WAHOOK_APP_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+        ),
+        ("WAHOOK_VERIFY_TOKEN", "t"),
+    ]);
+    let err = block(WebhookConfig::load(&env, &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WAHOOK_APP_SECRET, WAHOOK_APP_SECRET_ARN are all set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_previous_app_secret_is_used_during_rotation() {
+    let mut pairs = base();
+    pairs.push(("WAHOOK_APP_SECRET_PREVIOUS", "old-secret"));
+    let cfg = block(WebhookConfig::load(&Env::from_pairs(pairs), &resolver())).unwrap();
+    assert_eq!(cfg.app_secrets.len(), 2);
+    assert_eq!(cfg.app_secrets[1].expose(), "old-secret");
+}
+
+#[test]
+fn retention_below_meta_redelivery_is_refused() {
+    let mut pairs = base();
+    pairs.push(("WAHOOK_RETENTION_DAYS", "7"));
+    let err = block(WebhookConfig::load(&Env::from_pairs(pairs), &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WAHOOK_RETENTION_DAYS=\"7\"") && err.contains("from 8"),
+        "{err}"
+    );
+}
+
+fn sender_base() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("WAHOOK_ACCESS_TOKEN", "EAAG-token"),
+        (
+            "WAHOOK_SENDS_QUEUE_URL",
+            "http://127.0.0.1:5000/123456789012/sends",
+        ),
+        (
+            "WAHOOK_SENDS_DLQ_URL",
+            "http://127.0.0.1:5000/123456789012/sends-dlq",
+        ),
+    ]
+}
+
+#[test]
+fn a_minimal_sender_configuration_loads_with_defaults() {
+    let cfg = block(SenderConfig::load(
+        &Env::from_pairs(sender_base()),
+        &resolver(),
+    ))
+    .unwrap();
+    assert_eq!(cfg.graph.api_version, "v25.0");
+    assert_eq!(cfg.graph.base_url, "https://graph.facebook.com");
+    assert_eq!(
+        (cfg.rate_per_second, cfg.burst, cfg.settings.concurrency),
+        (70.0, 10, 10)
+    );
+    assert_eq!(cfg.settings.policy.window_margin_secs, 600);
+    assert!(cfg.settings.default_from.is_none());
+    assert!(!format!("{cfg:?}").contains("EAAG"));
+}
+
+#[test]
+fn sender_settings_are_checked_against_each_other() {
+    let mut pairs = sender_base();
+    pairs.push(("WAHOOK_GRAPH_TIMEOUT_MS", "30000"));
+    pairs.push(("WAHOOK_LEASE_SECONDS", "20"));
+    let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WAHOOK_LEASE_SECONDS") && err.contains("30000 ms"),
+        "{err}"
+    );
+
+    let mut pairs = sender_base();
+    pairs.push(("WAHOOK_GRAPH_API_VERSION", "25"));
+    let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("like v25.0"), "{err}");
+
+    let pairs = vec![("WAHOOK_ACCESS_TOKEN", "t")];
+    let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WAHOOK_SENDS_QUEUE_URL") && err.contains("required"),
+        "{err}"
+    );
+
+    let mut pairs = sender_base();
+    pairs.push(("WAHOOK_SEND_RATE_PER_SECOND", "17.5"));
+    pairs.push(("WAHOOK_REQUIRE_CONSENT", "marketing"));
+    let cfg = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver())).unwrap();
+    assert_eq!(cfg.rate_per_second, 17.5);
+    assert_eq!(
+        cfg.settings.policy.consent_required,
+        vec![Category::Marketing]
+    );
+}
+
+#[test]
+fn keywords_and_categories_are_configurable() {
+    let mut pairs = base();
+    pairs.push(("WAHOOK_STOP_KEYWORDS", "halt, ARRET"));
+    pairs.push(("WAHOOK_START_KEYWORDS", "go"));
+    pairs.push(("WAHOOK_STOP_KEYWORD_CATEGORIES", "marketing"));
+    let cfg = block(WebhookConfig::load(&Env::from_pairs(pairs), &resolver())).unwrap();
+    use crate::domain::keywords::KeywordIntent;
+    assert_eq!(
+        cfg.keywords.classify_text("Arrêt"),
+        Some(KeywordIntent::Stop)
+    );
+    assert_eq!(cfg.keywords.classify_text("stop"), None);
+    assert_eq!(cfg.keywords.keyword_categories(), &[Category::Marketing]);
+
+    let mut pairs = base();
+    pairs.push(("WAHOOK_STOP_KEYWORD_CATEGORIES", "marketing,promos"));
+    let err = block(WebhookConfig::load(&Env::from_pairs(pairs), &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"promos\"") && err.contains("expected one of"),
+        "{err}"
+    );
+}

@@ -1,0 +1,52 @@
+//! The webhook function's configuration.
+
+use super::env::{list, parse_categories, parse_number, ConfigError, Env};
+use super::secrets::SecretResolver;
+use super::StorageConfig;
+use crate::domain::keywords::{
+    KeywordRules, DEFAULT_START_KEYWORDS, DEFAULT_STOP_KEYWORDS, DEFAULT_STOP_PROMOTIONS_LABELS,
+};
+use crate::domain::preferences::Category;
+use crate::secret::SecretString;
+
+/// Everything the webhook function needs.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The current app secret first; the previous one while rotating.
+    pub app_secrets: Vec<SecretString>,
+    pub verify_token: SecretString,
+    pub storage: StorageConfig,
+    pub keywords: KeywordRules,
+    /// How many DynamoDB writes one delivery may have in flight.
+    pub write_concurrency: usize,
+}
+
+impl WebhookConfig {
+    pub async fn load(env: &Env, secrets: &SecretResolver) -> Result<Self, ConfigError> {
+        let mut app_secrets = vec![secrets.required(env, "WAHOOK_APP_SECRET").await?];
+        if let Some(previous) = secrets.optional(env, "WAHOOK_APP_SECRET_PREVIOUS").await? {
+            app_secrets.push(previous);
+        }
+        let verify_token = secrets.required(env, "WAHOOK_VERIFY_TOKEN").await?;
+        Ok(Self {
+            app_secrets,
+            verify_token,
+            storage: StorageConfig::load(env)?,
+            keywords: keyword_rules(env)?,
+            write_concurrency: parse_number(env, "WAHOOK_WRITE_CONCURRENCY", 32, 1..=256)?,
+        })
+    }
+}
+
+fn keyword_rules(env: &Env) -> Result<KeywordRules, ConfigError> {
+    let owned = |d: &[&str]| d.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let stop = list(env, "WAHOOK_STOP_KEYWORDS").unwrap_or_else(|| owned(DEFAULT_STOP_KEYWORDS));
+    let start = list(env, "WAHOOK_START_KEYWORDS").unwrap_or_else(|| owned(DEFAULT_START_KEYWORDS));
+    let labels = list(env, "WAHOOK_STOP_PROMOTIONS_LABELS")
+        .unwrap_or_else(|| owned(DEFAULT_STOP_PROMOTIONS_LABELS));
+    let categories = match list(env, "WAHOOK_STOP_KEYWORD_CATEGORIES") {
+        None => vec![Category::Marketing, Category::Utility],
+        Some(names) => parse_categories("WAHOOK_STOP_KEYWORD_CATEGORIES", &names)?,
+    };
+    Ok(KeywordRules::new(&stop, &start, &labels, &categories)?)
+}

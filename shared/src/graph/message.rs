@@ -1,0 +1,77 @@
+//! Meta's wire JSON for one outbound message (`POST /{phone_number_id}/messages`): what a
+//! [`SendRequest`] becomes on the way out. Kept next to the client, so the Graph API's shape lives in
+//! `graph/` only.
+
+use serde_json::{json, Value};
+
+use crate::domain::ids::UserId;
+use crate::domain::send_request::{OutboundMessage, SendRequest};
+
+/// Meta's message JSON for a request: E.164 with `+` for phones, our callback marker so status
+/// webhooks name the key, and the reply context when given.
+pub fn message_body(req: &SendRequest, message: &OutboundMessage) -> Value {
+    let to = match &req.to {
+        UserId::Phone(p) => p.e164(),
+        UserId::Bsuid(b) => b.as_str().to_owned(),
+    };
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "biz_opaque_callback_data": req.idempotency_key.callback_marker(),
+    });
+    match message {
+        OutboundMessage::Template(t) => {
+            let mut template = json!({ "name": t.name, "language": { "code": t.language } });
+            if !t.components.is_empty() {
+                template["components"] = Value::Array(t.components.clone());
+            }
+            body["type"] = json!("template");
+            body["template"] = template;
+        }
+        OutboundMessage::Text {
+            body: text,
+            preview_url,
+        } => {
+            body["type"] = json!("text");
+            body["text"] = json!({ "body": text, "preview_url": preview_url });
+        }
+    }
+    if let Some(reply_to) = &req.reply_to {
+        body["context"] = json!({ "message_id": reply_to.as_str() });
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_body_is_metas_wire_format() {
+        let req = SendRequest::parse(
+            r#"{"v":1,"idempotency_key":"order-1","to":"+52 1 55 1234 5678","category":"utility","reply_to":"wamid.IN",
+                "template":{"name":"order_shipped","language":"es_MX","components":[{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]}}"#,
+        )
+        .unwrap();
+        let body = message_body(&req, &req.message);
+        assert_eq!(
+            body,
+            json!({
+                "messaging_product": "whatsapp", "recipient_type": "individual", "to": "+5215512345678",
+                "biz_opaque_callback_data": "wahook:order-1", "type": "template",
+                "template": {"name": "order_shipped", "language": {"code": "es_MX"},
+                    "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]},
+                "context": {"message_id": "wamid.IN"}
+            })
+        );
+        let text = SendRequest::parse(
+            r#"{"v":1,"idempotency_key":"k","to":"MX.1310418412279093","text":{"body":"Hola"}}"#,
+        )
+        .unwrap();
+        let body = message_body(&text, &text.message);
+        assert_eq!(body["to"], "MX.1310418412279093");
+        assert_eq!(body["text"], json!({"body": "Hola", "preview_url": false}));
+        assert!(body.get("context").is_none());
+    }
+}

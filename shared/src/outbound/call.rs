@@ -1,0 +1,262 @@
+//! One Graph call under a claim we hold, and what its answer means: recorded as sent, failed, a
+//! retry, or unknown (the answer was lost: reconciled later from status webhooks). The contact side
+//! effects of an answer (the free entry point opened, a marketing opt-out Meta reports) live here too.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::prepare::Prepared;
+use super::queue::QueuedSend;
+use super::{Next, Outcome, Sender};
+use crate::domain::contact::ContactState;
+use crate::domain::ids::{ContactKey, UserId, UserRef, Wamid};
+use crate::domain::ledger::ClaimToken;
+use crate::domain::preferences::{Category, PreferenceSource};
+use crate::domain::send_request::{IdempotencyKey, OutboundMessage};
+use crate::domain::time::UnixTime;
+use crate::graph::errors::{MARKETING_STOPPED, WINDOW_CLOSED};
+use crate::graph::message::message_body;
+use crate::graph::{retry_delay_secs, Accepted, ErrorClass, GraphError};
+use crate::retry::{backoff, jitter, MAX_ATTEMPTS};
+use crate::store::messages::OutboundSend;
+use crate::store::sends::Finish;
+use crate::store::StoreError;
+
+type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Next, StoreError>> + Send + 'a>>;
+
+impl Sender {
+    /// Calls Meta with `message` and records the answer under `token`. Boxed because a closed window
+    /// reported by Meta sends the fallback template through the same path once.
+    pub(super) fn call<'a>(
+        &'a self,
+        record: &'a QueuedSend,
+        p: &'a Prepared,
+        contact: &'a Option<(ContactKey, ContactState)>,
+        message: &'a OutboundMessage,
+        fallback: bool,
+        token: &'a ClaimToken,
+    ) -> CallFuture<'a> {
+        Box::pin(async move {
+            let req = &p.request;
+            let key = &req.idempotency_key;
+            let body = message_body(req, message);
+            self.pacer.acquire(&p.from).await;
+            let result = self.graph.send(&p.from, &body).await;
+            let now = UnixTime::now();
+            match result {
+                Ok(accepted) => {
+                    let outbound = self.outbound_record(
+                        p,
+                        contact,
+                        &accepted.wamid,
+                        message.kind(),
+                        message.template_name(),
+                        now,
+                    );
+                    // Meta has the message: losing that knowledge now is what could cause a duplicate,
+                    // so recording it gets several tries before the record is handed back to SQS.
+                    let ours = match self
+                        .record_accepted(key, token, &accepted, &outbound, now)
+                        .await
+                    {
+                        Ok(ours) => ours,
+                        Err(e) => {
+                            return Ok(Next::Retry {
+                                delay_secs: self.reconcile_delay(),
+                                why: format!(
+                                    "Meta accepted {} but recording it failed: {e}",
+                                    accepted.wamid
+                                ),
+                            })
+                        }
+                    };
+                    if !ours {
+                        // Our lease ran out during the call (the function ran longer than the lease):
+                        // keep the message record; the ledger's new holder will reconcile from it.
+                        tracing::warn!(event = "claim_lost_after_send", idempotency_key = key.as_str(), wamid = accepted.wamid.as_str(), "Meta accepted the send after this worker's lease ran out: raise WAHOOK_LEASE_SECONDS above the function timeout");
+                        self.store.record_outbound(&outbound).await?;
+                    }
+                    if let Some((home, state)) = contact {
+                        if state.reply_opens_entry_point(now) {
+                            self.open_entry_point(p, home, now).await?;
+                        }
+                    }
+                    Ok(Next::Done(Outcome::Sent {
+                        fallback,
+                        reconciled: false,
+                    }))
+                }
+                Err(GraphError::Meta(e))
+                    if e.code == Some(WINDOW_CLOSED)
+                        && !fallback
+                        && req.fallback_template.is_some() =>
+                {
+                    // Meta says the window is closed (our view was stale): the fallback goes now.
+                    let template = OutboundMessage::Template(
+                        req.fallback_template.clone().expect("checked above"),
+                    );
+                    self.call(record, p, contact, &template, true, token).await
+                }
+                Err(GraphError::Meta(e)) if e.class == ErrorClass::Transient => {
+                    let finish = Finish::Retry {
+                        code: e.code,
+                        message: &e.message,
+                    };
+                    self.store.finish_send(key, token, &finish, now).await?;
+                    Ok(Next::Retry {
+                        delay_secs: retry_delay_secs(e.code, record.receive_count, jitter()),
+                        why: format!("Meta: {} (code {:?})", e.message, e.code),
+                    })
+                }
+                Err(GraphError::Meta(e)) => {
+                    let reason = match &e.details {
+                        Some(d) => format!("{} ({d})", e.message),
+                        None => e.message.clone(),
+                    };
+                    let finish = Finish::Failed {
+                        code: e.code,
+                        class: e.class.as_str(),
+                        message: &reason,
+                    };
+                    self.store.finish_send(key, token, &finish, now).await?;
+                    if e.code == Some(MARKETING_STOPPED) {
+                        self.opt_out_of_marketing(p, now).await?;
+                    }
+                    if e.class == ErrorClass::Policy {
+                        tracing::error!(event = "policy_refusal", idempotency_key = key.as_str(), code = e.code, "Meta refused for policy reasons: {reason}; a human should look at the account");
+                    }
+                    Ok(Next::Done(Outcome::Failed { code: e.code }))
+                }
+                Err(GraphError::NotSent(m)) => {
+                    let finish = Finish::Retry {
+                        code: None,
+                        message: &m,
+                    };
+                    self.store.finish_send(key, token, &finish, now).await?;
+                    Ok(Next::retry(record, m))
+                }
+                Err(GraphError::Unknown(m)) => {
+                    self.store
+                        .finish_send(key, token, &Finish::Unknown { message: &m }, now)
+                        .await?;
+                    Ok(Next::Retry {
+                        delay_secs: self.reconcile_delay(),
+                        why: format!("{m}; will look for Meta's status webhooks before resending"),
+                    })
+                }
+            }
+        })
+    }
+
+    /// A lost answer comes back once Meta's status webhooks have had time to arrive.
+    fn reconcile_delay(&self) -> u32 {
+        self.settings
+            .ledger
+            .reconcile_wait_secs
+            .clamp(1, i64::from(u32::MAX)) as u32
+    }
+
+    /// Records an accepted send, retrying storage failures in-process. If it still fails, the message
+    /// record alone is written (the reconciliation finds it by its idempotency key) and the error
+    /// returned. `Ok(false)`: the claim was no longer ours.
+    async fn record_accepted(
+        &self,
+        key: &IdempotencyKey,
+        token: &ClaimToken,
+        accepted: &Accepted,
+        outbound: &OutboundSend<'_>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut last = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            match self
+                .store
+                .complete_send(
+                    key,
+                    token,
+                    &accepted.wamid,
+                    accepted.wa_id.as_deref(),
+                    outbound,
+                    now,
+                )
+                .await
+            {
+                Ok(ours) => return Ok(ours),
+                Err(e) => {
+                    tracing::warn!(event = "record_sent_retry", idempotency_key = key.as_str(), attempt, error = %e, "recording an accepted send failed; trying again");
+                    last = Some(e);
+                    backoff(attempt + 1).await;
+                }
+            }
+        }
+        if let Err(e) = self.store.record_outbound(outbound).await {
+            tracing::error!(event = "record_sent_failed", idempotency_key = key.as_str(), wamid = accepted.wamid.as_str(), error = %e, "Meta accepted the send but neither the ledger nor the message record could be written");
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// The message record of a send Meta has, filed under the recipient's home contact.
+    pub(super) fn outbound_record<'a>(
+        &self,
+        p: &'a Prepared,
+        contact: &'a Option<(ContactKey, ContactState)>,
+        wamid: &'a Wamid,
+        kind: &'a str,
+        template_name: Option<&'a str>,
+        now: UnixTime,
+    ) -> OutboundSend<'a> {
+        OutboundSend {
+            wamid,
+            number: &p.from,
+            contact: contact.as_ref().map_or(&p.contact_key, |(home, _)| home),
+            to: p.request.to.key_part(),
+            category: p.request.category.as_str(),
+            kind,
+            template_name,
+            idempotency_key: Some(p.request.idempotency_key.as_str()),
+            callback_data: p.request.callback_data.as_deref(),
+            accepted_at: now,
+        }
+    }
+
+    async fn open_entry_point(
+        &self,
+        p: &Prepared,
+        home: &ContactKey,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let delta = ContactState {
+            entry_point_opened_at: Some(now),
+            ..ContactState::default()
+        };
+        let user = ContactKey::parse(home.as_str())
+            .map(|(_, id)| user_ref_of(&id))
+            .unwrap_or_else(|| user_ref_of(&p.request.to));
+        self.store
+            .merge_contact(&p.from, &user, &delta, Default::default())
+            .await
+            .map(|_| ())
+    }
+
+    /// Meta's 131050: the person stopped marketing messages from us.
+    async fn opt_out_of_marketing(&self, p: &Prepared, now: UnixTime) -> Result<(), StoreError> {
+        let delta =
+            ContactState::opted_out(Category::Marketing, now, PreferenceSource::MetaError131050);
+        self.store
+            .merge_contact(
+                &p.from,
+                &user_ref_of(&p.request.to),
+                &delta,
+                Default::default(),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+fn user_ref_of(id: &UserId) -> UserRef {
+    match id {
+        UserId::Phone(p) => UserRef::from_phone(p.clone()),
+        UserId::Bsuid(b) => UserRef::from_bsuid(b.clone()),
+    }
+}
