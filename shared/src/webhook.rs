@@ -176,7 +176,7 @@ impl WebhookService {
             tracing::warn!(
                 event = "unparsed_kept",
                 unparsed = c.unparsed,
-                kinds = ?plan.events.iter().filter(|e| e.is_unparsed()).map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+                kinds = ?plan.events.iter().filter(|e| e.is_unparsed()).map(|e| e.kind.to_string()).collect::<Vec<_>>(),
                 "authentic content we could not parse was stored raw in the events table"
             );
         }

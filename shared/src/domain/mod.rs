@@ -2,6 +2,7 @@
 
 pub mod contact;
 pub mod ids;
+pub mod inbound;
 pub mod keywords;
 pub mod ledger;
 pub mod policy;

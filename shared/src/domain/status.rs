@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use super::ids::{Bsuid, Phone, UserRef};
 use super::time::UnixTime;
-use crate::payload::{MetaError, Pricing, StatusItem};
 
 /// Meta's status names, ranked. `failed` sits above `sent` (it ends a send that went nowhere) but below
 /// `delivered`: a delivery on another device still counts. `played` (a voice note played) implies read.
@@ -59,11 +58,76 @@ impl DeliveryStatus {
     }
 }
 
-/// One status as received: its name, payload time and exact JSON.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// One status as received: its payload time and exact JSON, and what the JSON says (read once, by
+/// `payload`, when the status arrives or is read back from storage).
+///
+/// Two observations are the same when their time and JSON are: the facts are a function of the JSON.
+#[derive(Debug, Clone)]
 pub struct StatusObservation {
     pub at: UnixTime,
     pub raw: String,
+    /// `None` until read (the store keeps only the JSON), or if the JSON is not an object.
+    pub facts: Option<StatusFacts>,
+}
+
+impl StatusObservation {
+    fn identity(&self) -> (UnixTime, &str) {
+        (self.at, &self.raw)
+    }
+}
+
+impl PartialEq for StatusObservation {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for StatusObservation {}
+
+impl PartialOrd for StatusObservation {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for StatusObservation {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
+}
+
+/// What one status says beyond its name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusFacts {
+    /// The first of `errors[]`.
+    pub error: Option<StatusError>,
+    pub pricing: Option<StatusPricing>,
+    pub conversation_id: Option<String>,
+    pub conversation_origin: Option<String>,
+    pub callback_data: Option<String>,
+    /// `recipient_id`, when it is a phone (a group id is not).
+    pub recipient_phone: Option<Phone>,
+    /// `recipient_user_id`.
+    pub recipient_bsuid: Option<Bsuid>,
+}
+
+/// Meta's error on a failed status.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusError {
+    pub code: Option<i64>,
+    pub title: Option<String>,
+    pub message: Option<String>,
+    pub details: Option<String>,
+}
+
+/// The pricing Meta applied to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusPricing {
+    pub billable: Option<bool>,
+    pub pricing_model: Option<String>,
+    pub category: Option<String>,
+    /// Meta's `type`: `regular`, `free_customer_service`, `free_entry_point`…
+    pub kind: Option<String>,
 }
 
 /// Every status seen for one message, one observation per status name.
@@ -127,49 +191,47 @@ impl StatusLog {
         self.events.values().map(|o| o.at).max()
     }
 
-    /// What the statuses say beyond their names, read from the kept raw JSON.
+    /// Reads the facts of every observation that has none yet (those read back from storage).
+    pub fn read_facts(&mut self, read: impl Fn(&str) -> Option<StatusFacts>) {
+        for obs in self.events.values_mut() {
+            if obs.facts.is_none() {
+                obs.facts = read(&obs.raw);
+            }
+        }
+    }
+
+    /// What the statuses say beyond their names, from each observation's facts.
     pub fn summary(&self) -> StatusSummary {
-        let mut parsed: Vec<(u8, &str, StatusItem)> = self
+        let mut facts: Vec<(u8, &str, &StatusFacts)> = self
             .events
             .iter()
             .filter_map(|(name, obs)| {
-                StatusItem::parse(&obs.raw)
-                    .map(|s| (DeliveryStatus::parse(name).rank(), name.as_str(), s))
+                obs.facts
+                    .as_ref()
+                    .map(|f| (DeliveryStatus::parse(name).rank(), name.as_str(), f))
             })
             .collect();
         // Highest rank first: pricing and conversation from the most advanced status that has them.
-        parsed.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        facts.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        let first = |pick: &dyn Fn(&StatusFacts) -> Option<String>| {
+            facts.iter().find_map(|(_, _, f)| pick(f))
+        };
 
         let error = self
             .events
             .get("failed")
-            .and_then(|o| StatusItem::parse(&o.raw))
-            .and_then(|s| s.errors.into_iter().next());
+            .and_then(|o| o.facts.as_ref())
+            .and_then(|f| f.error.clone());
         StatusSummary {
             error,
-            pricing: parsed.iter().find_map(|(_, _, s)| s.pricing.clone()),
-            conversation_id: parsed
-                .iter()
-                .find_map(|(_, _, s)| s.conversation.as_ref().and_then(|c| c.id.clone())),
-            conversation_origin: parsed.iter().find_map(|(_, _, s)| {
-                s.conversation
-                    .as_ref()
-                    .and_then(|c| c.origin.as_ref())
-                    .and_then(|o| o.kind.clone())
-            }),
-            callback_data: parsed
-                .iter()
-                .find_map(|(_, _, s)| s.biz_opaque_callback_data.clone()),
+            pricing: facts.iter().find_map(|(_, _, f)| f.pricing.clone()),
+            conversation_id: first(&|f| f.conversation_id.clone()),
+            conversation_origin: first(&|f| f.conversation_origin.clone()),
+            callback_data: first(&|f| f.callback_data.clone()),
             // Whatever status first named each identity; a function of the set, not of arrival order.
             recipient: UserRef::new(
-                parsed.iter().find_map(|(_, _, s)| {
-                    s.recipient_id.as_deref().and_then(|p| Phone::parse(p).ok())
-                }),
-                parsed.iter().find_map(|(_, _, s)| {
-                    s.recipient_user_id
-                        .as_deref()
-                        .and_then(|b| Bsuid::parse(b).ok())
-                }),
+                facts.iter().find_map(|(_, _, f)| f.recipient_phone.clone()),
+                facts.iter().find_map(|(_, _, f)| f.recipient_bsuid.clone()),
             ),
         }
     }
@@ -179,8 +241,8 @@ impl StatusLog {
 /// callback data.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatusSummary {
-    pub error: Option<MetaError>,
-    pub pricing: Option<Pricing>,
+    pub error: Option<StatusError>,
+    pub pricing: Option<StatusPricing>,
     pub conversation_id: Option<String>,
     pub conversation_origin: Option<String>,
     pub callback_data: Option<String>,
@@ -196,6 +258,7 @@ mod tests {
         StatusObservation {
             at: UnixTime::from_secs(at),
             raw: raw.to_owned(),
+            facts: None,
         }
     }
 
@@ -270,32 +333,5 @@ mod tests {
             !a.observe("delivered", obs(15, "a")),
             "an exact duplicate changes nothing"
         );
-    }
-
-    #[test]
-    fn summary_takes_error_from_failed_and_pricing_from_the_most_advanced_status() {
-        let mut log = StatusLog::default();
-        log.observe(
-            "sent",
-            obs(10, r#"{"status":"sent","pricing":{"category":"utility","type":"regular"},"biz_opaque_callback_data":"order-7"}"#),
-        );
-        log.observe(
-            "delivered",
-            obs(20, r#"{"status":"delivered","pricing":{"category":"utility","type":"free_customer_service"}}"#),
-        );
-        log.observe(
-            "failed",
-            obs(
-                30,
-                r#"{"status":"failed","errors":[{"code":131049,"title":"healthy ecosystem"}]}"#,
-            ),
-        );
-        let s = log.summary();
-        assert_eq!(s.error.unwrap().code, Some(131049));
-        assert_eq!(
-            s.pricing.unwrap().kind.as_deref(),
-            Some("free_customer_service")
-        );
-        assert_eq!(s.callback_data.as_deref(), Some("order-7"));
     }
 }

@@ -1,10 +1,13 @@
 //! Applies a [`Plan`] to DynamoDB. Returns only when every write is durable; any failure is an error,
 //! and since every write is idempotent, Meta's redelivery of the whole body repairs a partial apply.
 
+use std::collections::HashMap;
+
 use super::plan::{ContactUpdate, Plan, StatusUpdate};
 use crate::domain::contact::ContactSnapshot;
 use crate::domain::ids::{ContactKey, UserId, Wamid};
 use crate::domain::time::UnixTime;
+use crate::payload::status_facts;
 use crate::retry::{try_bounded, Rounds, MAX_ATTEMPTS};
 use crate::store::messages::StoredStatus;
 use crate::store::{PutOutcome, Store, StoreError, WriteOutcome};
@@ -103,7 +106,7 @@ impl InboundWriter {
             return Ok(ApplyReport::default());
         }
         let wamids: Vec<Wamid> = updates.iter().map(|u| u.wamid.clone()).collect();
-        let stored = self.store.get_statuses(&wamids).await?;
+        let stored = self.read_statuses(&wamids).await?;
         let writes = updates
             .iter()
             .map(|u| self.status(u, stored.get(&u.wamid).cloned().unwrap_or_default()))
@@ -112,6 +115,18 @@ impl InboundWriter {
         Ok(reports
             .into_iter()
             .fold(ApplyReport::default(), ApplyReport::add))
+    }
+
+    /// The stored status logs, each status's facts read from its JSON once.
+    async fn read_statuses(
+        &self,
+        wamids: &[Wamid],
+    ) -> Result<HashMap<Wamid, StoredStatus>, StoreError> {
+        let mut stored = self.store.get_statuses(wamids).await?;
+        for s in stored.values_mut() {
+            s.log.read_facts(status_facts);
+        }
+        Ok(stored)
     }
 
     async fn status(
@@ -125,8 +140,7 @@ impl InboundWriter {
             if attempt > 0 {
                 // Lost a race: read what the other writer left.
                 stored = self
-                    .store
-                    .get_statuses(std::slice::from_ref(&update.wamid))
+                    .read_statuses(std::slice::from_ref(&update.wamid))
                     .await?
                     .remove(&update.wamid)
                     .unwrap_or_default();

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::contact::{ContactState, Referral};
 use crate::domain::ids::{Bsuid, Phone, PhoneNumberId, UserId, UserRef, Wamid};
+pub use crate::domain::inbound::{EventKind, InboundMessage, Level, RawEvent};
 use crate::domain::keywords::{KeywordIntent, KeywordRules};
 use crate::domain::preferences::{Category, Consent, PreferenceSource};
 use crate::domain::status::{DeliveryStatus, StatusLog, StatusObservation};
@@ -42,25 +43,6 @@ const KNOWN_MESSAGE_TYPES: &[&str] = &[
     "request_welcome",
 ];
 
-/// A message a user sent us.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InboundMessage<'a> {
-    pub wamid: Wamid,
-    pub number: PhoneNumberId,
-    /// Who sent it; `None` if the payload named nobody we can parse (kept, but on no timeline).
-    pub user: Option<UserRef>,
-    /// The payload's timestamp; `None` if absent or malformed.
-    pub at: Option<UnixTime>,
-    /// Meta's `type`, as sent (`"unknown"` when absent).
-    pub kind: String,
-    /// What it contains, read for every documented type.
-    pub content: MessageContent,
-    /// The wamid of our message this one replies to, if any.
-    pub reply_to: Option<String>,
-    /// The exact JSON of the message item.
-    pub raw: &'a str,
-}
-
 /// Status observations for one of our messages, folded across the delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusUpdate {
@@ -76,27 +58,6 @@ pub struct ContactUpdate {
     pub number: PhoneNumberId,
     pub user: UserRef,
     pub delta: ContactState,
-}
-
-/// Something authentic we keep as it came.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawEvent<'a> {
-    /// `field:<name>` for other webhook fields, `messages_errors` for `value.errors`,
-    /// `user_preferences`, or `unparsed_<level>` for a part we could not read.
-    pub kind: String,
-    pub number: Option<PhoneNumberId>,
-    pub waba_id: Option<String>,
-    /// Why it was not processed, for `unparsed_*`.
-    pub reason: Option<String>,
-    /// The payload time if the event carries one.
-    pub at: Option<UnixTime>,
-    pub raw: &'a [u8],
-}
-
-impl RawEvent<'_> {
-    pub fn is_unparsed(&self) -> bool {
-        self.kind.starts_with("unparsed_")
-    }
 }
 
 /// Counts for logs and metrics.
@@ -149,7 +110,7 @@ struct Builder<'r, 'a> {
 impl<'a> Builder<'_, 'a> {
     fn unparsed(
         &mut self,
-        level: &str,
+        level: Level,
         raw: &'a [u8],
         reason: String,
         number: Option<&PhoneNumberId>,
@@ -157,7 +118,7 @@ impl<'a> Builder<'_, 'a> {
     ) {
         self.plan.counts.unparsed += 1;
         self.plan.events.push(RawEvent {
-            kind: format!("unparsed_{level}"),
+            kind: EventKind::Unparsed(level),
             number: number.cloned(),
             waba_id: waba.map(str::to_owned),
             reason: Some(reason),
@@ -169,7 +130,7 @@ impl<'a> Builder<'_, 'a> {
     /// Parses one item; on failure keeps it raw as `unparsed_<level>` and returns `None`.
     fn parse_item<T: serde::de::DeserializeOwned>(
         &mut self,
-        level: &str,
+        level: Level,
         text: &'a str,
         number: &PhoneNumberId,
         waba: Option<&str>,
@@ -188,7 +149,7 @@ impl<'a> Builder<'_, 'a> {
             Ok(e) => e,
             Err(e) => {
                 return self.unparsed(
-                    "payload",
+                    Level::Payload,
                     body,
                     format!("not a webhook envelope: {e}"),
                     None,
@@ -201,7 +162,7 @@ impl<'a> Builder<'_, 'a> {
                 "object is {:?}, expected \"whatsapp_business_account\"",
                 envelope.object
             );
-            return self.unparsed("payload", body, reason, None, None);
+            return self.unparsed(Level::Payload, body, reason, None, None);
         }
         for entry in envelope.entry {
             self.entry(entry);
@@ -213,7 +174,13 @@ impl<'a> Builder<'_, 'a> {
         let entry: Entry<'a> = match serde_json::from_str(raw.get()) {
             Ok(e) => e,
             Err(e) => {
-                return self.unparsed("entry", raw.get().as_bytes(), e.to_string(), None, None)
+                return self.unparsed(
+                    Level::Entry,
+                    raw.get().as_bytes(),
+                    e.to_string(),
+                    None,
+                    None,
+                )
             }
         };
         for change in entry.changes {
@@ -226,15 +193,14 @@ impl<'a> Builder<'_, 'a> {
         let bytes = raw.get().as_bytes();
         let change: Change<'a> = match serde_json::from_str(raw.get()) {
             Ok(c) => c,
-            Err(e) => return self.unparsed("change", bytes, e.to_string(), None, waba),
+            Err(e) => return self.unparsed(Level::Change, bytes, e.to_string(), None, waba),
         };
         let field = change.field.as_deref().unwrap_or("");
         if field != "messages" && field != "user_preferences" {
             // Template, quality, account… updates: not our rules, but a team will want them.
             self.plan.counts.other_fields += 1;
-            let kind = format!("field:{}", sanitize_kind(field));
             self.plan.events.push(RawEvent {
-                kind,
+                kind: EventKind::field(field),
                 number: None,
                 waba_id: waba.map(str::to_owned),
                 reason: None,
@@ -244,11 +210,11 @@ impl<'a> Builder<'_, 'a> {
             return;
         }
         let Some(value_raw) = change.value else {
-            return self.unparsed("change", bytes, "no value".into(), None, waba);
+            return self.unparsed(Level::Change, bytes, "no value".into(), None, waba);
         };
         let value: ChangeValue<'a> = match serde_json::from_str(value_raw.get()) {
             Ok(v) => v,
-            Err(e) => return self.unparsed("change", bytes, e.to_string(), None, waba),
+            Err(e) => return self.unparsed(Level::Change, bytes, e.to_string(), None, waba),
         };
         let number = value
             .metadata
@@ -258,7 +224,7 @@ impl<'a> Builder<'_, 'a> {
         let Some(number) = number else {
             let reason =
                 "no valid metadata.phone_number_id: cannot tell which business number it is for";
-            return self.unparsed("change", bytes, reason.into(), None, waba);
+            return self.unparsed(Level::Change, bytes, reason.into(), None, waba);
         };
 
         for m in &value.messages {
@@ -273,7 +239,7 @@ impl<'a> Builder<'_, 'a> {
         for e in &value.errors {
             // System- or app-level errors (e.g. 130429 reported asynchronously): kept for operators.
             self.plan.events.push(RawEvent {
-                kind: "messages_errors".into(),
+                kind: EventKind::MessagesErrors,
                 number: Some(number.clone()),
                 waba_id: waba.map(str::to_owned),
                 reason: None,
@@ -291,12 +257,12 @@ impl<'a> Builder<'_, 'a> {
         waba: Option<&str>,
     ) {
         let text = raw.get();
-        let Some(item) = self.parse_item::<MessageItem>("message", text, number, waba) else {
+        let Some(item) = self.parse_item::<MessageItem>(Level::Message, text, number, waba) else {
             return;
         };
         let Some(wamid) = item.id.as_deref().and_then(|id| Wamid::parse(id).ok()) else {
             let reason = "message has no valid id (wamid): cannot deduplicate it".into();
-            return self.unparsed("message", text.as_bytes(), reason, Some(number), waba);
+            return self.unparsed(Level::Message, text.as_bytes(), reason, Some(number), waba);
         };
         self.plan.counts.messages += 1;
         let kind = item.kind.clone().unwrap_or_else(|| "unknown".into());
@@ -322,7 +288,10 @@ impl<'a> Builder<'_, 'a> {
             at: item.timestamp,
             content: MessageContent::parse(&kind, text),
             kind,
-            reply_to: item.context.and_then(|c| c.id),
+            reply_to: item
+                .context
+                .and_then(|c| c.id)
+                .and_then(|id| Wamid::parse(&id).ok()),
             raw: text,
         });
     }
@@ -410,7 +379,7 @@ impl<'a> Builder<'_, 'a> {
         let text = raw.get();
         let Some(item) = StatusItem::parse(text) else {
             return self.unparsed(
-                "status",
+                Level::Status,
                 text.as_bytes(),
                 "status is not a JSON object".into(),
                 Some(number),
@@ -421,7 +390,7 @@ impl<'a> Builder<'_, 'a> {
         let (Some(wamid), Some(name), Some(at)) = (wamid, item.status.clone(), item.timestamp)
         else {
             let reason = "status needs a valid id, status and timestamp".into();
-            return self.unparsed("status", text.as_bytes(), reason, Some(number), waba);
+            return self.unparsed(Level::Status, text.as_bytes(), reason, Some(number), waba);
         };
         self.plan.counts.statuses += 1;
         if matches!(DeliveryStatus::parse(&name), DeliveryStatus::Other(_)) {
@@ -453,6 +422,7 @@ impl<'a> Builder<'_, 'a> {
         let observation = StatusObservation {
             at,
             raw: text.to_owned(),
+            facts: Some(item.facts()),
         };
         match self.status_index.get(&wamid) {
             Some(&i) => {
@@ -480,7 +450,8 @@ impl<'a> Builder<'_, 'a> {
         waba: Option<&str>,
     ) {
         let text = raw.get();
-        let Some(item) = self.parse_item::<PreferenceItem>("preference", text, number, waba) else {
+        let Some(item) = self.parse_item::<PreferenceItem>(Level::Preference, text, number, waba)
+        else {
             return;
         };
         let (user, _) = identify(item.wa_id.as_deref(), item.user_id.as_deref(), contacts);
@@ -497,7 +468,13 @@ impl<'a> Builder<'_, 'a> {
             (user, category, consent, item.timestamp)
         else {
             let reason = "user_preferences item needs a user, category marketing_messages, value stop|resume and a timestamp".into();
-            return self.unparsed("preference", text.as_bytes(), reason, Some(number), waba);
+            return self.unparsed(
+                Level::Preference,
+                text.as_bytes(),
+                reason,
+                Some(number),
+                waba,
+            );
         };
         self.plan.counts.preferences += 1;
         let delta =
@@ -505,7 +482,7 @@ impl<'a> Builder<'_, 'a> {
         self.contact(number, &user, delta);
         // Kept as well: the user's own stop/resume is the proof a team may be asked for.
         self.plan.events.push(RawEvent {
-            kind: "user_preferences".into(),
+            kind: EventKind::UserPreferences,
             number: Some(number.clone()),
             waba_id: waba.map(str::to_owned),
             reason: None,
@@ -597,20 +574,6 @@ fn identify<'c>(
             .and_then(|u| Bsuid::parse(u).ok())
     });
     (UserRef::new(phone, bsuid), contact)
-}
-
-/// Keeps event kinds short and printable whatever Meta names a field.
-fn sanitize_kind(field: &str) -> String {
-    let s: String = field
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(64)
-        .collect();
-    if s.is_empty() {
-        "unnamed".into()
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ impl Model {
             self.settle(c);
         }
         for e in &plan.events {
-            self.events.insert((e.kind.clone(), e.raw.to_vec()));
+            self.events.insert((e.kind.to_string(), e.raw.to_vec()));
         }
     }
 

@@ -109,6 +109,13 @@ impl Sender {
                     then,
                 } => {
                     let Some(seen) = &entry else { break };
+                    if resend_after_unknown {
+                        tracing::warn!(
+                            event = "resend_after_lost_answer",
+                            idempotency_key = key.as_str(),
+                            "no status webhook names the earlier attempt; sending once more (the one duplicate wahook allows)"
+                        );
+                    }
                     let Some(token) = self
                         .store
                         .reclaim_send(seen, now, settings.lease_secs, resend_after_unknown)

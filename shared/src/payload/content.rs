@@ -1,95 +1,25 @@
 //! What a user message contains, for every type Meta documents (docs/whatsapp-platform.md §4.4).
 //!
-//! Read from the message item leniently: a type we do not know, or a part we cannot read, becomes
+//! The types are the domain's (`domain::inbound`); this module reads them from Meta's JSON,
+//! leniently: a type we do not know, or a part we cannot read, becomes
 //! [`MessageContent::Unknown`] with the type name, and the raw JSON stays the source of truth.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// A message's content, by `type`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MessageContent {
-    Text {
-        body: String,
-    },
-    /// `image`, `video`, `audio`, `document`, `sticker`: the media id is what a later download needs
-    /// (valid for 7 days).
-    Media {
-        kind: MediaKind,
-        id: Option<String>,
-        mime_type: Option<String>,
-        caption: Option<String>,
-        filename: Option<String>,
-        /// Audio recorded as a voice note.
-        voice: bool,
-    },
-    Location {
-        latitude: Option<f64>,
-        longitude: Option<f64>,
-        name: Option<String>,
-        address: Option<String>,
-    },
-    /// Shared contact cards.
-    Contacts {
-        count: usize,
-    },
-    /// A tap on a reply button, a list row, or a Flow / address form submission.
-    Interactive {
-        kind: String,
-        id: Option<String>,
-        title: Option<String>,
-    },
-    /// A template quick-reply tap.
-    Button {
-        text: Option<String>,
-        payload: Option<String>,
-    },
-    /// A reaction to one of our messages; no emoji means the reaction was removed.
-    Reaction {
-        message_id: Option<String>,
-        emoji: Option<String>,
-    },
-    Order {
-        catalog_id: Option<String>,
-        items: usize,
-    },
-    /// A notice from WhatsApp (number changed, identity changed, user id changed).
-    System {
-        kind: Option<String>,
-        body: Option<String>,
-    },
-    /// A type Cloud API does not support (Meta says which in `unsupported.type`).
-    Unsupported {
-        original_type: Option<String>,
-    },
-    /// The user opened the chat for the first time.
-    RequestWelcome,
-    /// A type we do not know yet, or a known type whose content could not be read.
-    Unknown {
-        kind: String,
-    },
-}
+use crate::domain::ids::Wamid;
+pub use crate::domain::inbound::{MediaKind, MessageContent};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    Image,
-    Video,
-    Audio,
-    Document,
-    Sticker,
-}
-
-impl MediaKind {
-    fn from_type(kind: &str) -> Option<Self> {
-        Some(match kind {
-            "image" => MediaKind::Image,
-            "video" => MediaKind::Video,
-            "audio" => MediaKind::Audio,
-            "document" => MediaKind::Document,
-            "sticker" => MediaKind::Sticker,
-            _ => return None,
-        })
-    }
+/// The media kind Meta names by `type`, if it is one.
+fn media_kind(kind: &str) -> Option<MediaKind> {
+    Some(match kind {
+        "image" => MediaKind::Image,
+        "video" => MediaKind::Video,
+        "audio" => MediaKind::Audio,
+        "document" => MediaKind::Document,
+        "sticker" => MediaKind::Sticker,
+        _ => return None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -204,7 +134,7 @@ impl MessageContent {
     fn try_parse(kind: &str, raw: &str) -> Option<MessageContent> {
         // Only the object named after the type is read, from the item's own bytes.
         let fields: Fields = serde_json::from_str(raw).ok()?;
-        if let Some(media) = MediaKind::from_type(kind) {
+        if let Some(media) = media_kind(kind) {
             let m: Media = read(&fields, kind)?;
             return Some(MessageContent::Media {
                 kind: media,
@@ -252,7 +182,7 @@ impl MessageContent {
             "reaction" => {
                 let r: Reaction = read(&fields, "reaction")?;
                 MessageContent::Reaction {
-                    message_id: r.message_id,
+                    message_id: r.message_id.and_then(|m| Wamid::parse(&m).ok()),
                     emoji: r.emoji.filter(|e| !e.is_empty()),
                 }
             }
@@ -276,36 +206,6 @@ impl MessageContent {
             "request_welcome" => MessageContent::RequestWelcome,
             _ => return None,
         })
-    }
-
-    /// A one-line description without the user's words, for timelines and logs: `[image]`,
-    /// `[reaction 👍]`… Text itself is never included here.
-    pub fn label(&self) -> String {
-        match self {
-            MessageContent::Text { body } => format!("[text, {} chars]", body.chars().count()),
-            MessageContent::Media { kind, voice, .. } => match (kind, voice) {
-                (MediaKind::Audio, true) => "[voice note]".into(),
-                _ => format!("[{}]", format!("{kind:?}").to_lowercase()),
-            },
-            MessageContent::Location { .. } => "[location]".into(),
-            MessageContent::Contacts { count } => format!("[{count} contact card(s)]"),
-            MessageContent::Interactive { kind, .. } => format!("[interactive {kind}]"),
-            MessageContent::Button { .. } => "[quick reply]".into(),
-            MessageContent::Reaction { emoji: Some(e), .. } => format!("[reaction {e}]"),
-            MessageContent::Reaction { emoji: None, .. } => "[reaction removed]".into(),
-            MessageContent::Order { items, .. } => format!("[order, {items} item(s)]"),
-            MessageContent::System { kind, .. } => {
-                format!("[system {}]", kind.as_deref().unwrap_or("notice"))
-            }
-            MessageContent::Unsupported { original_type } => {
-                format!(
-                    "[unsupported {}]",
-                    original_type.as_deref().unwrap_or("type")
-                )
-            }
-            MessageContent::RequestWelcome => "[opened the chat]".into(),
-            MessageContent::Unknown { kind } => format!("[{kind}]"),
-        }
     }
 }
 

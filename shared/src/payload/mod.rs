@@ -15,6 +15,8 @@ use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::domain::ids::{Bsuid, Phone};
+use crate::domain::status::{StatusError, StatusFacts, StatusObservation, StatusPricing};
 use crate::domain::time::UnixTime;
 
 /// The top level: `{ "object": "whatsapp_business_account", "entry": [...] }`.
@@ -177,6 +179,54 @@ impl StatusItem {
     /// Parses one stored or received status item; `None` if it is not a JSON object.
     pub fn parse(raw: &str) -> Option<Self> {
         serde_json::from_str(raw).ok()
+    }
+
+    /// What the status says beyond its name, in the domain's terms.
+    pub fn facts(&self) -> StatusFacts {
+        StatusFacts {
+            error: self.errors.first().map(|e| StatusError {
+                code: e.code,
+                title: e.title.clone(),
+                message: e.message.clone(),
+                details: e.error_data.as_ref().and_then(|d| d.details.clone()),
+            }),
+            pricing: self.pricing.as_ref().map(|p| StatusPricing {
+                billable: p.billable,
+                pricing_model: p.pricing_model.clone(),
+                category: p.category.clone(),
+                kind: p.kind.clone(),
+            }),
+            conversation_id: self.conversation.as_ref().and_then(|c| c.id.clone()),
+            conversation_origin: self
+                .conversation
+                .as_ref()
+                .and_then(|c| c.origin.as_ref())
+                .and_then(|o| o.kind.clone()),
+            callback_data: self.biz_opaque_callback_data.clone(),
+            recipient_phone: self
+                .recipient_id
+                .as_deref()
+                .and_then(|p| Phone::parse(p).ok()),
+            recipient_bsuid: self
+                .recipient_user_id
+                .as_deref()
+                .and_then(|b| Bsuid::parse(b).ok()),
+        }
+    }
+}
+
+/// The facts of a stored status's JSON (`None` if it is not an object): how a status log read back
+/// from storage learns what its statuses say.
+pub fn status_facts(raw: &str) -> Option<StatusFacts> {
+    StatusItem::parse(raw).map(|s| s.facts())
+}
+
+/// An observation of a status at `at` with its JSON, its facts read.
+pub fn status_observation(at: UnixTime, raw: &str) -> StatusObservation {
+    StatusObservation {
+        at,
+        raw: raw.to_owned(),
+        facts: status_facts(raw),
     }
 }
 
@@ -369,6 +419,37 @@ impl<'de> serde::de::Visitor<'de> for Scalar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status_observation_at(at: i64, raw: &str) -> StatusObservation {
+        status_observation(UnixTime::from_secs(at), raw)
+    }
+
+    #[test]
+    fn summary_takes_error_from_failed_and_pricing_from_the_most_advanced_status() {
+        let mut log = crate::domain::status::StatusLog::default();
+        log.observe(
+            "sent",
+            status_observation_at(10, r#"{"status":"sent","pricing":{"category":"utility","type":"regular"},"biz_opaque_callback_data":"order-7"}"#),
+        );
+        log.observe(
+            "delivered",
+            status_observation_at(20, r#"{"status":"delivered","pricing":{"category":"utility","type":"free_customer_service"}}"#),
+        );
+        log.observe(
+            "failed",
+            status_observation_at(
+                30,
+                r#"{"status":"failed","errors":[{"code":131049,"title":"healthy ecosystem"}]}"#,
+            ),
+        );
+        let s = log.summary();
+        assert_eq!(s.error.unwrap().code, Some(131049));
+        assert_eq!(
+            s.pricing.unwrap().kind.as_deref(),
+            Some("free_customer_service")
+        );
+        assert_eq!(s.callback_data.as_deref(), Some("order-7"));
+    }
 
     #[test]
     fn items_keep_their_exact_bytes() {

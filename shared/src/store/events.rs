@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use super::attrs::{b, n, s, Item};
 use super::tables::EVENTS;
 use super::{PutOutcome, Store, StoreError};
+use crate::domain::inbound::RawEvent;
 use crate::domain::time::UnixTime;
-use crate::inbound::plan::RawEvent;
 
 /// DynamoDB items are limited to 400 KB; a raw event larger than this is split into parts.
 pub const MAX_PART_BYTES: usize = 350_000;
@@ -17,7 +17,7 @@ pub const MAX_PART_BYTES: usize = 350_000;
 /// The id of an event: hex SHA-256 of its kind and raw bytes.
 pub fn event_id(event: &RawEvent<'_>) -> String {
     let mut h = Sha256::new();
-    h.update(event.kind.as_bytes());
+    h.update(event.kind.to_string().as_bytes());
     h.update(b"\n");
     h.update(event.raw);
     hex::encode(h.finalize())
@@ -50,7 +50,7 @@ impl Store {
         }
         let mut head: Item = HashMap::from([
             (EVENTS.partition_key.name.to_owned(), s(&id)),
-            ("kind".into(), s(&event.kind)),
+            ("kind".into(), s(event.kind.to_string())),
             ("received_at".into(), n(now.secs())),
             ("expires_at".into(), n(expires_at)),
             ("size".into(), n(event.raw.len() as i64)),

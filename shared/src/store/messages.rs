@@ -9,11 +9,10 @@ use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
 use super::tables::{MESSAGES, MESSAGES_BY_IDEMPOTENCY_KEY};
 use super::{versioned_outcome, PutOutcome, Store, StoreError, WriteOutcome};
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef, Wamid};
+use crate::domain::inbound::{InboundMessage, MessageContent};
 use crate::domain::send_request::IdempotencyKey;
 use crate::domain::status::{StatusLog, StatusObservation};
 use crate::domain::time::UnixTime;
-use crate::inbound::plan::InboundMessage;
-use crate::payload::MessageContent;
 
 /// The status side of a stored message, as read for a merge.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -69,7 +68,7 @@ impl Store {
             item.insert("at_from_arrival".into(), AttributeValue::Bool(true));
         }
         if let Some(r) = &msg.reply_to {
-            item.insert("reply_to".into(), s(r));
+            item.insert("reply_to".into(), s(r.as_str()));
         }
         // What a later step needs without re-reading the raw JSON: the media to download (within
         // 7 days) and the message a reaction points at.
@@ -86,7 +85,7 @@ impl Store {
                 message_id: Some(target),
                 ..
             } => {
-                item.insert("reaction_to".into(), s(target));
+                item.insert("reaction_to".into(), s(target.as_str()));
             }
             _ => {}
         }
@@ -165,13 +164,7 @@ impl Store {
             u.set_opt("error_code", err.code.map(n))
                 .set_opt("error_title", err.title.as_deref().map(s))
                 .set_opt("error_message", err.message.as_deref().map(s))
-                .set_opt(
-                    "error_details",
-                    err.error_data
-                        .as_ref()
-                        .and_then(|d| d.details.as_deref())
-                        .map(s),
-                );
+                .set_opt("error_details", err.details.as_deref().map(s));
         }
         if let Some(p) = &summary.pricing {
             u.set_opt("pricing_category", p.category.as_deref().map(s))
@@ -321,8 +314,8 @@ pub struct TimelineEntry {
     /// `in` or `out`.
     pub direction: String,
     pub kind: String,
-    /// For inbound messages: what they contain, read from the raw JSON.
-    pub content: Option<crate::payload::MessageContent>,
+    /// For inbound messages: the exact JSON Meta sent (`payload::MessageContent::parse` reads it).
+    pub raw: Option<String>,
     /// For outbound messages.
     pub status: Option<String>,
     pub template_name: Option<String>,
@@ -368,8 +361,8 @@ impl Store {
 fn timeline_entry(item: &Item) -> TimelineEntry {
     let kind = get_s(item, "type").unwrap_or("unknown").to_owned();
     let direction = get_s(item, "direction").unwrap_or("in").to_owned();
-    let content = (direction == "in")
-        .then(|| get_s(item, "raw").map(|raw| MessageContent::parse(&kind, raw)))
+    let raw = (direction == "in")
+        .then(|| get_s(item, "raw").map(str::to_owned))
         .flatten();
     TimelineEntry {
         wamid: get_s(item, MESSAGES.partition_key.name)
@@ -378,7 +371,7 @@ fn timeline_entry(item: &Item) -> TimelineEntry {
         at: UnixTime::from_secs(get_n(item, "at").unwrap_or(0)),
         direction,
         kind,
-        content,
+        raw,
         status: get_s(item, "status").map(str::to_owned),
         template_name: get_s(item, "template_name").map(str::to_owned),
         category: get_s(item, "category").map(str::to_owned),
@@ -400,6 +393,8 @@ pub fn status_log_from_item(item: &Item) -> StatusLog {
                     StatusObservation {
                         at: UnixTime::from_secs(at),
                         raw: raw.to_owned(),
+                        // Read by the caller: the store does not parse Meta's JSON.
+                        facts: None,
                     },
                 );
             }

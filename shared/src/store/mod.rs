@@ -39,6 +39,8 @@ pub enum StoreError {
         key: String,
         attempts: u32,
     },
+    #[error("the item {key} in table {table} exists but cannot be read as ours: fix or delete it (nothing was sent under it)")]
+    Unreadable { table: String, key: String },
 }
 
 impl StoreError {

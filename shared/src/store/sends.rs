@@ -178,8 +178,16 @@ impl Store {
             None => Ok(None),
             Some(existing) => match entry_from_item(&existing) {
                 Some(entry) => Ok(Some(entry)),
-                // Not every emulator returns the old item: read it.
-                None => self.get_send(key).await,
+                // Not every emulator returns the old item: read it. If it still cannot be read, the
+                // key is taken by something we do not understand: fail closed (the record comes back)
+                // rather than report a claim nobody wrote.
+                None => match self.get_send(key).await? {
+                    Some(entry) => Ok(Some(entry)),
+                    None => Err(StoreError::Unreadable {
+                        table: self.tables.sends.clone(),
+                        key: key.as_str().to_owned(),
+                    }),
+                },
             },
         }
     }

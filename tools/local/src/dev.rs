@@ -289,7 +289,11 @@ pub fn format_timeline(
     }
     for e in entries {
         let (arrow, what) = if e.direction == "in" {
-            let what = match &e.content {
+            let content = e
+                .raw
+                .as_deref()
+                .map(|raw| wahook::payload::MessageContent::parse(&e.kind, raw));
+            let what = match &content {
                 Some(wahook::payload::MessageContent::Text { body }) => format!("text \"{body}\""),
                 Some(c) => c.label(),
                 None => e.kind.clone(),
@@ -567,9 +571,7 @@ mod tests {
             at: UnixTime::from_secs(1_000),
             direction: "in".into(),
             kind: "text".into(),
-            content: Some(wahook::payload::MessageContent::Text {
-                body: "Hola".into(),
-            }),
+            raw: Some(r#"{"id":"w1","type":"text","text":{"body":"Hola"}}"#.into()),
             status: None,
             template_name: None,
             category: None,
