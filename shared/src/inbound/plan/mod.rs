@@ -5,43 +5,26 @@
 //! (another webhook field, `value.errors`, a part that does not parse) becomes a raw event, so nothing
 //! authentic is ever dropped (rule 5). Updates for the same message or the same person are folded here,
 //! so one delivery costs at most one write per message, per status'd message and per contact.
+//!
+//! This module walks the envelope and dispatches on `field`; each kind of item has its own file:
+//! [`messages`], [`statuses`], [`preferences`], and [`fields`] for everything kept raw.
+
+mod fields;
+mod messages;
+mod preferences;
+mod statuses;
 
 use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
-use crate::domain::contact::{ContactState, Referral};
+use crate::domain::contact::ContactState;
 use crate::domain::ids::{Bsuid, Phone, PhoneNumberId, UserId, UserRef, Wamid};
 pub use crate::domain::inbound::{EventKind, InboundMessage, Level, RawEvent};
-use crate::domain::keywords::{KeywordIntent, KeywordRules};
-use crate::domain::preferences::{Category, Consent, PreferenceSource};
-use crate::domain::status::{DeliveryStatus, StatusLog, StatusObservation};
+use crate::domain::keywords::KeywordRules;
+use crate::domain::status::StatusLog;
 use crate::domain::time::UnixTime;
-use crate::graph::errors::MARKETING_STOPPED;
-use crate::payload::{
-    Change, ChangeValue, Entry, Envelope, MessageContent, MessageItem, PreferenceItem, StatusItem,
-    ValueContact,
-};
-
-/// Message types Meta documents; anything else is stored all the same and counted as unknown.
-const KNOWN_MESSAGE_TYPES: &[&str] = &[
-    "text",
-    "image",
-    "audio",
-    "video",
-    "document",
-    "sticker",
-    "location",
-    "contacts",
-    "interactive",
-    "button",
-    "reaction",
-    "order",
-    "system",
-    "unsupported",
-    "unknown",
-    "request_welcome",
-];
+use crate::payload::{Change, ChangeValue, Entry, Envelope, ValueContact};
 
 /// Status observations for one of our messages, folded across the delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,21 +178,16 @@ impl<'a> Builder<'_, 'a> {
             Ok(c) => c,
             Err(e) => return self.unparsed(Level::Change, bytes, e.to_string(), None, waba),
         };
-        let field = change.field.as_deref().unwrap_or("");
-        if field != "messages" && field != "user_preferences" {
-            // Template, quality, account… updates: not our rules, but a team will want them.
-            self.plan.counts.other_fields += 1;
-            self.plan.events.push(RawEvent {
-                kind: EventKind::field(field),
-                number: None,
-                waba_id: waba.map(str::to_owned),
-                reason: None,
-                at: time,
-                raw: bytes,
-            });
-            return;
+        // One arm per webhook field we act on; a new field is a new arm and a new file.
+        match change.field.as_deref().unwrap_or("") {
+            "messages" | "user_preferences" => self.value(change.value, bytes, waba),
+            other => self.other_field(other, bytes, waba, time),
         }
-        let Some(value_raw) = change.value else {
+    }
+
+    /// A `messages` (or `user_preferences`) value: each item to its own handler.
+    fn value(&mut self, value_raw: Option<&'a RawValue>, bytes: &'a [u8], waba: Option<&str>) {
+        let Some(value_raw) = value_raw else {
             return self.unparsed(Level::Change, bytes, "no value".into(), None, waba);
         };
         let value: ChangeValue<'a> = match serde_json::from_str(value_raw.get()) {
@@ -237,258 +215,8 @@ impl<'a> Builder<'_, 'a> {
             self.preference(p, &number, &value.contacts, waba);
         }
         for e in &value.errors {
-            // System- or app-level errors (e.g. 130429 reported asynchronously): kept for operators.
-            self.plan.events.push(RawEvent {
-                kind: EventKind::MessagesErrors,
-                number: Some(number.clone()),
-                waba_id: waba.map(str::to_owned),
-                reason: None,
-                at: None,
-                raw: e.get().as_bytes(),
-            });
+            self.value_error(e, &number, waba);
         }
-    }
-
-    fn message(
-        &mut self,
-        raw: &'a RawValue,
-        number: &PhoneNumberId,
-        contacts: &[ValueContact],
-        waba: Option<&str>,
-    ) {
-        let text = raw.get();
-        let Some(item) = self.parse_item::<MessageItem>(Level::Message, text, number, waba) else {
-            return;
-        };
-        let Some(wamid) = item.id.as_deref().and_then(|id| Wamid::parse(id).ok()) else {
-            let reason = "message has no valid id (wamid): cannot deduplicate it".into();
-            return self.unparsed(Level::Message, text.as_bytes(), reason, Some(number), waba);
-        };
-        self.plan.counts.messages += 1;
-        let kind = item.kind.clone().unwrap_or_else(|| "unknown".into());
-        if !KNOWN_MESSAGE_TYPES.contains(&kind.as_str()) {
-            self.plan.counts.unknown_message_types += 1;
-        }
-        if self.message_index.insert(wamid.clone(), ()).is_some() {
-            return; // the same message twice in one delivery
-        }
-
-        let (user, contact) =
-            identify(item.from.as_deref(), item.from_user_id.as_deref(), contacts);
-        if let (Some(user), Some(at)) = (&user, item.timestamp) {
-            let delta = self.message_delta(&item, &kind, user, contact, at);
-            self.contact(number, user, delta);
-        } else {
-            self.plan.counts.unattributed += 1;
-        }
-        self.plan.messages.push(InboundMessage {
-            wamid,
-            number: number.clone(),
-            user,
-            at: item.timestamp,
-            content: MessageContent::parse(&kind, text),
-            kind,
-            reply_to: item
-                .context
-                .and_then(|c| c.id)
-                .and_then(|id| Wamid::parse(&id).ok()),
-            raw: text,
-        });
-    }
-
-    /// What one user message says about its sender.
-    fn message_delta(
-        &self,
-        item: &MessageItem,
-        kind: &str,
-        user: &UserRef,
-        contact: Option<&ValueContact>,
-        at: UnixTime,
-    ) -> ContactState {
-        let mut delta = ContactState::default();
-        // System notices (number changed…) are not the user writing to us: they open no window.
-        if kind != "system" {
-            delta.observe_inbound(at);
-        }
-        if let Some(phone) = user.phone() {
-            delta.observe_phone(phone.clone(), at);
-        }
-        if let Some(name) = contact
-            .and_then(|c| c.profile.as_ref())
-            .and_then(|p| p.name.clone())
-        {
-            delta.observe_profile_name(name, at);
-        }
-        if let Some(r) = &item.referral {
-            delta.observe_referral(
-                Referral {
-                    source_type: r.source_type.clone(),
-                    source_id: r.source_id.clone(),
-                    source_url: r.source_url.clone(),
-                    ctwa_clid: r.ctwa_clid.clone(),
-                    headline: r.headline.clone(),
-                },
-                at,
-            );
-        }
-        let keyword = match kind {
-            "text" => item
-                .text
-                .as_ref()
-                .and_then(|t| t.body.as_deref())
-                .and_then(|body| self.rules.classify_text(body)),
-            _ => None,
-        };
-        if let Some(intent) = keyword {
-            let consent = match intent {
-                KeywordIntent::Stop => Consent::OptedOut,
-                KeywordIntent::Start => Consent::OptedIn,
-            };
-            for category in self.rules.keyword_categories() {
-                delta.join(&ContactState::consent_given(
-                    *category,
-                    consent,
-                    at,
-                    PreferenceSource::Keyword,
-                ));
-            }
-        }
-        if kind == "button" {
-            let button = item.button.as_ref();
-            if self.rules.is_stop_promotions(
-                button.and_then(|b| b.text.as_deref()),
-                button.and_then(|b| b.payload.as_deref()),
-            ) {
-                delta.join(&ContactState::opted_out(
-                    Category::Marketing,
-                    at,
-                    PreferenceSource::StopPromotionsButton,
-                ));
-            }
-        }
-        delta
-    }
-
-    fn status(
-        &mut self,
-        raw: &'a RawValue,
-        number: &PhoneNumberId,
-        contacts: &[ValueContact],
-        waba: Option<&str>,
-    ) {
-        let text = raw.get();
-        let Some(item) = StatusItem::parse(text) else {
-            return self.unparsed(
-                Level::Status,
-                text.as_bytes(),
-                "status is not a JSON object".into(),
-                Some(number),
-                waba,
-            );
-        };
-        let wamid = item.id.as_deref().and_then(|id| Wamid::parse(id).ok());
-        let (Some(wamid), Some(name), Some(at)) = (wamid, item.status.clone(), item.timestamp)
-        else {
-            let reason = "status needs a valid id, status and timestamp".into();
-            return self.unparsed(Level::Status, text.as_bytes(), reason, Some(number), waba);
-        };
-        self.plan.counts.statuses += 1;
-        if matches!(DeliveryStatus::parse(&name), DeliveryStatus::Other(_)) {
-            self.plan.counts.unknown_statuses += 1;
-        }
-        // A group id in recipient_id is not a phone: it simply yields no user.
-        let (recipient, _) = identify(
-            item.recipient_id.as_deref(),
-            item.recipient_user_id.as_deref(),
-            contacts,
-        );
-
-        if name == "failed"
-            && item
-                .errors
-                .iter()
-                .any(|e| e.code == Some(MARKETING_STOPPED))
-        {
-            if let Some(user) = &recipient {
-                let delta = ContactState::opted_out(
-                    Category::Marketing,
-                    at,
-                    PreferenceSource::MetaError131050,
-                );
-                self.contact(number, user, delta);
-            }
-        }
-
-        let observation = StatusObservation {
-            at,
-            raw: text.to_owned(),
-            facts: Some(item.facts()),
-        };
-        match self.status_index.get(&wamid) {
-            Some(&i) => {
-                self.plan.statuses[i].log.observe(&name, observation);
-            }
-            None => {
-                let mut log = StatusLog::default();
-                log.observe(&name, observation);
-                self.status_index
-                    .insert(wamid.clone(), self.plan.statuses.len());
-                self.plan.statuses.push(StatusUpdate {
-                    wamid,
-                    number: number.clone(),
-                    log,
-                });
-            }
-        }
-    }
-
-    fn preference(
-        &mut self,
-        raw: &'a RawValue,
-        number: &PhoneNumberId,
-        contacts: &[ValueContact],
-        waba: Option<&str>,
-    ) {
-        let text = raw.get();
-        let Some(item) = self.parse_item::<PreferenceItem>(Level::Preference, text, number, waba)
-        else {
-            return;
-        };
-        let (user, _) = identify(item.wa_id.as_deref(), item.user_id.as_deref(), contacts);
-        let category = match item.category.as_deref() {
-            Some("marketing_messages") => Some(Category::Marketing),
-            _ => None,
-        };
-        let consent = match item.value.as_deref() {
-            Some("stop") => Some(Consent::OptedOut),
-            Some("resume") => Some(Consent::OptedIn),
-            _ => None,
-        };
-        let (Some(user), Some(category), Some(consent), Some(at)) =
-            (user, category, consent, item.timestamp)
-        else {
-            let reason = "user_preferences item needs a user, category marketing_messages, value stop|resume and a timestamp".into();
-            return self.unparsed(
-                Level::Preference,
-                text.as_bytes(),
-                reason,
-                Some(number),
-                waba,
-            );
-        };
-        self.plan.counts.preferences += 1;
-        let delta =
-            ContactState::consent_given(category, consent, at, PreferenceSource::UserPreferences);
-        self.contact(number, &user, delta);
-        // Kept as well: the user's own stop/resume is the proof a team may be asked for.
-        self.plan.events.push(RawEvent {
-            kind: EventKind::UserPreferences,
-            number: Some(number.clone()),
-            waba_id: waba.map(str::to_owned),
-            reason: None,
-            at: Some(at),
-            raw: text.as_bytes(),
-        });
     }
 
     /// Folds a delta into the update for this person, so each contact is written once per delivery.
@@ -579,6 +307,8 @@ fn identify<'c>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::preferences::{Category, Consent, PreferenceSource};
+    use crate::domain::status::DeliveryStatus;
 
     const NUMBER: &str = "106540352242922";
 

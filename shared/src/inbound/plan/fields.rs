@@ -1,0 +1,47 @@
+//! What we keep raw without acting on it: other webhook fields (template, quality, account
+//! updates…) and `value.errors[]`. Nothing authentic is dropped (DESIGN rule 5).
+
+use serde_json::value::RawValue;
+
+use super::Builder;
+use crate::domain::ids::PhoneNumberId;
+use crate::domain::inbound::{EventKind, RawEvent};
+use crate::domain::time::UnixTime;
+
+impl<'a> Builder<'_, 'a> {
+    /// A change of a field we do not act on: not our rules, but a team will want it.
+    pub(super) fn other_field(
+        &mut self,
+        field: &str,
+        bytes: &'a [u8],
+        waba: Option<&str>,
+        time: Option<UnixTime>,
+    ) {
+        self.plan.counts.other_fields += 1;
+        self.plan.events.push(RawEvent {
+            kind: EventKind::field(field),
+            number: None,
+            waba_id: waba.map(str::to_owned),
+            reason: None,
+            at: time,
+            raw: bytes,
+        });
+    }
+
+    /// A system- or app-level error (e.g. 130429 reported asynchronously): kept for operators.
+    pub(super) fn value_error(
+        &mut self,
+        raw: &'a RawValue,
+        number: &PhoneNumberId,
+        waba: Option<&str>,
+    ) {
+        self.plan.events.push(RawEvent {
+            kind: EventKind::MessagesErrors,
+            number: Some(number.clone()),
+            waba_id: waba.map(str::to_owned),
+            reason: None,
+            at: None,
+            raw: raw.get().as_bytes(),
+        });
+    }
+}

@@ -1,0 +1,155 @@
+//! `messages[]`: a user's message becomes a message record and what it says about its sender (the
+//! window, the profile name, a referral, a STOP or START keyword, a "Stop promotions" tap).
+
+use serde_json::value::RawValue;
+
+use super::{identify, Builder};
+use crate::domain::contact::{ContactState, Referral};
+use crate::domain::ids::{PhoneNumberId, UserRef, Wamid};
+use crate::domain::inbound::{InboundMessage, Level};
+use crate::domain::keywords::KeywordIntent;
+use crate::domain::preferences::{Category, Consent, PreferenceSource};
+use crate::domain::time::UnixTime;
+use crate::payload::{MessageContent, MessageItem, ValueContact};
+
+/// Message types Meta documents; anything else is stored all the same and counted as unknown.
+const KNOWN_MESSAGE_TYPES: &[&str] = &[
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "interactive",
+    "button",
+    "reaction",
+    "order",
+    "system",
+    "unsupported",
+    "unknown",
+    "request_welcome",
+];
+
+impl<'a> Builder<'_, 'a> {
+    pub(super) fn message(
+        &mut self,
+        raw: &'a RawValue,
+        number: &PhoneNumberId,
+        contacts: &[ValueContact],
+        waba: Option<&str>,
+    ) {
+        let text = raw.get();
+        let Some(item) = self.parse_item::<MessageItem>(Level::Message, text, number, waba) else {
+            return;
+        };
+        let Some(wamid) = item.id.as_deref().and_then(|id| Wamid::parse(id).ok()) else {
+            let reason = "message has no valid id (wamid): cannot deduplicate it".into();
+            return self.unparsed(Level::Message, text.as_bytes(), reason, Some(number), waba);
+        };
+        self.plan.counts.messages += 1;
+        let kind = item.kind.clone().unwrap_or_else(|| "unknown".into());
+        if !KNOWN_MESSAGE_TYPES.contains(&kind.as_str()) {
+            self.plan.counts.unknown_message_types += 1;
+        }
+        if self.message_index.insert(wamid.clone(), ()).is_some() {
+            return; // the same message twice in one delivery
+        }
+
+        let (user, contact) =
+            identify(item.from.as_deref(), item.from_user_id.as_deref(), contacts);
+        if let (Some(user), Some(at)) = (&user, item.timestamp) {
+            let delta = self.message_delta(&item, &kind, user, contact, at);
+            self.contact(number, user, delta);
+        } else {
+            self.plan.counts.unattributed += 1;
+        }
+        self.plan.messages.push(InboundMessage {
+            wamid,
+            number: number.clone(),
+            user,
+            at: item.timestamp,
+            content: MessageContent::parse(&kind, text),
+            kind,
+            reply_to: item
+                .context
+                .and_then(|c| c.id)
+                .and_then(|id| Wamid::parse(&id).ok()),
+            raw: text,
+        });
+    }
+
+    /// What one user message says about its sender.
+    fn message_delta(
+        &self,
+        item: &MessageItem,
+        kind: &str,
+        user: &UserRef,
+        contact: Option<&ValueContact>,
+        at: UnixTime,
+    ) -> ContactState {
+        let mut delta = ContactState::default();
+        // System notices (number changed…) are not the user writing to us: they open no window.
+        if kind != "system" {
+            delta.observe_inbound(at);
+        }
+        if let Some(phone) = user.phone() {
+            delta.observe_phone(phone.clone(), at);
+        }
+        if let Some(name) = contact
+            .and_then(|c| c.profile.as_ref())
+            .and_then(|p| p.name.clone())
+        {
+            delta.observe_profile_name(name, at);
+        }
+        if let Some(r) = &item.referral {
+            delta.observe_referral(
+                Referral {
+                    source_type: r.source_type.clone(),
+                    source_id: r.source_id.clone(),
+                    source_url: r.source_url.clone(),
+                    ctwa_clid: r.ctwa_clid.clone(),
+                    headline: r.headline.clone(),
+                },
+                at,
+            );
+        }
+        let keyword = match kind {
+            "text" => item
+                .text
+                .as_ref()
+                .and_then(|t| t.body.as_deref())
+                .and_then(|body| self.rules.classify_text(body)),
+            _ => None,
+        };
+        if let Some(intent) = keyword {
+            let consent = match intent {
+                KeywordIntent::Stop => Consent::OptedOut,
+                KeywordIntent::Start => Consent::OptedIn,
+            };
+            for category in self.rules.keyword_categories() {
+                delta.join(&ContactState::consent_given(
+                    *category,
+                    consent,
+                    at,
+                    PreferenceSource::Keyword,
+                ));
+            }
+        }
+        if kind == "button" {
+            let button = item.button.as_ref();
+            if self.rules.is_stop_promotions(
+                button.and_then(|b| b.text.as_deref()),
+                button.and_then(|b| b.payload.as_deref()),
+            ) {
+                delta.join(&ContactState::opted_out(
+                    Category::Marketing,
+                    at,
+                    PreferenceSource::StopPromotionsButton,
+                ));
+            }
+        }
+        delta
+    }
+}
