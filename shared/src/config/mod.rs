@@ -1,6 +1,6 @@
 //! Configuration from the environment, and secrets from Secrets Manager, SSM or the environment.
 //!
-//! - [`env`]: where values are read from, the error a start-up problem gives, the shared parsers;
+//! - [`mod@env`]: where values are read from, the error a start-up problem gives, the shared parsers;
 //! - [`secrets`]: how each secret is found (`X`, `X_ARN` or `X_PARAM`, exactly one);
 //! - [`webhook`] and [`sender`]: each function's configuration;
 //! - this module: what both share, the storage (tables and retention), and the one place a

@@ -1,6 +1,6 @@
 //! The send ledger's rules (DESIGN rule 11), free of I/O: one entry per idempotency key, and what one
 //! delivery of a request does given the entry it finds. [`step`] is to the sender what
-//! `contact::resolve` is to the inbound path: `outbound::ledger` performs each step it returns (one
+//! `identity::resolve` is to the inbound path: `outbound::ledger` performs each step it returns (one
 //! conditional write or one read) and asks again, so every transition is testable without DynamoDB.
 //!
 //! A key is claimed with a conditional write before Meta is called, and only the claim's holder (its

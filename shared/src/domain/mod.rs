@@ -1,6 +1,7 @@
 //! The product's rules, free of I/O: identifiers, windows, statuses, opt-outs, contacts.
 
 pub mod contact;
+pub mod identity;
 pub mod ids;
 pub mod inbound;
 pub mod keywords;

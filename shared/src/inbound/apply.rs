@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::plan::{ContactUpdate, Plan, StatusUpdate};
-use crate::domain::contact::ContactSnapshot;
+use crate::domain::identity::ContactSnapshot;
 use crate::domain::ids::{ContactKey, UserId, Wamid};
 use crate::domain::time::UnixTime;
 use crate::payload::status_facts;

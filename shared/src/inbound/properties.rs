@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::plan::{plan, ContactUpdate, Plan};
-use crate::domain::contact::{
+use crate::domain::identity::{
     apply_to_snapshot, resolve, ContactRecord, ContactSnapshot, ResolveStep,
 };
 use crate::domain::ids::{ContactKey, Wamid};

@@ -2,8 +2,8 @@
 //! ledger and the Graph API (DESIGN rules 10–15). See `docs/sender.md` for the whole story, including
 //! what happens when Meta's answer is lost.
 //!
-//! The shape mirrors the inbound side: [`prepare`] parses at the edge, `domain::policy::decide` and
-//! `domain::ledger::step` decide without I/O, [`ledger`] and [`call`] perform what they decide, and
+//! The shape mirrors the inbound side: `prepare` parses at the edge, `domain::policy::decide` and
+//! `domain::ledger::step` decide without I/O, `ledger` and `call` perform what they decide, and
 //! this module runs the batch and settles each record with the queue.
 //!
 //! Each record ends in exactly one of: done (acknowledged), retry (fails in the batch response after

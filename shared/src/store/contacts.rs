@@ -11,9 +11,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
 use super::tables::CONTACTS;
 use super::{versioned_outcome, Store, StoreError, WriteOutcome};
-use crate::domain::contact::{
-    resolve, AliasWrite, ContactRecord, ContactSnapshot, ContactState, ContactWrite, PrimaryWrite,
-    Referral, ResolveStep, Stamped, VersionedRecord,
+use crate::domain::contact::{ContactState, Referral, Stamped};
+use crate::domain::identity::{
+    resolve, AliasWrite, ContactRecord, ContactSnapshot, ContactWrite, PrimaryWrite, ResolveStep,
+    VersionedRecord,
 };
 use crate::domain::ids::{ContactKey, Phone, PhoneNumberId, UserRef};
 use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
@@ -99,7 +100,7 @@ impl Store {
     }
 
     /// Brings a person's contact up to date with `delta` (rule 8's keying, see
-    /// [`crate::domain::contact::resolve`]): reads what it needs beyond `snapshot`, joins, and writes
+    /// [`crate::domain::identity::resolve`]): reads what it needs beyond `snapshot`, joins, and writes
     /// only if something changed, retrying lost races against concurrent writers.
     pub async fn merge_contact(
         &self,
@@ -146,7 +147,7 @@ impl Store {
         })
     }
 
-    /// Performs a write decided by [`crate::domain::contact::resolve`].
+    /// Performs a write decided by [`crate::domain::identity::resolve`].
     pub async fn write_contact(&self, write: &ContactWrite) -> Result<WriteOutcome, StoreError> {
         let table = &self.tables.contacts;
         match (&write.primary, &write.alias) {
@@ -403,7 +404,7 @@ pub fn state_from_item(item: &Item) -> ContactState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::contact::user_ref;
+    use crate::domain::identity::user_ref;
 
     #[test]
     fn a_state_survives_the_round_trip_through_attributes() {

@@ -7,7 +7,7 @@
 //! so one delivery costs at most one write per message, per status'd message and per contact.
 //!
 //! This module walks the envelope and dispatches on `field`; each kind of item has its own file:
-//! [`messages`], [`statuses`], [`preferences`], and [`fields`] for everything kept raw.
+//! `messages`, `statuses`, `preferences`, and `fields` for everything kept raw.
 
 mod fields;
 mod messages;

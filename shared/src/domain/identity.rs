@@ -1,0 +1,452 @@
+//! Which contact item holds a person (DESIGN rule 8), free of I/O: the records the contacts table
+//! holds (a person's state, or an alias pointing at it), and [`resolve`], which says what to read
+//! next or what to write, given what has been read. `store::contacts` performs the steps; the
+//! merge itself is [`ContactState::join`].
+
+use std::collections::HashMap;
+
+use super::contact::ContactState;
+use super::ids::{Bsuid, ContactKey, Phone, PhoneNumberId, UserId, UserRef};
+
+/// What the contacts table holds under one key: a person's state, or a pointer from another of their
+/// identities to the key that holds it.
+// A handful live at a time, briefly; boxing the state would only add allocations.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactRecord {
+    Primary(ContactState),
+    Alias(ContactKey),
+}
+
+/// A record as read, with the version a conditional write must find to succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedRecord {
+    pub record: ContactRecord,
+    pub version: u64,
+}
+
+/// What has been read so far: `None` means "read, and absent".
+pub type ContactSnapshot = HashMap<ContactKey, Option<VersionedRecord>>;
+
+/// A write to one contact item. `expected_version: None` means the item must not exist yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryWrite {
+    pub key: ContactKey,
+    pub state: ContactState,
+    pub expected_version: Option<u64>,
+}
+
+/// Points `key` (an identity) at `target` (the key holding the person's state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasWrite {
+    pub key: ContactKey,
+    pub target: ContactKey,
+    pub expected_version: Option<u64>,
+}
+
+/// The writes that bring the stored contact up to date with a delta. Both parts are written together
+/// (one transaction) when both are present.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContactWrite {
+    pub primary: Option<PrimaryWrite>,
+    pub alias: Option<AliasWrite>,
+}
+
+impl ContactWrite {
+    pub fn is_empty(&self) -> bool {
+        self.primary.is_none() && self.alias.is_none()
+    }
+}
+
+/// The next step of resolving a person to their contact.
+#[allow(clippy::large_enum_variant)] // returned and consumed at once
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveStep {
+    /// Read these keys (consistently) and call [`resolve`] again.
+    Read(Vec<ContactKey>),
+    /// Perform this (possibly empty) write; on a version conflict, re-read and resolve again.
+    Write(ContactWrite),
+}
+
+/// Decides where a person's state lives and what to write, from what has been read.
+///
+/// The keying rule (documented in `docs/data-model.md`):
+/// - a contact is stored under `{number}#{BSUID}` when the person's BSUID is known, else
+///   `{number}#{phone digits}`;
+/// - when a payload shows both, the phone key becomes an alias pointing at the BSUID key; if the phone
+///   key held state of its own (met by phone before BSUIDs existed, or before we saw both together),
+///   that state is folded into the BSUID record in the same transaction;
+/// - a phone-only payload follows the alias, so the person stays one contact;
+/// - if a phone later shows up with a different BSUID (a recycled number), the alias moves to the
+///   person seen with it most recently.
+pub fn resolve(
+    number: &PhoneNumberId,
+    user: &UserRef,
+    delta: &ContactState,
+    snapshot: &ContactSnapshot,
+) -> ResolveStep {
+    let phone_key = user
+        .phone()
+        .map(|p| ContactKey::new(number, &UserId::Phone(p.clone())));
+    let bsuid_key = user
+        .bsuid()
+        .map(|b| ContactKey::new(number, &UserId::Bsuid(b.clone())));
+
+    let unread: Vec<ContactKey> = bsuid_key
+        .iter()
+        .chain(phone_key.iter())
+        .filter(|k| !snapshot.contains_key(*k))
+        .cloned()
+        .collect();
+    if !unread.is_empty() {
+        return ResolveStep::Read(unread);
+    }
+
+    // The key that holds the state: the BSUID's (or the phone's) own key, or where its alias points.
+    let entry_key = bsuid_key
+        .clone()
+        .or_else(|| phone_key.clone())
+        .expect("a UserRef holds at least one identity");
+    let home = match snapshot.get(&entry_key).cloned().flatten() {
+        Some(VersionedRecord {
+            record: ContactRecord::Alias(target),
+            ..
+        }) if target != entry_key => target,
+        _ => entry_key.clone(),
+    };
+    if !snapshot.contains_key(&home) {
+        return ResolveStep::Read(vec![home]);
+    }
+    let (home_state, home_version) = match snapshot.get(&home).cloned().flatten() {
+        Some(VersionedRecord {
+            record: ContactRecord::Primary(state),
+            version,
+        }) => (state, Some(version)),
+        // A dangling or chained alias: write a fresh primary over it rather than follow a chain.
+        Some(VersionedRecord {
+            record: ContactRecord::Alias(_),
+            version,
+        }) => (ContactState::default(), Some(version)),
+        None => (ContactState::default(), None),
+    };
+
+    let mut merged = home_state.clone();
+    let mut alias = None;
+
+    // Both identities known: make sure the phone key leads here, folding in any state it held.
+    if let (Some(_), Some(phone_key)) = (&bsuid_key, &phone_key) {
+        match snapshot.get(phone_key).cloned().flatten() {
+            None => {
+                alias = Some(AliasWrite {
+                    key: phone_key.clone(),
+                    target: home.clone(),
+                    expected_version: None,
+                });
+            }
+            Some(VersionedRecord {
+                record: ContactRecord::Primary(phone_state),
+                version,
+            }) => {
+                merged.join(&phone_state);
+                alias = Some(AliasWrite {
+                    key: phone_key.clone(),
+                    target: home.clone(),
+                    expected_version: Some(version),
+                });
+            }
+            Some(VersionedRecord {
+                record: ContactRecord::Alias(owner),
+                version,
+            }) if owner != home => {
+                if !snapshot.contains_key(&owner) {
+                    return ResolveStep::Read(vec![owner]);
+                }
+                if phone_moves_to_us(user, delta, &home, &owner, snapshot) {
+                    alias = Some(AliasWrite {
+                        key: phone_key.clone(),
+                        target: home.clone(),
+                        expected_version: Some(version),
+                    });
+                }
+            }
+            Some(_) => {} // already an alias of this contact
+        }
+    }
+
+    merged.join(delta);
+    // An alias must lead to a record, so a new home is created even when the delta adds nothing.
+    // When a fold adds nothing either, the home already holds it: only the alias is written.
+    let must_create = home_version.is_none() && alias.is_some();
+    let primary = (merged != home_state || must_create).then(|| PrimaryWrite {
+        key: home.clone(),
+        state: merged,
+        expected_version: home_version,
+    });
+    ResolveStep::Write(ContactWrite { primary, alias })
+}
+
+/// The phone alias points at another person: move it only if we saw the phone with our person later
+/// (ties broken by key, so every order of deliveries ends the same way).
+fn phone_moves_to_us(
+    user: &UserRef,
+    delta: &ContactState,
+    home: &ContactKey,
+    owner: &ContactKey,
+    snapshot: &ContactSnapshot,
+) -> bool {
+    let Some(phone) = user.phone() else {
+        return false;
+    };
+    let ours = delta
+        .phone
+        .as_ref()
+        .filter(|s| &s.value == phone)
+        .map(|s| s.at);
+    let theirs = match snapshot.get(owner).cloned().flatten() {
+        Some(VersionedRecord {
+            record: ContactRecord::Primary(state),
+            ..
+        }) => state.phone.filter(|s| &s.value == phone).map(|s| s.at),
+        _ => None,
+    };
+    match (ours, theirs) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(o), Some(t)) => (o, home) > (t, owner),
+    }
+}
+
+/// Applies a write to an in-memory snapshot, exactly as the store applies it to DynamoDB. Used by the
+/// property tests and by callers that keep resolving after a write.
+pub fn apply_to_snapshot(snapshot: &mut ContactSnapshot, write: &ContactWrite) {
+    if let Some(p) = &write.primary {
+        let version = p.expected_version.map_or(1, |v| v + 1);
+        snapshot.insert(
+            p.key.clone(),
+            Some(VersionedRecord {
+                record: ContactRecord::Primary(p.state.clone()),
+                version,
+            }),
+        );
+    }
+    if let Some(a) = &write.alias {
+        let version = a.expected_version.map_or(1, |v| v + 1);
+        snapshot.insert(
+            a.key.clone(),
+            Some(VersionedRecord {
+                record: ContactRecord::Alias(a.target.clone()),
+                version,
+            }),
+        );
+    }
+}
+
+/// Convenience for building a phone-or-BSUID user in tests and tools.
+pub fn user_ref(phone: Option<&str>, bsuid: Option<&str>) -> Option<UserRef> {
+    UserRef::new(
+        phone.and_then(|p| Phone::parse(p).ok()),
+        bsuid.and_then(|b| Bsuid::parse(b).ok()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::preferences::{Category, Preference};
+    use crate::domain::preferences::{Consent, PreferenceSource};
+    use crate::domain::time::UnixTime;
+
+    fn t(secs: i64) -> UnixTime {
+        UnixTime::from_secs(secs)
+    }
+
+    fn number() -> PhoneNumberId {
+        PhoneNumberId::parse("106540352242922").unwrap()
+    }
+
+    /// Resolves and writes until done, like the store does, against an in-memory snapshot.
+    fn settle(
+        snapshot: &mut ContactSnapshot,
+        user: &UserRef,
+        delta: &ContactState,
+    ) -> ContactWrite {
+        loop {
+            match resolve(&number(), user, delta, snapshot) {
+                ResolveStep::Read(keys) => {
+                    for k in keys {
+                        snapshot.entry(k).or_insert(None);
+                    }
+                }
+                ResolveStep::Write(w) => {
+                    apply_to_snapshot(snapshot, &w);
+                    return w;
+                }
+            }
+        }
+    }
+
+    fn inbound(at: i64, phone: Option<&str>) -> ContactState {
+        let mut d = ContactState::default();
+        d.observe_inbound(t(at));
+        if let Some(p) = phone {
+            d.observe_phone(Phone::parse(p).unwrap(), t(at));
+        }
+        d
+    }
+
+    fn primary_of(snapshot: &ContactSnapshot, key: &str) -> ContactState {
+        match snapshot
+            .get(&ContactKey::from_stored(key.into()))
+            .cloned()
+            .flatten()
+        {
+            Some(VersionedRecord {
+                record: ContactRecord::Primary(s),
+                ..
+            }) => s,
+            other => panic!("{key} is not a primary: {other:?}"),
+        }
+    }
+
+    fn stored(snapshot: &ContactSnapshot) -> Vec<(ContactKey, ContactRecord)> {
+        let mut v: Vec<_> = snapshot
+            .iter()
+            .filter_map(|(k, r)| r.as_ref().map(|r| (k.clone(), r.record.clone())))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn a_phone_only_contact_is_stored_under_its_phone() {
+        let mut snap = ContactSnapshot::new();
+        let user = user_ref(Some("15551234567"), None).unwrap();
+        let w = settle(&mut snap, &user, &inbound(10, Some("15551234567")));
+        assert_eq!(
+            w.primary.unwrap().key.as_str(),
+            "106540352242922#15551234567"
+        );
+        assert!(w.alias.is_none());
+    }
+
+    #[test]
+    fn phone_and_bsuid_make_one_contact_under_the_bsuid_with_a_phone_alias() {
+        let mut snap = ContactSnapshot::new();
+        let both = user_ref(Some("15551234567"), Some("US.abc123")).unwrap();
+        let w = settle(&mut snap, &both, &inbound(10, Some("15551234567")));
+        assert_eq!(w.primary.unwrap().key.as_str(), "106540352242922#US.abc123");
+        let alias = w.alias.unwrap();
+        assert_eq!(alias.key.as_str(), "106540352242922#15551234567");
+        assert_eq!(alias.target.as_str(), "106540352242922#US.abc123");
+
+        // Later reached by phone only (a producer's send, an old payload): the same contact.
+        let phone_only = user_ref(Some("15551234567"), None).unwrap();
+        let w = settle(&mut snap, &phone_only, &inbound(50, None));
+        assert_eq!(w.primary.unwrap().key.as_str(), "106540352242922#US.abc123");
+        // And by BSUID only (the phone withheld): still the same contact.
+        let bsuid_only = user_ref(None, Some("US.abc123")).unwrap();
+        settle(&mut snap, &bsuid_only, &inbound(70, None));
+        let state = primary_of(&snap, "106540352242922#US.abc123");
+        assert_eq!(state.last_inbound_at, Some(t(70)));
+        assert_eq!(stored(&snap).len(), 2);
+    }
+
+    #[test]
+    fn a_contact_first_met_by_phone_is_folded_into_the_bsuid_record() {
+        let mut snap = ContactSnapshot::new();
+        let phone_only = user_ref(Some("15551234567"), None).unwrap();
+        let mut opted_out = inbound(10, Some("15551234567"));
+        opted_out.observe_preference(
+            Category::Marketing,
+            Preference {
+                at: t(10),
+                consent: Consent::OptedOut,
+                source: PreferenceSource::Keyword,
+            },
+        );
+        settle(&mut snap, &phone_only, &opted_out);
+
+        let both = user_ref(Some("15551234567"), Some("US.abc123")).unwrap();
+        let w = settle(&mut snap, &both, &inbound(20, Some("15551234567")));
+        assert!(
+            w.primary.is_some() && w.alias.is_some(),
+            "one transaction: {w:?}"
+        );
+        let state = primary_of(&snap, "106540352242922#US.abc123");
+        assert_eq!(
+            state.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut,
+            "the opt-out learnt by phone survives the fold"
+        );
+        assert_eq!(state.last_inbound_at, Some(t(20)));
+    }
+
+    #[test]
+    fn meeting_both_identities_in_either_order_stores_the_same_thing() {
+        let phone_only = user_ref(Some("15551234567"), None).unwrap();
+        let both = user_ref(Some("15551234567"), Some("US.abc123")).unwrap();
+        let bsuid_only = user_ref(None, Some("US.abc123")).unwrap();
+        let events = [
+            (phone_only, inbound(10, Some("15551234567"))),
+            (both, inbound(20, Some("15551234567"))),
+            (bsuid_only, inbound(30, None)),
+        ];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        let mut results = orders.iter().map(|order| {
+            let mut snap = ContactSnapshot::new();
+            for &i in order {
+                settle(&mut snap, &events[i].0, &events[i].1);
+            }
+            stored(&snap)
+        });
+        let first = results.next().unwrap();
+        for other in results {
+            assert_eq!(first, other);
+        }
+    }
+
+    #[test]
+    fn a_recycled_phone_moves_to_the_person_seen_with_it_last() {
+        let old_owner = user_ref(Some("15551234567"), Some("US.old")).unwrap();
+        let new_owner = user_ref(Some("15551234567"), Some("US.new")).unwrap();
+        for order in [[0, 1], [1, 0]] {
+            let mut snap = ContactSnapshot::new();
+            let events = [
+                (&old_owner, inbound(10, Some("15551234567"))),
+                (&new_owner, inbound(20, Some("15551234567"))),
+            ];
+            for i in order {
+                settle(&mut snap, events[i].0, &events[i].1);
+            }
+            let alias = snap
+                .get(&ContactKey::from_stored(
+                    "106540352242922#15551234567".into(),
+                ))
+                .cloned()
+                .flatten()
+                .unwrap();
+            assert_eq!(
+                alias.record,
+                ContactRecord::Alias(ContactKey::from_stored("106540352242922#US.new".into())),
+                "order {order:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_duplicate_delta_writes_nothing() {
+        let mut snap = ContactSnapshot::new();
+        let both = user_ref(Some("15551234567"), Some("US.abc123")).unwrap();
+        let delta = inbound(10, Some("15551234567"));
+        settle(&mut snap, &both, &delta);
+        let again = settle(&mut snap, &both, &delta);
+        assert!(again.is_empty(), "{again:?}");
+    }
+}
