@@ -36,17 +36,13 @@ impl IdempotencyKey {
             .and_then(|k| IdempotencyKey::parse(k).ok())
     }
 
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, InvalidKey> {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.:/=+@".contains(c);
         if raw.is_empty() || raw.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
-            return Err(format!(
-                "must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"
-            ));
+            return Err(InvalidKey::Length);
         }
         if let Some(bad) = raw.chars().find(|c| !ok_char(*c)) {
-            return Err(format!(
-                "contains {bad:?}: use only letters, digits and - _ . : / = + @"
-            ));
+            return Err(InvalidKey::Character(bad));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -54,6 +50,15 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Why a string is not an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidKey {
+    #[error("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")]
+    Length,
+    #[error("contains {0:?}: use only letters, digits and - _ . : / = + @")]
+    Character(char),
 }
 
 /// An approved template to send: name, language, and Meta's components passed through as given.
@@ -197,8 +202,7 @@ impl SendRequest {
         let from = p.string(obj, "from").and_then(|f| {
             p.check(
                 "from",
-                PhoneNumberId::parse(f)
-                    .map_err(|_| "must be Meta's numeric phone number id".into()),
+                PhoneNumberId::parse(f).map_err(|_| "must be Meta's numeric phone number id"),
             )
         });
         let template = p.object(obj, "template");
@@ -233,9 +237,8 @@ impl SendRequest {
         let not_after = p.string(obj, "not_after").and_then(|n| {
             p.check(
                 "not_after",
-                UnixTime::parse_rfc3339(n).ok_or_else(|| {
-                    "must be an RFC 3339 time with a zone, e.g. 2026-11-23T12:00:00Z".into()
-                }),
+                UnixTime::parse_rfc3339(n)
+                    .ok_or("must be an RFC 3339 time with a zone, e.g. 2026-11-23T12:00:00Z"),
             )
         });
         let callback_data = p.string(obj, "callback_data").map(str::to_owned);
@@ -251,7 +254,7 @@ impl SendRequest {
         let reply_to = p.string(obj, "reply_to").and_then(|r| {
             p.check(
                 "reply_to",
-                Wamid::parse(r).map_err(|_| "must be the wamid of the message replied to".into()),
+                Wamid::parse(r).map_err(|_| "must be the wamid of the message replied to"),
             )
         });
 
@@ -294,8 +297,12 @@ impl Problems {
         None
     }
 
-    fn check<T>(&mut self, field: &'static str, r: Result<T, String>) -> Option<T> {
-        r.map_err(|m| self.add(field, m)).ok()
+    fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &'static str,
+        r: Result<T, E>,
+    ) -> Option<T> {
+        r.map_err(|m| self.add(field, m.to_string())).ok()
     }
 
     /// Keys other than `allowed`, named so a typo is obvious.

@@ -69,7 +69,7 @@ impl SendQueue {
         record: &QueuedSend,
         letter: &DeadLetter,
         now: UnixTime,
-    ) -> Result<(), String> {
+    ) -> Result<(), QueueError> {
         let attr = |v: &str| {
             MessageAttributeValue::builder()
                 .data_type("String")
@@ -94,13 +94,16 @@ impl SendQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())
+            .map_err(|e| QueueError::Sqs {
+                operation: "SendMessage (to the DLQ)",
+                message: aws_sdk_sqs::Error::from(e).to_string(),
+            })
     }
 
     /// Makes the record visible again in `secs` (its own backoff, independent of its neighbours').
-    pub async fn delay(&self, record: &QueuedSend, secs: u32) -> Result<(), String> {
+    pub async fn delay(&self, record: &QueuedSend, secs: u32) -> Result<(), QueueError> {
         let Some(handle) = &record.receipt_handle else {
-            return Err("the record has no receipt handle".into());
+            return Err(QueueError::NoReceiptHandle);
         };
         self.client
             .change_message_visibility()
@@ -110,6 +113,21 @@ impl SendQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())
+            .map_err(|e| QueueError::Sqs {
+                operation: "ChangeMessageVisibility",
+                message: aws_sdk_sqs::Error::from(e).to_string(),
+            })
     }
+}
+
+/// A queue call that failed: the record is retried (or comes back after its visibility timeout).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("SQS {operation} failed: {message}")]
+    Sqs {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("the record has no receipt handle, so its visibility cannot be changed")]
+    NoReceiptHandle,
 }

@@ -208,7 +208,7 @@ pub async fn ledger_state(
     key: &str,
 ) -> Result<Option<(SendState, Option<String>)>, String> {
     let store = dev.store().await?;
-    let key = IdempotencyKey::parse(key)?;
+    let key = IdempotencyKey::parse(key).map_err(|e| format!("idempotency key {key:?} {e}"))?;
     Ok(store
         .get_send(&key)
         .await
