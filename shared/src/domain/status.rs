@@ -200,7 +200,8 @@ impl StatusLog {
         }
     }
 
-    /// What the statuses say beyond their names, from each observation's facts.
+    /// What the statuses say beyond their names, from each observation's facts. Call
+    /// [`StatusLog::read_facts`] first on a log read back from storage.
     pub fn summary(&self) -> StatusSummary {
         let mut facts: Vec<(u8, &str, &StatusFacts)> = self
             .events

@@ -109,13 +109,6 @@ impl Sender {
                     then,
                 } => {
                     let Some(seen) = &entry else { break };
-                    if resend_after_unknown {
-                        tracing::warn!(
-                            event = "resend_after_lost_answer",
-                            idempotency_key = key.as_str(),
-                            "no status webhook names the earlier attempt; sending once more (the one duplicate wahook allows)"
-                        );
-                    }
                     let Some(token) = self
                         .store
                         .reclaim_send(seen, now, settings.lease_secs, resend_after_unknown)
@@ -123,6 +116,13 @@ impl Sender {
                     else {
                         break;
                     };
+                    if resend_after_unknown {
+                        tracing::warn!(
+                            event = "resend_after_lost_answer",
+                            idempotency_key = key.as_str(),
+                            "no status webhook names the earlier attempt; sending once more (the one duplicate wahook allows)"
+                        );
+                    }
                     return self
                         .after_take_over(record, p, contact, decision, token, then, now)
                         .await;

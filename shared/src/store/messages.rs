@@ -93,7 +93,8 @@ impl Store {
             .await
     }
 
-    /// Reads the status logs of these messages (absent ones read as empty, version `None`).
+    /// Reads the status logs of these messages (absent ones read as empty, version `None`). Their
+    /// observations' facts are unread: call `StatusLog::read_facts` before merging and writing.
     pub async fn get_statuses(
         &self,
         wamids: &[Wamid],
@@ -154,6 +155,8 @@ impl Store {
         }
         u.set_once("direction", s("out"))
             .set_once("number", s(number.as_str()));
+        // The facts of stored statuses are read by the caller (`inbound::apply`, with
+        // `StatusLog::read_facts`): the store does not parse Meta's JSON.
         let summary = log.summary();
         // The sender's resolved contact wins; until it records the send, the recipient the statuses
         // name (BSUID first) places the message on a timeline.

@@ -39,7 +39,7 @@ pub enum StoreError {
         key: String,
         attempts: u32,
     },
-    #[error("the item {key} in table {table} exists but cannot be read as ours: fix or delete it (nothing was sent under it)")]
+    #[error("the item {key} in table {table} exists but cannot be read as a ledger entry: inspect it; the record is retried (and dead-lettered by SQS after maxReceiveCount) and nothing is sent meanwhile")]
     Unreadable { table: String, key: String },
 }
 
