@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::MessageItem;
 use crate::domain::ids::Wamid;
 pub use crate::domain::inbound::{MediaKind, MessageContent};
 
@@ -78,12 +79,6 @@ struct FlowReply {
 }
 
 #[derive(Deserialize)]
-struct Button {
-    text: Option<String>,
-    payload: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Reaction {
     message_id: Option<String>,
     emoji: Option<String>,
@@ -109,33 +104,34 @@ struct Unsupported {
     kind: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Text {
-    body: Option<String>,
-}
-
-type Fields<'a> = std::collections::HashMap<&'a str, &'a RawValue>;
-
-/// The object named `name` in the item, if it reads as `T`.
-fn read<T: serde::de::DeserializeOwned>(fields: &Fields<'_>, name: &str) -> Option<T> {
-    fields
-        .get(name)
-        .and_then(|r| serde_json::from_str(r.get()).ok())
+/// The object `raw` (one of the item's), if it reads as `T`.
+fn read<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>) -> Option<T> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
 }
 
 impl MessageContent {
-    /// Reads the content of a message item of type `kind` from its raw JSON.
+    /// Reads the content of a stored message item of type `kind` from its raw JSON.
     pub fn parse(kind: &str, raw: &str) -> MessageContent {
-        Self::try_parse(kind, raw).unwrap_or_else(|| MessageContent::Unknown {
+        match serde_json::from_str::<MessageItem>(raw) {
+            Ok(item) => Self::of_item(kind, &item),
+            Err(_) => MessageContent::Unknown {
+                kind: kind.to_owned(),
+            },
+        }
+    }
+
+    /// The content of an item already read, for its `type` `kind`.
+    pub fn of_item(kind: &str, item: &MessageItem<'_>) -> MessageContent {
+        Self::try_of_item(kind, item).unwrap_or_else(|| MessageContent::Unknown {
             kind: kind.to_owned(),
         })
     }
 
-    fn try_parse(kind: &str, raw: &str) -> Option<MessageContent> {
-        // Only the object named after the type is read, from the item's own bytes.
-        let fields: Fields = serde_json::from_str(raw).ok()?;
+    fn try_of_item(kind: &str, item: &MessageItem<'_>) -> Option<MessageContent> {
+        // Only the object named after the type is read.
+        let object = item.object(kind);
         if let Some(media) = media_kind(kind) {
-            let m: Media = read(&fields, kind)?;
+            let m: Media = read(object)?;
             return Some(MessageContent::Media {
                 kind: media,
                 id: m.id,
@@ -147,10 +143,10 @@ impl MessageContent {
         }
         Some(match kind {
             "text" => MessageContent::Text {
-                body: read::<Text>(&fields, "text")?.body?,
+                body: item.text.as_ref()?.body.clone()?,
             },
             "location" => {
-                let l: Location = read(&fields, "location")?;
+                let l: Location = read(object)?;
                 MessageContent::Location {
                     latitude: l.latitude.and_then(Coordinate::value),
                     longitude: l.longitude.and_then(Coordinate::value),
@@ -159,10 +155,10 @@ impl MessageContent {
                 }
             }
             "contacts" => MessageContent::Contacts {
-                count: read::<Vec<serde::de::IgnoredAny>>(&fields, "contacts")?.len(),
+                count: read::<Vec<serde::de::IgnoredAny>>(object)?.len(),
             },
             "interactive" => {
-                let i: Interactive = read(&fields, "interactive")?;
+                let i: Interactive = read(object)?;
                 let reply = i.button_reply.or(i.list_reply);
                 MessageContent::Interactive {
                     kind: i.kind.unwrap_or_default(),
@@ -173,35 +169,35 @@ impl MessageContent {
                 }
             }
             "button" => {
-                let b: Button = read(&fields, "button")?;
+                let b = item.button.as_ref()?;
                 MessageContent::Button {
-                    text: b.text,
-                    payload: b.payload,
+                    text: b.text.clone(),
+                    payload: b.payload.clone(),
                 }
             }
             "reaction" => {
-                let r: Reaction = read(&fields, "reaction")?;
+                let r: Reaction = read(object)?;
                 MessageContent::Reaction {
                     message_id: r.message_id.and_then(|m| Wamid::parse(&m).ok()),
                     emoji: r.emoji.filter(|e| !e.is_empty()),
                 }
             }
             "order" => {
-                let o: Order = read(&fields, "order")?;
+                let o: Order = read(object)?;
                 MessageContent::Order {
                     catalog_id: o.catalog_id,
                     items: o.product_items.len(),
                 }
             }
             "system" => {
-                let s: System = read(&fields, "system")?;
+                let s: System = read(object)?;
                 MessageContent::System {
                     kind: s.kind,
                     body: s.body,
                 }
             }
             "unsupported" | "unknown" => MessageContent::Unsupported {
-                original_type: read::<Unsupported>(&fields, "unsupported").and_then(|u| u.kind),
+                original_type: read::<Unsupported>(item.unsupported).and_then(|u| u.kind),
             },
             "request_welcome" => MessageContent::RequestWelcome,
             _ => return None,

@@ -93,8 +93,12 @@ pub struct Profile {
 }
 
 /// `messages[]`: one message a user sent. Only what the rules need is read; the raw JSON keeps the rest.
+///
+/// The object the `type` names is read here too, so the item is deserialised once: `text` and
+/// `button` (the rules read them) as structs, every other type's object as raw JSON that
+/// [`MessageContent::of_item`] reads.
 #[derive(Debug, Deserialize)]
-pub struct MessageItem {
+pub struct MessageItem<'a> {
     #[serde(default, deserialize_with = "lenient_string")]
     pub id: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
@@ -113,6 +117,51 @@ pub struct MessageItem {
     pub referral: Option<ReferralContent>,
     #[serde(default, deserialize_with = "lenient")]
     pub context: Option<MessageContext>,
+    #[serde(default, borrow)]
+    pub image: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub video: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub audio: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub document: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub sticker: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub location: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub contacts: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub interactive: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub reaction: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub order: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub system: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub unsupported: Option<&'a RawValue>,
+}
+
+impl<'a> MessageItem<'a> {
+    /// The raw object of a type read as raw JSON (not `text` or `button`).
+    pub fn object(&self, kind: &str) -> Option<&'a RawValue> {
+        match kind {
+            "image" => self.image,
+            "video" => self.video,
+            "audio" => self.audio,
+            "document" => self.document,
+            "sticker" => self.sticker,
+            "location" => self.location,
+            "contacts" => self.contacts,
+            "interactive" => self.interactive,
+            "reaction" => self.reaction,
+            "order" => self.order,
+            "system" => self.system,
+            "unsupported" => self.unsupported,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,6 +59,8 @@ impl<'a> Builder<'_, 'a> {
 
         let (user, contact) =
             identify(item.from.as_deref(), item.from_user_id.as_deref(), contacts);
+        // The item is deserialised once: its content comes from the objects already read.
+        let content = MessageContent::of_item(&kind, &item);
         if let (Some(user), Some(at)) = (&user, item.timestamp) {
             let delta = self.message_delta(&item, &kind, user, contact, at);
             self.contact(number, user, delta);
@@ -70,7 +72,7 @@ impl<'a> Builder<'_, 'a> {
             number: number.clone(),
             user,
             at: item.timestamp,
-            content: MessageContent::parse(&kind, text),
+            content,
             kind,
             reply_to: item
                 .context

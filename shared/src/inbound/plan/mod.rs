@@ -111,7 +111,7 @@ impl<'a> Builder<'_, 'a> {
     }
 
     /// Parses one item; on failure keeps it raw as `unparsed_<level>` and returns `None`.
-    fn parse_item<T: serde::de::DeserializeOwned>(
+    fn parse_item<T: serde::Deserialize<'a>>(
         &mut self,
         level: Level,
         text: &'a str,
