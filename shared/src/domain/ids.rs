@@ -105,18 +105,21 @@ pub struct Bsuid(String);
 
 impl Bsuid {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
-        let bytes = raw.as_bytes();
-        let country_ok = bytes.len() > 3
-            && bytes[0].is_ascii_uppercase()
-            && bytes[1].is_ascii_uppercase()
-            && bytes[2] == b'.';
-        // Parent (portfolio) ids carry an extra dotted segment, so dots are allowed after the country.
-        let rest_ok = raw.len() <= 160
-            && raw[3..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.')
-            && !raw.ends_with('.');
-        if country_ok && rest_ok {
+        // Checked on bytes, and the rest only once the prefix is known to be there: any string a
+        // payload carries (empty, two characters, multi-byte) must be an error, never a panic.
+        let ok = match raw.as_bytes() {
+            [a, b, b'.', rest @ ..] => {
+                a.is_ascii_uppercase()
+                    && b.is_ascii_uppercase()
+                    && !rest.is_empty()
+                    // Parent (portfolio) ids carry an extra dotted segment, so dots are allowed.
+                    && rest.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.')
+                    && raw.len() <= 160
+                    && !raw.ends_with('.')
+            }
+            _ => false,
+        };
+        if ok {
             Ok(Self(raw.to_owned()))
         } else {
             Err(IdError::Bsuid(raw.to_owned()))
@@ -305,6 +308,44 @@ impl fmt::Display for ContactKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever string a signed payload or a producer puts where an id goes, parsing it is an
+        /// answer (the id or an error), never a panic: with `panic = "abort"` a panic kills the Lambda
+        /// and Meta redelivers the body, and everything batched with it, for days.
+        #[test]
+        fn no_string_makes_an_id_parser_panic(raw in any::<String>(), short in "[A-Z.é]{0,4}") {
+            for s in [raw.as_str(), short.as_str()] {
+                let _ = PhoneNumberId::parse(s);
+                let _ = Phone::parse(s);
+                let _ = Wamid::parse(s);
+                let _ = ContactKey::parse(s);
+                if let Ok(b) = Bsuid::parse(s) {
+                    let _ = b.masked();
+                }
+                if let Ok(u) = UserId::parse(s) {
+                    let _ = u.key_part();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_and_odd_bsuids_are_errors() {
+        for raw in ["", "U", "US", "US.", "é", "Ué.x", "US.é", "US.abc."] {
+            assert!(Bsuid::parse(raw).is_err(), "{raw:?}");
+            assert!(UserId::parse(raw).is_err(), "{raw:?}");
+        }
+        assert_eq!(
+            Bsuid::parse("US.13491208655302741918").unwrap().as_str(),
+            "US.13491208655302741918"
+        );
+        assert!(
+            Bsuid::parse("US.ENT.11815799212886844830").is_ok(),
+            "a parent BSUID"
+        );
+    }
 
     #[test]
     fn phone_accepts_meta_and_producer_spellings_as_one_value() {

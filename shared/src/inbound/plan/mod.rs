@@ -329,6 +329,23 @@ mod tests {
     }
 
     #[test]
+    fn empty_or_short_user_ids_are_ignored_not_a_crash() {
+        for bad in ["", "U", "US", "é"] {
+            let body = wrap(
+                &format!(
+                    r#""contacts":[{{"wa_id":"15551234567","user_id":"{bad}"}}],"messages":[{{"from":"15551234567","from_user_id":"{bad}","id":"wamid.S","timestamp":"50","type":"text","text":{{"body":"hi"}}}}],"statuses":[{{"id":"wamid.O","status":"sent","timestamp":"51","recipient_id":"15551234567","recipient_user_id":"{bad}"}}],"user_preferences":[{{"wa_id":"15551234567","user_id":"{bad}","category":"marketing_messages","value":"stop","timestamp":"52"}}]"#
+                ),
+                "messages",
+            );
+            let p = plan_of(&body);
+            assert_eq!((p.messages.len(), p.statuses.len()), (1, 1), "{bad:?}");
+            let user = p.messages[0].user.as_ref().expect("known by phone");
+            assert!(user.bsuid().is_none() && user.phone().is_some(), "{bad:?}");
+            assert_eq!(p.counts.preferences, 1, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_text_message_opens_the_window_from_its_own_timestamp() {
         let body = wrap(
             &format!(
