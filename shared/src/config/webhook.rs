@@ -4,9 +4,9 @@ use super::env::{list, parse_categories, parse_number, ConfigError, Env};
 use super::secrets::SecretResolver;
 use super::StorageConfig;
 use crate::domain::keywords::{
-    KeywordRules, DEFAULT_START_KEYWORDS, DEFAULT_STOP_KEYWORDS, DEFAULT_STOP_PROMOTIONS_LABELS,
+    KeywordRules, DEFAULT_KEYWORD_CATEGORIES, DEFAULT_START_KEYWORDS, DEFAULT_STOP_KEYWORDS,
+    DEFAULT_STOP_PROMOTIONS_LABELS,
 };
-use crate::domain::preferences::Category;
 use crate::secret::SecretString;
 
 /// Everything the webhook function needs.
@@ -45,7 +45,7 @@ fn keyword_rules(env: &Env) -> Result<KeywordRules, ConfigError> {
     let labels = list(env, "WAHOOK_STOP_PROMOTIONS_LABELS")
         .unwrap_or_else(|| owned(DEFAULT_STOP_PROMOTIONS_LABELS));
     let categories = match list(env, "WAHOOK_STOP_KEYWORD_CATEGORIES") {
-        None => vec![Category::Marketing, Category::Utility],
+        None => DEFAULT_KEYWORD_CATEGORIES.to_vec(),
         Some(names) => parse_categories("WAHOOK_STOP_KEYWORD_CATEGORIES", &names)?,
     };
     Ok(KeywordRules::new(&stop, &start, &labels, &categories)?)

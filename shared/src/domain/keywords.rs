@@ -13,53 +13,52 @@ use unicode_normalization::UnicodeNormalization;
 use super::preferences::Category;
 
 /// English, Spanish and Portuguese defaults. `WAHOOK_STOP_KEYWORDS` replaces them.
+///
+/// Only words whose one meaning is "stop messaging me". Words that also answer a prompt or drive a
+/// menu ("cancel", "end", "quit", "cancelar", "sair") are left out: a bank's customer who replies
+/// "Cancelar" to a transfer prompt is cancelling the transfer, not their alerts.
 pub const DEFAULT_STOP_KEYWORDS: &[&str] = &[
     // English
     "stop",
     "stop all",
     "stopall",
     "unsubscribe",
-    "cancel",
-    "end",
-    "quit",
     "opt out",
     "optout",
     // Spanish
     "baja",
     "darme de baja",
-    "parar",
-    "detener",
-    "cancelar",
-    "no mas",
+    "no mas mensajes",
     "no quiero mas mensajes",
     // Portuguese
-    "sair",
     "pare",
     "descadastrar",
-    "nao quero mais",
+    "nao quero mais mensagens",
     "cancelar inscricao",
 ];
 
 /// English, Spanish and Portuguese defaults. `WAHOOK_START_KEYWORDS` replaces them.
+///
+/// Only words that ask to be subscribed again. "Voltar" (back), "alta" or "assinar" (also "sign")
+/// are menu words, and must not re-subscribe anyone who taps them.
 pub const DEFAULT_START_KEYWORDS: &[&str] = &[
     // English
     "start",
     "unstop",
     "subscribe",
-    "resume",
     "opt in",
     "optin",
     // Spanish
-    "alta",
-    "reanudar",
-    "suscribir",
     "suscribirme",
+    "darme de alta",
     // Portuguese
-    "voltar",
-    "retomar",
     "reativar",
-    "assinar",
+    "quero receber",
 ];
+
+/// What a STOP or START keyword applies to unless `WAHOOK_STOP_KEYWORD_CATEGORIES` says otherwise:
+/// marketing only, so a keyword can never cost anyone their transaction alerts or one-time codes.
+pub const DEFAULT_KEYWORD_CATEGORIES: &[Category] = &[Category::Marketing];
 
 /// The labels WhatsApp shows on the marketing-template opt-out button, by language.
 /// `WAHOOK_STOP_PROMOTIONS_LABELS` replaces them.
@@ -165,7 +164,7 @@ impl Default for KeywordRules {
             DEFAULT_STOP_KEYWORDS,
             DEFAULT_START_KEYWORDS,
             DEFAULT_STOP_PROMOTIONS_LABELS,
-            &[Category::Marketing, Category::Utility],
+            DEFAULT_KEYWORD_CATEGORIES,
         )
         .expect("the default keyword lists are disjoint")
     }
@@ -210,9 +209,10 @@ mod tests {
             "Stop.",
             "baja",
             "Darme de BAJA",
-            "No más",
+            "No más mensajes",
             "PARE",
-            "não quero mais",
+            "não quero mais mensagens",
+            "Unsubscribe",
         ] {
             assert_eq!(
                 rules.classify_text(stop),
@@ -220,12 +220,31 @@ mod tests {
                 "{stop}"
             );
         }
-        for start in ["START", "Start!", "Reanudar", "voltar", "REATIVAR"] {
+        for start in [
+            "START",
+            "Start!",
+            "Suscribirme",
+            "REATIVAR",
+            "quero receber",
+        ] {
             assert_eq!(
                 rules.classify_text(start),
                 Some(KeywordIntent::Start),
                 "{start}"
             );
+        }
+    }
+
+    /// Words that answer a prompt or drive a menu are not keywords by default: "Cancelar" to a
+    /// transfer prompt must not stop a bank's alerts, and a menu's "Voltar" must not re-subscribe.
+    #[test]
+    fn prompt_and_menu_words_are_not_keywords_by_default() {
+        let rules = KeywordRules::default();
+        for word in [
+            "cancel", "Cancelar", "END", "quit", "Sair", "Voltar", "back", "alta", "Assinar",
+            "parar", "no",
+        ] {
+            assert_eq!(rules.classify_text(word), None, "{word}");
         }
     }
 
@@ -261,10 +280,10 @@ mod tests {
     }
 
     #[test]
-    fn keyword_categories_default_to_marketing_and_utility() {
+    fn keyword_categories_default_to_marketing() {
         assert_eq!(
             KeywordRules::default().keyword_categories(),
-            &[Category::Marketing, Category::Utility]
+            &[Category::Marketing]
         );
     }
 }

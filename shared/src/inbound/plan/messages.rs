@@ -62,7 +62,7 @@ impl<'a> Builder<'_, 'a> {
         // The item is deserialised once: its content comes from the objects already read.
         let content = MessageContent::of_item(&kind, &item);
         if let (Some(user), Some(at)) = (&user, item.timestamp) {
-            let delta = self.message_delta(&item, &kind, user, contact, at);
+            let delta = self.message_delta(&item, &kind, &content, user, contact, at);
             self.contact(number, user, delta);
         } else {
             self.plan.counts.unattributed += 1;
@@ -87,6 +87,7 @@ impl<'a> Builder<'_, 'a> {
         &self,
         item: &MessageItem,
         kind: &str,
+        content: &MessageContent,
         user: &UserRef,
         contact: Option<&ValueContact>,
         at: UnixTime,
@@ -117,14 +118,15 @@ impl<'a> Builder<'_, 'a> {
                 at,
             );
         }
-        let keyword = match kind {
-            "text" => item
-                .text
-                .as_ref()
-                .and_then(|t| t.body.as_deref())
-                .and_then(|body| self.rules.classify_text(body)),
+        // A keyword counts typed, or as the label of a tapped button or list row ("Stop" offered in
+        // a menu means the same as "Stop" typed).
+        let said = match content {
+            MessageContent::Text { body } => Some(body.as_str()),
+            MessageContent::Button { text, payload } => text.as_deref().or(payload.as_deref()),
+            MessageContent::Interactive { title, .. } => title.as_deref(),
             _ => None,
         };
+        let keyword = said.and_then(|words| self.rules.classify_text(words));
         if let Some(intent) = keyword {
             let consent = match intent {
                 KeywordIntent::Stop => Consent::OptedOut,

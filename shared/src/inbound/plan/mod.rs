@@ -455,6 +455,29 @@ mod tests {
     }
 
     #[test]
+    fn keywords_count_on_buttons_and_list_rows_and_menu_words_do_not() {
+        let button = r#"{"from":"15550000001","id":"wamid.K1","timestamp":"80","type":"button","button":{"text":"STOP","payload":"menu-stop"}}"#;
+        let row = r#"{"from":"15550000002","id":"wamid.K2","timestamp":"80","type":"interactive","interactive":{"type":"list_reply","list_reply":{"id":"r1","title":"Unsubscribe"}}}"#;
+        let cancel = r#"{"from":"15550000003","id":"wamid.K3","timestamp":"80","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"c","title":"Cancelar"}}}"#;
+        let back = text_message("wamid.K4", "15550000004", 80, "Voltar");
+        let body = wrap(
+            &format!(r#""messages":[{button},{row},{cancel},{back}]"#),
+            "messages",
+        );
+        let p = plan_of(&body);
+        let marketing = |i: usize| {
+            p.contacts[i]
+                .delta
+                .preference(Category::Marketing)
+                .map(|p| p.consent)
+        };
+        assert_eq!(marketing(0), Some(Consent::OptedOut), "a STOP button");
+        assert_eq!(marketing(1), Some(Consent::OptedOut), "an Unsubscribe row");
+        assert_eq!(marketing(2), None, "Cancelar answers a prompt");
+        assert_eq!(marketing(3), None, "Voltar is a menu word");
+    }
+
+    #[test]
     fn stop_keyword_and_stop_promotions_button_opt_out() {
         let stop = text_message("wamid.S", "15551234567", 70, "STOP");
         let button = r#"{"from":"15557654321","id":"wamid.B","timestamp":"80","type":"button","button":{"text":"Stop promotions","payload":"Stop promotions"}}"#;
@@ -465,9 +488,9 @@ mod tests {
             keyword.preference(Category::Marketing).unwrap().consent,
             Consent::OptedOut
         );
-        assert_eq!(
-            keyword.preference(Category::Utility).unwrap().consent,
-            Consent::OptedOut
+        assert!(
+            keyword.preference(Category::Utility).is_none(),
+            "a keyword applies to marketing by default: transaction alerts keep coming"
         );
         assert!(keyword.preference(Category::Authentication).is_none());
         let promo = &p.contacts[1].delta;
