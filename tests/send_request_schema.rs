@@ -1,5 +1,5 @@
 //! `schemas/send-request.v1.json` is what producers validate against; `SendRequest::parse` is what the
-//! sender enforces. This fails when the two drift apart: a corpus of requests must get the same
+//! sender enforces (and, in `mod consent`, the same for consent requests). This fails when the two drift apart: a corpus of requests must get the same
 //! verdict from both, and the schema must list exactly the code's fields and limits.
 
 use serde_json::{json, Value};
@@ -154,6 +154,16 @@ fn corpus() -> Vec<(&'static str, Value, bool)> {
             true,
         ),
         ("v as 1.0", with(x.clone(), json!({"v": 1.0})), true),
+        (
+            "kind send, said outright",
+            with(x.clone(), json!({"kind": "send"})),
+            true,
+        ),
+        (
+            "a kind this sender does not read",
+            with(x.clone(), json!({"kind": "broadcast"})),
+            false,
+        ),
         // invalid
         ("no version", with(x.clone(), json!({"v": REMOVE})), false),
         ("version 2", with(x.clone(), json!({"v": 2})), false),
@@ -356,4 +366,128 @@ fn the_schema_and_the_parser_agree_on_every_request() {
         }
     }
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// `schemas/consent-request.v1.json` against `ConsentRequest::parse`: the same verdict on a corpus, and
+/// the same fields and limits. (The future-skew bound on `at` depends on the clock, so only the code
+/// checks it; `consent_request.rs` tests it.)
+mod consent {
+    use serde_json::{json, Value};
+    use wahook::domain::consent_request::{
+        ConsentRequest, CONSENT_FIELDS, MAX_EVIDENCE_CHARS, MAX_SOURCE_CHARS,
+    };
+    use wahook::domain::time::UnixTime;
+
+    fn schema() -> Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/consent-request.v1.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn base() -> Value {
+        json!({"v": 1, "kind": "consent", "to": "+525512345678", "category": "marketing",
+            "consent": "opted_in", "at": "2026-12-01T10:00:00Z", "source": "web_form"})
+    }
+
+    fn with(changes: Value) -> Value {
+        let mut v = base();
+        for (k, val) in changes.as_object().unwrap() {
+            if val == "__remove__" {
+                v.as_object_mut().unwrap().remove(k);
+            } else {
+                v[k] = val.clone();
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn the_schema_lists_exactly_the_fields_and_limits_of_the_code() {
+        let s = schema();
+        let mut fields: Vec<String> = s["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        fields.sort();
+        let mut code: Vec<String> = CONSENT_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        code.sort();
+        assert_eq!(fields, code);
+        assert_eq!(s["properties"]["evidence"]["maxLength"], MAX_EVIDENCE_CHARS);
+        assert!(s["properties"]["source"]["pattern"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{{1,{MAX_SOURCE_CHARS}}}")));
+    }
+
+    #[test]
+    fn schema_and_parser_agree_on_every_example() {
+        let validator = jsonschema::validator_for(&schema()).unwrap();
+        let now = UnixTime::parse_rfc3339("2026-12-02T00:00:00Z").unwrap();
+        let corpus = [
+            (
+                "the README example",
+                with(json!({"evidence": "form 77"})),
+                true,
+            ),
+            ("an opt-out", with(json!({"consent": "opted_out"})), true),
+            (
+                "an opt-out of everything",
+                with(json!({"consent": "opted_out", "category": "all"})),
+                true,
+            ),
+            (
+                "to a BSUID, from a number",
+                with(json!({"to": "MX.1310418412279093", "from": "106540352242922"})),
+                true,
+            ),
+            ("an opt-in to all", with(json!({"category": "all"})), false),
+            (
+                "an unknown category",
+                with(json!({"category": "promos"})),
+                false,
+            ),
+            ("no to", with(json!({"to": "__remove__"})), false),
+            (
+                "a phone without +",
+                with(json!({"to": "525512345678"})),
+                false,
+            ),
+            ("no at", with(json!({"at": "__remove__"})), false),
+            (
+                "at without a zone",
+                with(json!({"at": "2026-12-01T10:00:00"})),
+                false,
+            ),
+            ("consent yes", with(json!({"consent": "yes"})), false),
+            (
+                "a source with spaces",
+                with(json!({"source": "Web Form"})),
+                false,
+            ),
+            ("no source", with(json!({"source": "__remove__"})), false),
+            (
+                "evidence too long",
+                with(json!({"evidence": "e".repeat(MAX_EVIDENCE_CHARS + 1)})),
+                false,
+            ),
+            ("an unknown field", with(json!({"note": "x"})), false),
+            (
+                "null evidence",
+                with(json!({"evidence": Value::Null})),
+                false,
+            ),
+            ("kind send", with(json!({"kind": "send"})), false),
+            ("version 2", with(json!({"v": 2})), false),
+        ];
+        for (what, request, valid) in corpus {
+            let by_schema = validator.is_valid(&request);
+            let by_code = ConsentRequest::parse(&request.to_string(), now);
+            assert_eq!(by_schema, valid, "schema on {what}: {request}");
+            assert_eq!(by_code.is_ok(), valid, "parser on {what}: {by_code:?}");
+        }
+    }
 }

@@ -204,11 +204,130 @@ async fn consent_required_and_missing_is_suppressed() {
         w.ledger("promo-2").await.unwrap().state,
         SendState::Suppressed
     );
-    // The user says START: consent is on record now.
+    // The user says START: that undoes an opt-out, but it is not the consent asked for.
     w.user_writes(ANA, "START", false).await;
     w.enqueue(&template("promo-3", ANA, "marketing")).await;
     w.run().await;
+    assert!(w.sent().is_empty());
+    // The producer records the consent its web form collected (written the CRM's way): now it goes.
+    w.enqueue(&consent("+525512345678", "marketing", "opted_in", 60))
+        .await;
+    w.run().await;
+    w.enqueue(&template("promo-4", ANA, "marketing")).await;
+    w.run().await;
     assert_eq!(w.sent().len(), 1);
+    assert_eq!(w.ledger("promo-4").await.unwrap().state, SendState::Sent);
+}
+
+fn consent(to: &str, category: &str, consent: &str, secs_ago: i64) -> String {
+    let at = wahook::domain::time::UnixTime::from_secs(
+        wahook::domain::time::UnixTime::now().secs() - secs_ago,
+    );
+    json!({"v": 1, "kind": "consent", "to": to, "category": category, "consent": consent,
+        "at": at.to_rfc3339(), "source": "web_form", "evidence": "form 77"})
+    .to_string()
+}
+
+#[tokio::test]
+async fn consent_requests_merge_like_every_other_source_and_bad_ones_say_why() {
+    let w = World::with("send-consent-req", |o| {
+        o.policy.consent_required = vec![wahook::domain::preferences::Category::Marketing];
+    })
+    .await;
+    // The person opts out now; a consent collected an hour ago arrives later: no change.
+    w.user_writes(JOAO, "STOP", false).await;
+    w.enqueue(&consent(JOAO, "marketing", "opted_in", 3600))
+        .await;
+    // Bad consent requests: an unknown category, `at` a day ahead, no `to`.
+    w.enqueue(&consent(JOAO, "promos", "opted_in", 0)).await;
+    w.enqueue(&consent(JOAO, "marketing", "opted_in", -86_400))
+        .await;
+    w.enqueue(r#"{"v":1,"kind":"consent","category":"marketing","consent":"opted_in","at":"2026-12-01T10:00:00Z","source":"web_form"}"#)
+        .await;
+    let report = w.run().await;
+    assert_eq!((report.failed, report.deleted), (0, 4));
+    w.enqueue(&template("promo-j", JOAO, "marketing")).await;
+    w.run().await;
+    assert!(w.sent().is_empty());
+    let entry = w.ledger("promo-j").await.unwrap();
+    assert_eq!(entry.state, SendState::Suppressed);
+    assert!(entry.reason.unwrap().contains("opted out"));
+
+    let dlq = w.dead_letters().await;
+    let mut reasons: Vec<String> = dlq
+        .iter()
+        .map(|d| d.attributes["wahook-reason"].clone())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("category: unknown category \"promos\"")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("in the future")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("to: is required")),
+        "{reasons:?}"
+    );
+    assert!(
+        dlq.iter()
+            .all(|d| d.attributes["wahook-error"] == "invalid_consent"),
+        "{dlq:?}"
+    );
+}
+
+/// Meta writes a Mexican mobile `521…` where a CRM writes `+52…`, and Brazil's with or without the
+/// ninth digit: one person either way, for opt-outs and for the window.
+#[tokio::test]
+async fn every_spelling_of_a_number_reaches_one_person() {
+    let w = World::new("send-spellings").await;
+    w.user_writes("5215512345678", "BAJA", false).await;
+    w.user_writes("551188776655", "Oi", false).await;
+    w.enqueue(&template("mx-promo", "+525512345678", "marketing"))
+        .await;
+    w.enqueue(&text("mx-reply", "+52 55 1234 5678", json!({})))
+        .await;
+    w.enqueue(&text("br-reply", "+5511988776655", json!({})))
+        .await;
+    w.run().await;
+    let promo = w.ledger("mx-promo").await.unwrap();
+    assert_eq!(promo.state, SendState::Suppressed, "{promo:?}");
+    let sent = w.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter().all(|m| m["type"] == "text"),
+        "free-form inside the window: {sent:?}"
+    );
+    assert_eq!(w.ledger("br-reply").await.unwrap().state, SendState::Sent);
+}
+
+#[tokio::test]
+async fn a_bsuid_recipient_goes_in_recipient_with_the_known_phone_beside_it() {
+    let w = World::new("send-bsuid").await;
+    w.user_writes_as(Some("15551230000"), Some("US.13491208655302741918"), "hi")
+        .await;
+    w.enqueue(&text("b-reply", "US.13491208655302741918", json!({})))
+        .await;
+    // Known only by a BSUID nobody has a phone for: an authentication template cannot go.
+    w.enqueue(&template(
+        "b-otp",
+        "US.99999999999999999999",
+        "authentication",
+    ))
+    .await;
+    w.run().await;
+    let sent = w.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["recipient"], "US.13491208655302741918");
+    assert_eq!(sent[0]["to"], "+15551230000");
+    let otp = w.ledger("b-otp").await.unwrap();
+    assert_eq!(otp.state, SendState::Rejected);
+    assert!(otp.reason.unwrap().contains("phone"));
 }
 
 #[tokio::test]

@@ -262,6 +262,15 @@ impl World {
     }
 
     /// A user writes to the business through the simulator's signed inbound webhook.
+    /// A user writes, named by phone, BSUID or both, as Meta's 2026 webhooks do.
+    pub async fn user_writes_as(&self, phone: Option<&str>, bsuid: Option<&str>, text: &str) {
+        let body = serde_json::json!({
+            "from": phone, "from_user_id": bsuid, "text": text, "phone_number_id": NUMBER, "name": "Test User"
+        });
+        let status = reqwest_post(&format!("{}/_sim/inbound", self.sim.url()), &body).await;
+        assert_eq!(status, 200, "the simulator posted the inbound message");
+    }
+
     pub async fn user_writes(&self, phone: &str, text: &str, referral: bool) {
         let body = serde_json::json!({
             "from": phone, "text": text, "referral": referral, "phone_number_id": NUMBER, "name": "Test User"

@@ -76,8 +76,21 @@ pub struct ContactState {
     pub referral: Option<Stamped<Referral>>,
     /// When the sender's reply to a referral opened the 72 h free-entry-point window.
     pub entry_point_opened_at: Option<UnixTime>,
-    /// Opt-out / consent per category.
+    /// Opt-out / consent per category: the latest word from any source.
     pub preferences: BTreeMap<Category, Preference>,
+    /// The latest opt-out per category, from any source: a consent on record counts only when it
+    /// is later than this (the latest preference alone may be a later keyword START).
+    pub opted_out_at: BTreeMap<Category, UnixTime>,
+    /// The latest consent a producer recorded per category (`"kind": "consent"` on the queue): what
+    /// `WAHOOK_REQUIRE_CONSENT` asks for. A START keyword is never this.
+    pub consents: BTreeMap<Category, Stamped<ConsentRecord>>,
+}
+
+/// Where a producer collected a consent, and what it would show an auditor.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConsentRecord {
+    pub source: String,
+    pub evidence: Option<String>,
 }
 
 impl ContactState {
@@ -129,7 +142,53 @@ impl ContactState {
                 }
             }
         }
+        for (category, theirs) in &other.opted_out_at {
+            match self.opted_out_at.get(category) {
+                Some(mine) if mine >= theirs => {}
+                _ => {
+                    self.opted_out_at.insert(*category, *theirs);
+                    changed = true;
+                }
+            }
+        }
+        for (category, theirs) in &other.consents {
+            match self.consents.get(category) {
+                Some(mine) if mine >= theirs => {}
+                _ => {
+                    self.consents.insert(*category, theirs.clone());
+                    changed = true;
+                }
+            }
+        }
         changed
+    }
+
+    /// Whether a producer's consent to `category` is on record and no opt-out came after it.
+    pub fn has_recorded_consent(&self, category: Category) -> bool {
+        let Some(consent) = self.consents.get(&category) else {
+            return false;
+        };
+        let not_withdrawn = self
+            .opted_out_at
+            .get(&category)
+            .is_none_or(|out| consent.at > *out);
+        let standing = self
+            .preference(category)
+            .is_none_or(|p| p.consent == Consent::OptedIn);
+        not_withdrawn && standing
+    }
+
+    /// A delta recording a consent a producer collected: the opt-in itself (merged like every other
+    /// source) and the record `WAHOOK_REQUIRE_CONSENT` looks for.
+    pub fn consent_recorded(
+        category: Category,
+        at: UnixTime,
+        record: ConsentRecord,
+    ) -> ContactState {
+        let mut delta =
+            Self::consent_given(category, Consent::OptedIn, at, PreferenceSource::Producer);
+        delta.consents.insert(category, Stamped::new(at, record));
+        delta
     }
 
     /// A user message at `at` (the payload's timestamp) keeps the window open for 24 h from then.
@@ -150,6 +209,10 @@ impl ContactState {
     }
 
     pub fn observe_preference(&mut self, category: Category, preference: Preference) {
+        if preference.consent == Consent::OptedOut {
+            let latest = self.opted_out_at.entry(category).or_insert(preference.at);
+            *latest = (*latest).max(preference.at);
+        }
         self.preferences
             .entry(category)
             .and_modify(|p| {

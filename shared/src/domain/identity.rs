@@ -44,17 +44,17 @@ pub struct AliasWrite {
     pub expected_version: Option<u64>,
 }
 
-/// The writes that bring the stored contact up to date with a delta. Both parts are written together
-/// (one transaction) when both are present.
+/// The writes that bring the stored contact up to date with a delta. All parts are written together
+/// (one transaction) when there is more than one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ContactWrite {
     pub primary: Option<PrimaryWrite>,
-    pub alias: Option<AliasWrite>,
+    pub aliases: Vec<AliasWrite>,
 }
 
 impl ContactWrite {
     pub fn is_empty(&self) -> bool {
-        self.primary.is_none() && self.alias.is_none()
+        self.primary.is_none() && self.aliases.is_empty()
     }
 }
 
@@ -72,16 +72,31 @@ pub enum ResolveStep {
 ///
 /// The keying rule (documented in `docs/data-model.md`):
 /// - a contact is stored under `{number}#{BSUID}` when the person's BSUID is known, else
-///   `{number}#{phone digits}`;
+///   `{number}#{canonical phone digits}` (one spelling per number: [`super::numbering`]);
 /// - when a payload shows both, the phone key becomes an alias pointing at the BSUID key; if the phone
 ///   key held state of its own (met by phone before BSUIDs existed, or before we saw both together),
 ///   that state is folded into the BSUID record in the same transaction;
 /// - a phone-only payload follows the alias, so the person stays one contact;
+/// - state stored under another spelling of the phone (before keys were canonical) is folded in the
+///   same way, and a phone known only under such a spelling leads where it leads;
 /// - if a phone later shows up with a different BSUID (a recycled number), the alias moves to the
 ///   person seen with it most recently.
 pub fn resolve(
     number: &PhoneNumberId,
     user: &UserRef,
+    delta: &ContactState,
+    snapshot: &ContactSnapshot,
+) -> ResolveStep {
+    resolve_with(number, user, &[], delta, snapshot)
+}
+
+/// [`resolve`], plus `learned`: keys of other spellings of the person's number that Meta showed are
+/// theirs (a send answer's `contacts[].input` when its `wa_id` differs). Each is made to lead to the
+/// person, whoever it led to before: Meta's answer is the latest word on who a number is.
+pub fn resolve_with(
+    number: &PhoneNumberId,
+    user: &UserRef,
+    learned: &[ContactKey],
     delta: &ContactState,
     snapshot: &ContactSnapshot,
 ) -> ResolveStep {
@@ -91,33 +106,62 @@ pub fn resolve(
     let bsuid_key = user
         .bsuid()
         .map(|b| ContactKey::new(number, &UserId::Bsuid(b.clone())));
+    let mut learned: Vec<ContactKey> = learned
+        .iter()
+        .filter(|k| Some(*k) != phone_key.as_ref() && Some(*k) != bsuid_key.as_ref())
+        .cloned()
+        .collect();
+    learned.sort();
+    learned.dedup();
+    let legacy: Vec<ContactKey> = user
+        .phone()
+        .map(|p| ContactKey::other_forms(number, p))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|k| !learned.contains(k))
+        .collect();
 
     let unread: Vec<ContactKey> = bsuid_key
         .iter()
         .chain(phone_key.iter())
+        .chain(legacy.iter())
+        .chain(learned.iter())
         .filter(|k| !snapshot.contains_key(*k))
         .cloned()
         .collect();
     if !unread.is_empty() {
         return ResolveStep::Read(unread);
     }
+    let record = |key: &ContactKey| snapshot.get(key).cloned().flatten();
 
-    // The key that holds the state: the BSUID's (or the phone's) own key, or where its alias points.
+    // The key that holds the state: the BSUID's (or the phone's) own key, or where its alias points;
+    // a phone known only under an older spelling leads where that spelling leads.
     let entry_key = bsuid_key
         .clone()
         .or_else(|| phone_key.clone())
         .expect("a UserRef holds at least one identity");
-    let home = match snapshot.get(&entry_key).cloned().flatten() {
+    let home = match record(&entry_key) {
         Some(VersionedRecord {
             record: ContactRecord::Alias(target),
             ..
         }) if target != entry_key => target,
-        _ => entry_key.clone(),
+        Some(_) => entry_key.clone(),
+        None if bsuid_key.is_none() => legacy
+            .iter()
+            .find_map(|k| match record(k) {
+                Some(VersionedRecord {
+                    record: ContactRecord::Alias(target),
+                    ..
+                }) if &target != k => Some(target),
+                _ => None,
+            })
+            .unwrap_or_else(|| entry_key.clone()),
+        None => entry_key.clone(),
     };
     if !snapshot.contains_key(&home) {
         return ResolveStep::Read(vec![home]);
     }
-    let (home_state, home_version) = match snapshot.get(&home).cloned().flatten() {
+    let (home_state, home_version) = match record(&home) {
         Some(VersionedRecord {
             record: ContactRecord::Primary(state),
             version,
@@ -131,58 +175,79 @@ pub fn resolve(
     };
 
     let mut merged = home_state.clone();
-    let mut alias = None;
+    let mut aliases = Vec::new();
+    let alias_to_home = |key: &ContactKey, expected_version| AliasWrite {
+        key: key.clone(),
+        target: home.clone(),
+        expected_version,
+    };
 
-    // Both identities known: make sure the phone key leads here, folding in any state it held.
-    if let (Some(_), Some(phone_key)) = (&bsuid_key, &phone_key) {
-        match snapshot.get(phone_key).cloned().flatten() {
-            None => {
-                alias = Some(AliasWrite {
-                    key: phone_key.clone(),
-                    target: home.clone(),
-                    expected_version: None,
-                });
-            }
-            Some(VersionedRecord {
-                record: ContactRecord::Primary(phone_state),
-                version,
-            }) => {
-                merged.join(&phone_state);
-                alias = Some(AliasWrite {
-                    key: phone_key.clone(),
-                    target: home.clone(),
-                    expected_version: Some(version),
-                });
-            }
-            Some(VersionedRecord {
-                record: ContactRecord::Alias(owner),
-                version,
-            }) if owner != home => {
-                if !snapshot.contains_key(&owner) {
-                    return ResolveStep::Read(vec![owner]);
+    // An identity key that should lead here: absent → point it here; holding state of its own →
+    // fold the state in and point it here; pointing at someone else → the caller decides.
+    let mut lead_here =
+        |key: &ContactKey, merged: &mut ContactState| -> Option<(ContactKey, u64)> {
+            match record(key) {
+                None => aliases.push(alias_to_home(key, None)),
+                Some(VersionedRecord {
+                    record: ContactRecord::Primary(state),
+                    version,
+                }) => {
+                    merged.join(&state);
+                    aliases.push(alias_to_home(key, Some(version)));
                 }
-                if phone_moves_to_us(user, delta, &home, &owner, snapshot) {
-                    alias = Some(AliasWrite {
-                        key: phone_key.clone(),
-                        target: home.clone(),
-                        expected_version: Some(version),
-                    });
-                }
+                Some(VersionedRecord {
+                    record: ContactRecord::Alias(owner),
+                    version,
+                }) if owner != home => return Some((owner, version)),
+                Some(_) => {} // already leads here
             }
-            Some(_) => {} // already an alias of this contact
+            None
+        };
+
+    // The phone's own key (when it is not the home itself). If it leads to another person, it moves
+    // only if we saw the phone with ours more recently (a recycled number).
+    let mut contested = None;
+    if let Some(phone_key) = phone_key.as_ref().filter(|k| **k != home) {
+        if let Some((owner, version)) = lead_here(phone_key, &mut merged) {
+            if !snapshot.contains_key(&owner) {
+                return ResolveStep::Read(vec![owner]);
+            }
+            if phone_moves_to_us(user, delta, &home, &owner, snapshot) {
+                contested = Some(alias_to_home(phone_key, Some(version)));
+            }
         }
     }
+    // Spellings Meta showed are this person's: they lead here, whoever they led to before.
+    let mut moved = Vec::new();
+    for key in learned.iter().filter(|k| **k != home) {
+        if let Some((_, version)) = lead_here(key, &mut merged) {
+            moved.push(alias_to_home(key, Some(version)));
+        }
+    }
+    // Older spellings: state they hold is this person's; an alias they hold is left as it is.
+    for key in legacy.iter().filter(|k| **k != home) {
+        if let Some(VersionedRecord {
+            record: ContactRecord::Primary(state),
+            version,
+        }) = record(key)
+        {
+            merged.join(&state);
+            aliases.push(alias_to_home(key, Some(version)));
+        }
+    }
+    aliases.extend(contested);
+    aliases.extend(moved);
 
     merged.join(delta);
     // An alias must lead to a record, so a new home is created even when the delta adds nothing.
-    // When a fold adds nothing either, the home already holds it: only the alias is written.
-    let must_create = home_version.is_none() && alias.is_some();
+    // When a fold adds nothing either, the home already holds it: only the aliases are written.
+    let must_create = home_version.is_none() && !aliases.is_empty();
     let primary = (merged != home_state || must_create).then(|| PrimaryWrite {
         key: home.clone(),
         state: merged,
         expected_version: home_version,
     });
-    ResolveStep::Write(ContactWrite { primary, alias })
+    ResolveStep::Write(ContactWrite { primary, aliases })
 }
 
 /// The phone alias points at another person: move it only if we saw the phone with our person later
@@ -200,13 +265,16 @@ fn phone_moves_to_us(
     let ours = delta
         .phone
         .as_ref()
-        .filter(|s| &s.value == phone)
+        .filter(|s| s.value.same_number(phone))
         .map(|s| s.at);
     let theirs = match snapshot.get(owner).cloned().flatten() {
         Some(VersionedRecord {
             record: ContactRecord::Primary(state),
             ..
-        }) => state.phone.filter(|s| &s.value == phone).map(|s| s.at),
+        }) => state
+            .phone
+            .filter(|s| s.value.same_number(phone))
+            .map(|s| s.at),
         _ => None,
     };
     match (ours, theirs) {
@@ -229,7 +297,7 @@ pub fn apply_to_snapshot(snapshot: &mut ContactSnapshot, write: &ContactWrite) {
             }),
         );
     }
-    if let Some(a) = &write.alias {
+    for a in &write.aliases {
         let version = a.expected_version.map_or(1, |v| v + 1);
         snapshot.insert(
             a.key.clone(),
@@ -326,7 +394,7 @@ mod tests {
             w.primary.unwrap().key.as_str(),
             "106540352242922#15551234567"
         );
-        assert!(w.alias.is_none());
+        assert!(w.aliases.is_empty());
     }
 
     #[test]
@@ -335,7 +403,7 @@ mod tests {
         let both = user_ref(Some("15551234567"), Some("US.abc123")).unwrap();
         let w = settle(&mut snap, &both, &inbound(10, Some("15551234567")));
         assert_eq!(w.primary.unwrap().key.as_str(), "106540352242922#US.abc123");
-        let alias = w.alias.unwrap();
+        let alias = w.aliases.into_iter().next().unwrap();
         assert_eq!(alias.key.as_str(), "106540352242922#15551234567");
         assert_eq!(alias.target.as_str(), "106540352242922#US.abc123");
 
@@ -369,7 +437,7 @@ mod tests {
         let both = user_ref(Some("15551234567"), Some("US.abc123")).unwrap();
         let w = settle(&mut snap, &both, &inbound(20, Some("15551234567")));
         assert!(
-            w.primary.is_some() && w.alias.is_some(),
+            w.primary.is_some() && w.aliases.len() == 1,
             "one transaction: {w:?}"
         );
         let state = primary_of(&snap, "106540352242922#US.abc123");
@@ -438,6 +506,149 @@ mod tests {
                 "order {order:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_spelling_of_a_mexican_or_brazilian_mobile_is_one_contact() {
+        for (meta, producer) in [
+            ("5215512345678", "+525512345678"),
+            ("551188776655", "+55 11 98877-6655"),
+        ] {
+            let mut snap = ContactSnapshot::new();
+            let mut opted_out = inbound(10, Some(meta));
+            opted_out.observe_preference(
+                Category::Marketing,
+                Preference {
+                    at: t(10),
+                    consent: Consent::OptedOut,
+                    source: PreferenceSource::Keyword,
+                },
+            );
+            settle(&mut snap, &user_ref(Some(meta), None).unwrap(), &opted_out);
+            let w = settle(
+                &mut snap,
+                &user_ref(Some(producer), None).unwrap(),
+                &inbound(20, None),
+            );
+            let home = w.primary.unwrap().key;
+            assert_eq!(stored(&snap).len(), 1, "{meta} / {producer}: {snap:?}");
+            let state = primary_of(&snap, home.as_str());
+            assert_eq!(
+                state.preference(Category::Marketing).unwrap().consent,
+                Consent::OptedOut
+            );
+            assert_eq!(state.last_inbound_at, Some(t(20)));
+        }
+    }
+
+    #[test]
+    fn state_kept_under_an_older_spelling_is_folded_into_the_canonical_key() {
+        // Before keys were canonical, a 131050 opt-out from a send to `+52…` was kept under `52…`.
+        let mut snap = ContactSnapshot::new();
+        let legacy = ContactKey::from_stored("106540352242922#525512345678".into());
+        let mut old =
+            ContactState::opted_out(Category::Marketing, t(5), PreferenceSource::MetaError131050);
+        old.observe_inbound(t(5));
+        snap.insert(
+            legacy.clone(),
+            Some(VersionedRecord {
+                record: ContactRecord::Primary(old),
+                version: 3,
+            }),
+        );
+        let w = settle(
+            &mut snap,
+            &user_ref(Some("5215512345678"), None).unwrap(),
+            &inbound(20, Some("5215512345678")),
+        );
+        assert_eq!(
+            w.primary.as_ref().unwrap().key.as_str(),
+            "106540352242922#5215512345678"
+        );
+        assert_eq!(w.aliases.len(), 1);
+        assert_eq!(w.aliases[0].key, legacy);
+        assert_eq!(w.aliases[0].expected_version, Some(3));
+        let state = primary_of(&snap, "106540352242922#5215512345678");
+        assert_eq!(
+            state.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut
+        );
+        // Done once: the next message writes only what it changes.
+        let again = settle(
+            &mut snap,
+            &user_ref(Some("525512345678"), None).unwrap(),
+            &inbound(20, None),
+        );
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn a_phone_known_only_under_an_older_spelling_leads_to_its_bsuid_contact() {
+        let mut snap = ContactSnapshot::new();
+        // Stored before keys were canonical: Brazil's old form pointing at the person's BSUID record.
+        let legacy = ContactKey::from_stored("106540352242922#551188776655".into());
+        let home = ContactKey::from_stored("106540352242922#BR.abc".into());
+        snap.insert(
+            legacy.clone(),
+            Some(VersionedRecord {
+                record: ContactRecord::Alias(home.clone()),
+                version: 1,
+            }),
+        );
+        snap.insert(
+            home.clone(),
+            Some(VersionedRecord {
+                record: ContactRecord::Primary(inbound(5, Some("551188776655"))),
+                version: 1,
+            }),
+        );
+        let w = settle(
+            &mut snap,
+            &user_ref(Some("5511988776655"), None).unwrap(),
+            &inbound(20, None),
+        );
+        assert_eq!(w.primary.unwrap().key, home);
+        assert_eq!(w.aliases.len(), 1);
+        assert_eq!(
+            w.aliases[0].key.as_str(),
+            "106540352242922#5511988776655",
+            "the canonical key now leads there too"
+        );
+    }
+
+    #[test]
+    fn a_spelling_meta_shows_is_learned_and_leads_to_the_person() {
+        let mut snap = ContactSnapshot::new();
+        let person = user_ref(Some("447700900123"), None).unwrap();
+        settle(&mut snap, &person, &inbound(10, Some("447700900123")));
+        // A send to a spelling no rule covers came back with Meta's wa_id: the producer's form is
+        // learned as an alias.
+        let producer_form = ContactKey::from_stored("106540352242922#4407700900123".into());
+        loop {
+            match resolve_with(
+                &number(),
+                &person,
+                std::slice::from_ref(&producer_form),
+                &ContactState::default(),
+                &snap,
+            ) {
+                ResolveStep::Read(keys) => keys.into_iter().for_each(|k| {
+                    snap.entry(k).or_insert(None);
+                }),
+                ResolveStep::Write(w) => {
+                    assert!(w.primary.is_none(), "nothing new about the person: {w:?}");
+                    assert_eq!(w.aliases.len(), 1);
+                    apply_to_snapshot(&mut snap, &w);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            snap.get(&producer_form).cloned().flatten().unwrap().record,
+            ContactRecord::Alias(ContactKey::from_stored(
+                "106540352242922#447700900123".into()
+            ))
+        );
     }
 
     #[test]

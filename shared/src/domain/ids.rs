@@ -5,7 +5,10 @@
 //! absent. [`UserRef`] carries what a payload told us; [`ContactKey`] is where the person lives in the
 //! contacts table (see `docs/data-model.md` for the keying rule).
 
+use std::borrow::Cow;
 use std::fmt;
+
+use super::numbering;
 
 /// Why a string is not a valid identifier. The message names the field and the expected form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,9 +77,20 @@ impl Phone {
         }
     }
 
-    /// Digits only, as Meta writes `wa_id`.
+    /// Digits only, as written (Meta's `wa_id`, or the producer's form).
     pub fn digits(&self) -> &str {
         &self.0
+    }
+
+    /// The person's number in the one spelling contacts are keyed by (Mexico's `521…`, Brazil's
+    /// nine-digit mobiles: see [`super::numbering`]).
+    pub fn canonical(&self) -> Cow<'_, str> {
+        numbering::canonical(&self.0)
+    }
+
+    /// Whether `other` is the same number written another way.
+    pub fn same_number(&self, other: &Phone) -> bool {
+        numbering::same_number(&self.0, &other.0)
     }
 
     /// `+` and digits: the form to send to, so Meta never prefixes the business's own country code.
@@ -184,8 +198,17 @@ impl UserId {
         }
     }
 
-    /// The spelling used inside keys: phone digits or the BSUID. The two never collide (digits vs `XX.`).
-    pub fn key_part(&self) -> &str {
+    /// The spelling used inside keys: the phone's canonical digits or the BSUID. The two never
+    /// collide (digits vs `XX.`).
+    pub fn key_part(&self) -> Cow<'_, str> {
+        match self {
+            UserId::Phone(p) => p.canonical(),
+            UserId::Bsuid(b) => Cow::Borrowed(b.as_str()),
+        }
+    }
+
+    /// As the producer or Meta wrote it (phone digits without `+`, or the BSUID).
+    pub fn as_written(&self) -> &str {
         match self {
             UserId::Phone(p) => p.digits(),
             UserId::Bsuid(b) => b.as_str(),
@@ -221,6 +244,14 @@ impl UserRef {
         Self {
             phone: Some(phone),
             bsuid: None,
+        }
+    }
+
+    /// The reference a single identity makes.
+    pub fn of(id: &UserId) -> Self {
+        match id {
+            UserId::Phone(p) => Self::from_phone(p.clone()),
+            UserId::Bsuid(b) => Self::from_bsuid(b.clone()),
         }
     }
 
@@ -279,6 +310,26 @@ pub struct ContactKey(String);
 impl ContactKey {
     pub fn new(number: &PhoneNumberId, user: &UserId) -> Self {
         Self(format!("{}#{}", number.as_str(), user.key_part()))
+    }
+
+    /// Every key a person's contact may be found under: their identities' keys, then the older
+    /// spellings of their phone.
+    pub fn all_for(number: &PhoneNumberId, user: &UserRef) -> Vec<Self> {
+        let mut keys: Vec<Self> = user.ids().map(|id| Self::new(number, &id)).collect();
+        if let Some(phone) = user.phone() {
+            keys.extend(Self::other_forms(number, phone));
+        }
+        keys
+    }
+
+    /// The keys other spellings of this phone were stored under before contacts were keyed by the
+    /// canonical form (read once, folded into the canonical key: see `identity::resolve`).
+    pub fn other_forms(number: &PhoneNumberId, phone: &Phone) -> Vec<Self> {
+        numbering::other_forms(phone.digits())
+            .into_iter()
+            .filter(|d| *d != *phone.canonical())
+            .map(|d| Self(format!("{}#{d}", number.as_str())))
+            .collect()
     }
 
     /// Reads a key back from storage.

@@ -4,10 +4,13 @@
 //! 1. `not_after` passed → expired;
 //! 2. the contact opted out of the category, or consent is required for it and not on record →
 //!    suppressed;
-//! 3. free-form text outside the customer service window (minus a safety margin) → the request's
+//! 3. an authentication template to a person known only by BSUID (Meta needs a phone for those) →
+//!    rejected;
+//! 4. free-form text outside the customer service window (minus a safety margin) → the request's
 //!    fallback template if it has one, else window closed.
 
 use super::contact::ContactState;
+use super::ids::UserId;
 use super::ledger::SendState;
 use super::preferences::{Category, Consent};
 use super::send_request::{OutboundMessage, SendRequest};
@@ -18,7 +21,8 @@ use super::time::UnixTime;
 pub struct PolicyConfig {
     /// Free-form text is sent only if the window stays open this much longer (clock skew, queueing).
     pub window_margin_secs: i64,
-    /// Categories that need a recorded opt-in (START keyword, `resume`, or a producer's record).
+    /// Categories that need a consent a producer recorded (`"kind": "consent"`), not withdrawn since.
+    /// A START keyword or WhatsApp's own `resume` undoes an opt-out but is never this consent.
     pub consent_required: Vec<Category>,
 }
 
@@ -86,13 +90,21 @@ pub fn decide(
         );
     }
     if config.consent_required.contains(&category)
-        && preference.is_none_or(|p| p.consent != Consent::OptedIn)
+        && !contact.is_some_and(|c| c.has_recorded_consent(category))
     {
         return Decision::withhold(
             SendState::Suppressed,
             format!(
-                "no opt-in to {category} messages is on record, and this deployment requires one"
+                "no consent to {category} messages is on record (a producer's \"kind\": \"consent\" request, later than any opt-out), and this deployment requires one"
             ),
+        );
+    }
+    let phone_known =
+        matches!(request.to, UserId::Phone(_)) || contact.is_some_and(|c| c.phone.is_some());
+    if category == Category::Authentication && !phone_known {
+        return Decision::withhold(
+            SendState::Rejected,
+            "authentication templates need the person's phone number and only a business-scoped user id is known: send to their phone in `to`",
         );
     }
     match &request.message {
@@ -154,6 +166,34 @@ mod tests {
     }
 
     #[test]
+    fn an_authentication_template_needs_a_phone() {
+        let to_bsuid = request(
+            r#"{"v":1,"idempotency_key":"k","to":"US.13491208655302741918","category":"authentication","template":{"name":"otp","language":"en"}}"#,
+        );
+        match decide_now(&to_bsuid, None) {
+            Decision::Withhold { state, reason } => {
+                assert_eq!(state, SendState::Rejected);
+                assert!(reason.contains("phone"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once we know the person's phone (they wrote from it), the send may go.
+        let mut known = wrote_at(NOW - 60);
+        known.observe_phone(
+            crate::domain::ids::Phone::parse("15551234567").unwrap(),
+            UnixTime::from_secs(NOW - 60),
+        );
+        assert!(matches!(
+            decide_now(&to_bsuid, Some(&known)),
+            Decision::Send { .. }
+        ));
+        assert!(matches!(
+            decide_now(&template("authentication", ""), None),
+            Decision::Send { .. }
+        ));
+    }
+
+    #[test]
     fn a_passed_deadline_expires_the_request() {
         let r = template("utility", r#","not_after":"2026-11-23T02:13:19Z""#);
         assert_eq!(decide_now(&r, None).withheld(), Some(SendState::Expired));
@@ -206,19 +246,48 @@ mod tests {
             decide(&r, None, now, &config).withheld(),
             Some(SendState::Suppressed)
         );
-        let mut c = ContactState::default();
-        c.observe_preference(
+        let suppressed = |c: &ContactState| {
+            decide(&r, Some(c), now, &config).withheld() == Some(SendState::Suppressed)
+        };
+        let at = |secs: i64| UnixTime::from_secs(NOW - secs);
+        // A START keyword is not the consent asked for.
+        let keyword_only = ContactState::consent_given(
             Category::Marketing,
-            Preference {
-                at: now,
-                consent: Consent::OptedIn,
-                source: PreferenceSource::Keyword,
-            },
+            Consent::OptedIn,
+            at(250),
+            PreferenceSource::Keyword,
         );
-        assert!(matches!(
-            decide(&r, Some(&c), now, &config),
-            Decision::Send { .. }
+        assert!(suppressed(&keyword_only));
+        // A producer's record is.
+        let record = crate::domain::contact::ConsentRecord {
+            source: "web_form".into(),
+            evidence: None,
+        };
+        let mut c = ContactState::consent_recorded(Category::Marketing, at(300), record.clone());
+        assert!(!suppressed(&c));
+        // A later START keeps it (nothing withdrew it)…
+        c.join(&keyword_only);
+        assert!(!suppressed(&c));
+        // …but an opt-out after it withdraws it, and a START after that does not bring it back.
+        c.join(&ContactState::opted_out(
+            Category::Marketing,
+            at(200),
+            PreferenceSource::Keyword,
         ));
+        c.join(&ContactState::consent_given(
+            Category::Marketing,
+            Consent::OptedIn,
+            at(100),
+            PreferenceSource::Keyword,
+        ));
+        assert!(suppressed(&c));
+        // A new producer record after the opt-out does.
+        c.join(&ContactState::consent_recorded(
+            Category::Marketing,
+            at(50),
+            record,
+        ));
+        assert!(!suppressed(&c));
     }
 
     #[test]

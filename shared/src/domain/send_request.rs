@@ -134,6 +134,7 @@ pub struct InvalidSendRequest {
 /// The fields of a version 1 request (the JSON Schema lists the same; a test keeps them equal).
 pub const FIELDS: &[&str] = &[
     "v",
+    "kind",
     "idempotency_key",
     "to",
     "from",
@@ -185,6 +186,13 @@ impl SendRequest {
                 format!(
                     "{other} is not supported; this sender reads version {SEND_REQUEST_VERSION}"
                 ),
+            ),
+        }
+        match p.string(obj, "kind") {
+            None | Some("send") => {}
+            Some(other) => p.add(
+                "kind",
+                format!("{other:?} is not a kind this sender reads: send (the default) or consent"),
             ),
         }
         let key = match p.string(obj, "idempotency_key") {
@@ -282,22 +290,22 @@ impl SendRequest {
 }
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, field: &'static str, message: impl Into<String>) {
+    pub(super) fn add(&mut self, field: &'static str, message: impl Into<String>) {
         self.0.push(Problem {
             field,
             message: message.into(),
         });
     }
 
-    fn none<T>(&mut self, field: &'static str, message: &str) -> Option<T> {
+    pub(super) fn none<T>(&mut self, field: &'static str, message: &str) -> Option<T> {
         self.add(field, message);
         None
     }
 
-    fn check<T, E: std::fmt::Display>(
+    pub(super) fn check<T, E: std::fmt::Display>(
         &mut self,
         field: &'static str,
         r: Result<T, E>,
@@ -306,7 +314,7 @@ impl Problems {
     }
 
     /// Keys other than `allowed`, named so a typo is obvious.
-    fn unknown_fields(&mut self, obj: &Object, allowed: &[&str], field: &'static str) {
+    pub(super) fn unknown_fields(&mut self, obj: &Object, allowed: &[&str], field: &'static str) {
         for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
             self.add(
                 field,
@@ -319,7 +327,7 @@ impl Problems {
     }
 
     /// An optional string field: absent is `None`, anything but a string (null included) a problem.
-    fn string<'o>(&mut self, obj: &'o Object, field: &'static str) -> Option<&'o str> {
+    pub(super) fn string<'o>(&mut self, obj: &'o Object, field: &'static str) -> Option<&'o str> {
         match obj.get(field) {
             None => None,
             Some(Value::String(s)) => Some(s),
@@ -332,7 +340,11 @@ impl Problems {
     }
 
     /// An optional object field, like [`Problems::string`].
-    fn object<'o>(&mut self, obj: &'o Object, field: &'static str) -> Option<&'o Object> {
+    pub(super) fn object<'o>(
+        &mut self,
+        obj: &'o Object,
+        field: &'static str,
+    ) -> Option<&'o Object> {
         match obj.get(field) {
             None => None,
             Some(Value::Object(o)) => Some(o),
@@ -348,7 +360,7 @@ impl Problems {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+pub(super) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -360,7 +372,7 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// A phone in E.164 with its `+` (so Meta never guesses a country), or a BSUID.
-fn parse_recipient(raw: &str) -> Result<UserId, String> {
+pub(super) fn parse_recipient(raw: &str) -> Result<UserId, String> {
     const EXPECTED: &str = "must be a phone number in E.164 with its leading + (e.g. +5215512345678) or a business-scoped user id (e.g. MX.1310418412279093)";
     if raw.starts_with('+') {
         Phone::parse(raw)
@@ -619,7 +631,7 @@ mod tests {
         assert!(
             got[0]
                 .1
-                .contains("unknown field \"templete\": expected one of v, idempotency_key"),
+                .contains("unknown field \"templete\": expected one of v, kind, idempotency_key"),
             "{got:?}"
         );
         assert_eq!(problems("not json")[0].0, "body");

@@ -4,22 +4,33 @@
 
 use serde_json::{json, Value};
 
-use crate::domain::ids::UserId;
+use crate::domain::ids::{Phone, UserId};
 use crate::domain::send_request::{OutboundMessage, SendRequest};
 
 /// Meta's message JSON for a request: E.164 with `+` for phones, our callback marker so status
 /// webhooks name the key, and the reply context when given.
-pub fn message_body(req: &SendRequest, message: &OutboundMessage) -> Value {
-    let to = match &req.to {
-        UserId::Phone(p) => p.e164(),
-        UserId::Bsuid(b) => b.as_str().to_owned(),
-    };
+///
+/// A BSUID goes in `recipient`, not `to` (`docs/whatsapp-platform.md` §12); `known_phone`, the phone
+/// we know for that person, goes in `to` beside it (Meta uses the phone when both are set).
+pub fn message_body(
+    req: &SendRequest,
+    message: &OutboundMessage,
+    known_phone: Option<&Phone>,
+) -> Value {
     let mut body = json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": to,
         "biz_opaque_callback_data": req.idempotency_key.callback_marker(),
     });
+    match &req.to {
+        UserId::Phone(p) => body["to"] = json!(p.e164()),
+        UserId::Bsuid(b) => {
+            body["recipient"] = json!(b.as_str());
+            if let Some(p) = known_phone {
+                body["to"] = json!(p.e164());
+            }
+        }
+    }
     match message {
         OutboundMessage::Template(t) => {
             let mut template = json!({ "name": t.name, "language": { "code": t.language } });
@@ -54,7 +65,7 @@ mod tests {
                 "template":{"name":"order_shipped","language":"es_MX","components":[{"type":"body","parameters":[{"type":"text","text":"Ana"}]}]}}"#,
         )
         .unwrap();
-        let body = message_body(&req, &req.message);
+        let body = message_body(&req, &req.message, None);
         assert_eq!(
             body,
             json!({
@@ -69,8 +80,16 @@ mod tests {
             r#"{"v":1,"idempotency_key":"k","to":"MX.1310418412279093","text":{"body":"Hola"}}"#,
         )
         .unwrap();
-        let body = message_body(&text, &text.message);
-        assert_eq!(body["to"], "MX.1310418412279093");
+        let body = message_body(&text, &text.message, None);
+        assert_eq!(body["recipient"], "MX.1310418412279093");
+        assert!(body.get("to").is_none(), "a BSUID never goes in to: {body}");
+        let phone = Phone::parse("5215512345678").unwrap();
+        let body = message_body(&text, &text.message, Some(&phone));
+        assert_eq!(body["recipient"], "MX.1310418412279093");
+        assert_eq!(
+            body["to"], "+5215512345678",
+            "the known phone goes beside it"
+        );
         assert_eq!(body["text"], json!({"body": "Hola", "preview_url": false}));
         assert!(body.get("context").is_none());
     }

@@ -52,6 +52,8 @@ pub struct Accepted {
     pub wamid: Wamid,
     /// Meta's canonical id of the recipient (may differ from what we sent, e.g. in Mexico or Brazil).
     pub wa_id: Option<String>,
+    /// The recipient's business-scoped user id, when Meta names it.
+    pub user_id: Option<String>,
     /// `accepted` or `held_for_quality_assessment` (template pacing).
     pub message_status: Option<String>,
 }
@@ -99,15 +101,19 @@ impl std::fmt::Debug for GraphClient {
 
 #[derive(Deserialize)]
 struct SuccessBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_contacts")]
     contacts: Vec<SuccessContact>,
     #[serde(default)]
     messages: Vec<SuccessMessage>,
 }
 
+/// Read leniently: a field of an unexpected type is ignored, never a reason to lose the wamid.
 #[derive(Deserialize)]
 struct SuccessContact {
-    wa_id: Option<String>,
+    #[serde(default)]
+    wa_id: Value,
+    #[serde(default)]
+    user_id: Value,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +209,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+fn lenient_contacts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SuccessContact>, D::Error> {
+    let raw = Value::deserialize(d)?;
+    Ok(match raw {
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
 fn parse_success(bytes: &[u8]) -> Result<Accepted, GraphError> {
     let body: SuccessBody = serde_json::from_slice(bytes)
         .map_err(|e| GraphError::Unknown(format!("a 2xx answer that is not Meta's JSON: {e}")))?;
@@ -212,9 +231,12 @@ fn parse_success(bytes: &[u8]) -> Result<Accepted, GraphError> {
         .and_then(|m| m.id.as_deref())
         .and_then(|id| Wamid::parse(id).ok())
         .ok_or_else(|| GraphError::Unknown("a 2xx answer without a message id".into()))?;
+    let contact = body.contacts.into_iter().next();
+    let text = |v: &Value| v.as_str().map(str::to_owned);
     Ok(Accepted {
         wamid,
-        wa_id: body.contacts.into_iter().next().and_then(|c| c.wa_id),
+        wa_id: contact.as_ref().and_then(|c| text(&c.wa_id)),
+        user_id: contact.as_ref().and_then(|c| text(&c.user_id)),
         message_status: message.and_then(|m| m.message_status),
     })
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::plan::{ContactUpdate, Plan, StatusUpdate};
 use crate::domain::identity::ContactSnapshot;
-use crate::domain::ids::{ContactKey, UserId, Wamid};
+use crate::domain::ids::{ContactKey, Wamid};
 use crate::domain::time::UnixTime;
 use crate::payload::status_facts;
 use crate::retry::{try_bounded, Rounds, MAX_ATTEMPTS};
@@ -176,16 +176,14 @@ impl InboundWriter {
         // One batched read of every identity named in the delivery; alias targets are read as needed.
         let keys: Vec<ContactKey> = updates
             .iter()
-            .flat_map(|u| u.user.ids().map(|id| ContactKey::new(&u.number, &id)))
+            .flat_map(|u| ContactKey::all_for(&u.number, &u.user))
             .collect();
         let initial = self.store.get_contacts(&keys).await?;
         let writes = updates
             .iter()
             .map(|u| {
-                let local: ContactSnapshot = u
-                    .user
-                    .ids()
-                    .map(|id: UserId| ContactKey::new(&u.number, &id))
+                let local: ContactSnapshot = ContactKey::all_for(&u.number, &u.user)
+                    .into_iter()
                     .filter_map(|k| initial.get(&k).map(|v| (k, v.clone())))
                     .collect();
                 self.contact(u, local)

@@ -9,7 +9,7 @@ use super::prepare::Prepared;
 use super::queue::QueuedSend;
 use super::{Next, Outcome, Sender};
 use crate::domain::contact::ContactState;
-use crate::domain::ids::{ContactKey, UserId, UserRef, Wamid};
+use crate::domain::ids::{Bsuid, ContactKey, Phone, UserId, UserRef, Wamid};
 use crate::domain::ledger::ClaimToken;
 use crate::domain::preferences::{Category, PreferenceSource};
 use crate::domain::send_request::{IdempotencyKey, OutboundMessage};
@@ -39,7 +39,10 @@ impl Sender {
         Box::pin(async move {
             let req = &p.request;
             let key = &req.idempotency_key;
-            let body = message_body(req, message);
+            let known_phone = contact
+                .as_ref()
+                .and_then(|(_, c)| c.phone.as_ref().map(|s| &s.value));
+            let body = message_body(req, message, known_phone);
             self.pacer.acquire(&p.from).await;
             let result = self.graph.send(&p.from, &body).await;
             let now = UnixTime::now();
@@ -76,6 +79,7 @@ impl Sender {
                         tracing::warn!(event = "claim_lost_after_send", idempotency_key = key.as_str(), wamid = accepted.wamid.as_str(), "Meta accepted the send after this worker's lease ran out: raise WAHOOK_LEASE_SECONDS above the function timeout");
                         self.store.record_outbound(&outbound).await?;
                     }
+                    self.learn_identity(p, contact, &accepted, now).await;
                     if let Some((home, state)) = contact {
                         if state.reply_opens_entry_point(now) {
                             self.open_entry_point(p, home, now).await?;
@@ -209,7 +213,7 @@ impl Sender {
             wamid,
             number: &p.from,
             contact: contact.as_ref().map_or(&p.contact_key, |(home, _)| home),
-            to: p.request.to.key_part(),
+            to: p.request.to.as_written(),
             category: p.request.category.as_str(),
             kind,
             template_name,
@@ -230,12 +234,68 @@ impl Sender {
             ..ContactState::default()
         };
         let user = ContactKey::parse(home.as_str())
-            .map(|(_, id)| user_ref_of(&id))
-            .unwrap_or_else(|| user_ref_of(&p.request.to));
+            .map(|(_, id)| UserRef::of(&id))
+            .unwrap_or_else(|| UserRef::of(&p.request.to));
         self.store
             .merge_contact(&p.from, &user, &delta, Default::default())
             .await
             .map(|_| ())
+    }
+
+    /// What Meta's answer says about who the recipient is (`contacts[{input, wa_id, user_id}]`): when
+    /// Meta's `wa_id` is another spelling than the producer's (beyond the rules in
+    /// `domain::numbering`), or names a BSUID we did not have, the contact learns it, so the next
+    /// lookup by the producer's form, and the person's next message, find one contact. Best effort:
+    /// the message is sent whatever happens here.
+    async fn learn_identity(
+        &self,
+        p: &Prepared,
+        contact: &Option<(ContactKey, ContactState)>,
+        accepted: &Accepted,
+        now: UnixTime,
+    ) {
+        let meta_phone = accepted.wa_id.as_deref().and_then(|w| Phone::parse(w).ok());
+        let meta_bsuid = accepted
+            .user_id
+            .as_deref()
+            .and_then(|b| Bsuid::parse(b).ok());
+        let (sent_phone, sent_bsuid) = match &p.request.to {
+            UserId::Phone(ph) => (Some(ph), None),
+            UserId::Bsuid(b) => (None, Some(b)),
+        };
+        // The producer's spelling leads to the person when Meta spells the number otherwise.
+        let learned: Vec<ContactKey> = match (sent_phone, &meta_phone) {
+            (Some(sent), Some(meta)) if !sent.same_number(meta) => {
+                vec![ContactKey::new(&p.from, &UserId::Phone(sent.clone()))]
+            }
+            _ => Vec::new(),
+        };
+        let bsuid = meta_bsuid.or_else(|| sent_bsuid.cloned());
+        let phone = meta_phone.or_else(|| sent_phone.cloned());
+        let new_pair = match (&bsuid, &phone) {
+            (Some(b), Some(_)) => {
+                let bsuid_home = ContactKey::new(&p.from, &UserId::Bsuid(b.clone()));
+                contact.as_ref().map(|(home, _)| home) != Some(&bsuid_home)
+            }
+            _ => false,
+        };
+        if learned.is_empty() && !new_pair {
+            return;
+        }
+        let Some(user) = UserRef::new(phone.clone(), bsuid) else {
+            return;
+        };
+        let mut delta = ContactState::default();
+        if let (Some(phone), true) = (phone, new_pair) {
+            delta.observe_phone(phone, now);
+        }
+        if let Err(e) = self
+            .store
+            .merge_contact_learning(&p.from, &user, &learned, &delta, Default::default())
+            .await
+        {
+            tracing::warn!(event = "identity_not_learned", recipient = %user.masked(), error = %e, "Meta's answer named another spelling of the recipient, and recording it failed; the next send learns it again");
+        }
     }
 
     /// Meta's 131050: the person stopped marketing messages from us.
@@ -245,18 +305,11 @@ impl Sender {
         self.store
             .merge_contact(
                 &p.from,
-                &user_ref_of(&p.request.to),
+                &UserRef::of(&p.request.to),
                 &delta,
                 Default::default(),
             )
             .await
             .map(|_| ())
-    }
-}
-
-fn user_ref_of(id: &UserId) -> UserRef {
-    match id {
-        UserId::Phone(p) => UserRef::from_phone(p.clone()),
-        UserId::Bsuid(b) => UserRef::from_bsuid(b.clone()),
     }
 }

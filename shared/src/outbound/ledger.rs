@@ -222,7 +222,7 @@ fn summary_of<'a>(p: &'a Prepared, decision: &'a Decision) -> SendSummary<'a> {
     };
     SendSummary {
         fingerprint: &p.request.fingerprint,
-        to: p.request.to.key_part(),
+        to: p.request.to.as_written(),
         from: p.from.as_str(),
         category: p.request.category.as_str(),
         kind: message.kind(),

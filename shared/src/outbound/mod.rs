@@ -11,6 +11,7 @@
 //! neighbours.
 
 mod call;
+mod consent;
 mod ledger;
 pub mod pacer;
 mod prepare;
@@ -32,7 +33,7 @@ use crate::retry::{bounded, jitter};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use ledger::Passage;
-use prepare::Prepared;
+use prepare::{Prepared, Request};
 
 /// How a record ended, for logs, metrics and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,10 @@ pub enum Outcome {
     },
     OutcomeUnknown,
     DeadLettered(&'static str),
+    /// A producer's consent request was merged into the contact (`changed`: it was news).
+    ConsentRecorded {
+        changed: bool,
+    },
     /// Fails in the batch response and comes back after `delay_secs`.
     Retry {
         delay_secs: u32,
@@ -66,6 +71,7 @@ impl Outcome {
             Outcome::Failed { .. } => "failed",
             Outcome::OutcomeUnknown => "outcome_unknown",
             Outcome::DeadLettered(_) => "dead_lettered",
+            Outcome::ConsentRecorded { .. } => "consent_recorded",
             Outcome::Retry { .. } => "retry",
         }
     }
@@ -164,13 +170,17 @@ impl Sender {
         let now = UnixTime::now();
         let prepared: Vec<_> = records
             .iter()
-            .map(|r| prepare::prepare(r, self.settings.default_from.as_ref()))
+            .map(|r| prepare::prepare(r, self.settings.default_from.as_ref(), now))
             .collect();
 
         // One batched read of every recipient's contact (following phone aliases).
         let keys: Vec<ContactKey> = prepared
             .iter()
-            .filter_map(|p| p.as_ref().ok().map(|p| p.contact_key.clone()))
+            .filter_map(|p| match p {
+                Ok(Request::Send(p)) => Some(p),
+                _ => None,
+            })
+            .flat_map(|p| p.lookup_keys().cloned())
             .collect();
         let contacts = if keys.is_empty() {
             Ok(HashMap::new())
@@ -183,17 +193,22 @@ impl Sender {
             .zip(prepared)
             .map(|(record, prepared)| {
                 let contacts = &contacts;
-                let category = prepared
-                    .as_ref()
-                    .map_or("unknown", |p| p.request.category.as_str());
+                let category = match &prepared {
+                    Ok(Request::Send(p)) => p.request.category.as_str(),
+                    Ok(Request::Consent(_)) => "consent",
+                    Err(_) => "unknown",
+                };
                 async move {
                     let next = match (prepared, contacts) {
                         (Err(refusal), _) => self.refuse(refusal, now).await,
-                        (Ok(p), Ok(contacts)) => {
-                            let contact = contacts.get(&p.contact_key).cloned().flatten();
+                        (Ok(Request::Consent(c)), _) => self.record_consent(&c).await,
+                        (Ok(Request::Send(p)), Ok(contacts)) => {
+                            let contact = p
+                                .lookup_keys()
+                                .find_map(|k| contacts.get(k).cloned().flatten());
                             self.process(record, &p, contact, now).await
                         }
-                        (Ok(_), Err(e)) => {
+                        (Ok(Request::Send(_)), Err(e)) => {
                             Ok(Next::retry(record, format!("could not read contacts: {e}")))
                         }
                     };

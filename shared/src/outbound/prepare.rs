@@ -3,7 +3,8 @@
 
 use super::queue::{DeadLetter, QueuedSend};
 use super::{Next, Sender};
-use crate::domain::ids::{ContactKey, PhoneNumberId};
+use crate::domain::consent_request::ConsentRequest;
+use crate::domain::ids::{ContactKey, PhoneNumberId, UserId};
 use crate::domain::send_request::{IdempotencyKey, SendRequest};
 use crate::domain::time::UnixTime;
 use crate::store::StoreError;
@@ -12,7 +13,17 @@ use crate::store::StoreError;
 pub(super) struct Prepared {
     pub request: SendRequest,
     pub from: PhoneNumberId,
+    /// Where the recipient's contact is keyed (their canonical spelling).
     pub contact_key: ContactKey,
+    /// Other spellings of the recipient's number: where an earlier version may have kept them.
+    pub other_keys: Vec<ContactKey>,
+}
+
+impl Prepared {
+    /// Every key the recipient's contact may be found under, the canonical one first.
+    pub fn lookup_keys(&self) -> impl Iterator<Item = &ContactKey> {
+        std::iter::once(&self.contact_key).chain(self.other_keys.iter())
+    }
 }
 
 /// A record that cannot be sent as it is: never retried.
@@ -22,7 +33,74 @@ pub(super) struct Refusal {
     pub key: Option<IdempotencyKey>,
 }
 
+/// What a queued record asks for.
+// One per record in a batch of at most ten, consumed at once: boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Request {
+    Send(Prepared),
+    Consent(PreparedConsent),
+}
+
+/// A consent request that parsed, with its business number.
+pub(super) struct PreparedConsent {
+    pub request: ConsentRequest,
+    pub from: PhoneNumberId,
+}
+
+/// Only the discriminator is read here; each kind's parser reads the whole body.
+#[derive(serde::Deserialize)]
+struct Kind<'a> {
+    #[serde(borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
 pub(super) fn prepare(
+    record: &QueuedSend,
+    default_from: Option<&PhoneNumberId>,
+    now: UnixTime,
+) -> Result<Request, Refusal> {
+    let kind = serde_json::from_str::<Kind>(&record.body)
+        .ok()
+        .and_then(|k| k.kind);
+    match kind.as_deref() {
+        Some("consent") => prepare_consent(record, default_from, now).map(Request::Consent),
+        // A missing or unknown kind is read as a send, whose parser says what is wrong.
+        _ => prepare_send(record, default_from).map(Request::Send),
+    }
+}
+
+fn prepare_consent(
+    record: &QueuedSend,
+    default_from: Option<&PhoneNumberId>,
+    now: UnixTime,
+) -> Result<PreparedConsent, Refusal> {
+    let request = ConsentRequest::parse(&record.body, now).map_err(|e| Refusal {
+        letter: DeadLetter {
+            code: "invalid_consent",
+            reason: format!("{e}. Fix the producer; this record is never retried."),
+        },
+        key: None,
+    })?;
+    let from = sender_number(request.from.as_ref(), default_from, None)?;
+    Ok(PreparedConsent { request, from })
+}
+
+/// The request's own `from`, else the configured default, else a refusal saying how to set one.
+fn sender_number(
+    from: Option<&PhoneNumberId>,
+    default_from: Option<&PhoneNumberId>,
+    key: Option<&IdempotencyKey>,
+) -> Result<PhoneNumberId, Refusal> {
+    from.or(default_from).cloned().ok_or_else(|| Refusal {
+        letter: DeadLetter {
+            code: "no_sender_number",
+            reason: "from: not set, and no WAHOOK_DEFAULT_PHONE_NUMBER_ID is configured: set one of them".into(),
+        },
+        key: key.cloned(),
+    })
+}
+
+fn prepare_send(
     record: &QueuedSend,
     default_from: Option<&PhoneNumberId>,
 ) -> Result<Prepared, Refusal> {
@@ -33,20 +111,21 @@ pub(super) fn prepare(
         },
         key: e.idempotency_key,
     })?;
-    let Some(from) = request.from.clone().or_else(|| default_from.cloned()) else {
-        return Err(Refusal {
-            letter: DeadLetter {
-                code: "no_sender_number",
-                reason: "from: not set, and no WAHOOK_DEFAULT_PHONE_NUMBER_ID is configured: set one of them".into(),
-            },
-            key: Some(request.idempotency_key.clone()),
-        });
-    };
+    let from = sender_number(
+        request.from.as_ref(),
+        default_from,
+        Some(&request.idempotency_key),
+    )?;
     let contact_key = ContactKey::new(&from, &request.to);
+    let other_keys = match &request.to {
+        UserId::Phone(phone) => ContactKey::other_forms(&from, phone),
+        UserId::Bsuid(_) => Vec::new(),
+    };
     Ok(Prepared {
         request,
         from,
         contact_key,
+        other_keys,
     })
 }
 

@@ -11,10 +11,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use super::attrs::{self, get_m, get_n, get_s, m, n, s, Item, UpdateBuilder};
 use super::tables::CONTACTS;
 use super::{versioned_outcome, Store, StoreError, WriteOutcome};
-use crate::domain::contact::{ContactState, Referral, Stamped};
+use crate::domain::contact::{ConsentRecord, ContactState, Referral, Stamped};
 use crate::domain::identity::{
-    resolve, AliasWrite, ContactRecord, ContactSnapshot, ContactWrite, PrimaryWrite, ResolveStep,
-    VersionedRecord,
+    resolve_with, AliasWrite, ContactRecord, ContactSnapshot, ContactWrite, PrimaryWrite,
+    ResolveStep, VersionedRecord,
 };
 use crate::domain::ids::{ContactKey, Phone, PhoneNumberId, UserRef};
 use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
@@ -107,6 +107,20 @@ impl Store {
         number: &PhoneNumberId,
         user: &UserRef,
         delta: &ContactState,
+        snapshot: ContactSnapshot,
+    ) -> Result<ContactMerge, StoreError> {
+        self.merge_contact_learning(number, user, &[], delta, snapshot)
+            .await
+    }
+
+    /// [`Store::merge_contact`], also pointing `learned` (other spellings of the person's number that
+    /// Meta showed are theirs) at the person: see [`crate::domain::identity::resolve_with`].
+    pub async fn merge_contact_learning(
+        &self,
+        number: &PhoneNumberId,
+        user: &UserRef,
+        learned: &[ContactKey],
+        delta: &ContactState,
         mut snapshot: ContactSnapshot,
     ) -> Result<ContactMerge, StoreError> {
         let mut conflicts = 0;
@@ -118,9 +132,9 @@ impl Store {
                 let keys: Vec<ContactKey> = snapshot.keys().cloned().collect();
                 snapshot = self.get_contacts(&keys).await?;
             }
-            // Each read adds at most two keys, so a round needs only a few.
+            // A person's keys, then their home, then a phone's other owner: a round needs only a few.
             for _ in 0..8 {
-                match resolve(number, user, delta, &snapshot) {
+                match resolve_with(number, user, learned, delta, &snapshot) {
                     ResolveStep::Read(keys) => snapshot.extend(self.get_contacts(&keys).await?),
                     ResolveStep::Write(write) if write.is_empty() => {
                         return Ok(ContactMerge {
@@ -147,12 +161,13 @@ impl Store {
         })
     }
 
-    /// Performs a write decided by [`crate::domain::identity::resolve`].
+    /// Performs a write decided by [`crate::domain::identity::resolve`]: one conditional write, or
+    /// one transaction when it touches more than one item.
     pub async fn write_contact(&self, write: &ContactWrite) -> Result<WriteOutcome, StoreError> {
         let table = &self.tables.contacts;
-        match (&write.primary, &write.alias) {
-            (None, None) => Ok(WriteOutcome::Written),
-            (Some(p), None) => {
+        match (&write.primary, write.aliases.as_slice()) {
+            (None, []) => Ok(WriteOutcome::Written),
+            (Some(p), []) => {
                 let (expr, cond, names, values) = primary_update(p);
                 let result = self
                     .client
@@ -167,7 +182,7 @@ impl Store {
                     .await;
                 versioned_outcome(result, "UpdateItem", table)
             }
-            (None, Some(a)) => {
+            (None, [a]) => {
                 let (item, cond, names, values) = alias_put(a);
                 let result = self
                     .client
@@ -181,31 +196,37 @@ impl Store {
                     .await;
                 versioned_outcome(result, "PutItem", table)
             }
-            (Some(p), Some(a)) => {
-                let (expr, cond, names, values) = primary_update(p);
-                let update = Update::builder()
-                    .table_name(table)
-                    .key(KEY, s(p.key.as_str()))
-                    .update_expression(expr)
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(Some(names))
-                    .set_expression_attribute_values(Some(values))
-                    .build()
-                    .expect("table, key and expression are set");
-                let (item, cond, names, values) = alias_put(a);
-                let put = Put::builder()
-                    .table_name(table)
-                    .set_item(Some(item))
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(Some(names))
-                    .set_expression_attribute_values(values)
-                    .build()
-                    .expect("table and item are set");
+            (primary, aliases) => {
+                let mut items = Vec::with_capacity(aliases.len() + 1);
+                if let Some(p) = primary {
+                    let (expr, cond, names, values) = primary_update(p);
+                    let update = Update::builder()
+                        .table_name(table)
+                        .key(KEY, s(p.key.as_str()))
+                        .update_expression(expr)
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(Some(values))
+                        .build()
+                        .expect("table, key and expression are set");
+                    items.push(TransactWriteItem::builder().update(update).build());
+                }
+                for a in aliases {
+                    let (item, cond, names, values) = alias_put(a);
+                    let put = Put::builder()
+                        .table_name(table)
+                        .set_item(Some(item))
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(values)
+                        .build()
+                        .expect("table and item are set");
+                    items.push(TransactWriteItem::builder().put(put).build());
+                }
                 let result = self
                     .client
                     .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().update(update).build())
-                    .transact_items(TransactWriteItem::builder().put(put).build())
+                    .set_transact_items(Some(items))
                     .send()
                     .await;
                 match result {
@@ -292,6 +313,30 @@ fn primary_update(p: &PrimaryWrite) -> (String, String, Names, Values) {
                         ("source".into(), s(p.source.as_str())),
                     ]),
                 )
+            })),
+        );
+    }
+    if !state.opted_out_at.is_empty() {
+        u.set(
+            "opted_out_at",
+            m(state
+                .opted_out_at
+                .iter()
+                .map(|(c, at)| (c.as_str().to_owned(), n(at.secs())))),
+        );
+    }
+    if !state.consents.is_empty() {
+        u.set(
+            "consents",
+            m(state.consents.iter().map(|(c, r)| {
+                let mut fields = vec![
+                    ("at".to_owned(), n(r.at.secs())),
+                    ("source".to_owned(), s(&r.value.source)),
+                ];
+                if let Some(e) = &r.value.evidence {
+                    fields.push(("evidence".to_owned(), s(e)));
+                }
+                (c.as_str().to_owned(), m(fields))
             })),
         );
     }
@@ -391,7 +436,42 @@ pub fn state_from_item(item: &Item) -> ContactState {
             }
         }
     }
+    let mut opted_out_at = BTreeMap::new();
+    if let Some(stored) = get_m(item, "opted_out_at") {
+        for (name, v) in stored {
+            if let (Ok(category), Some(at)) = (
+                name.parse::<Category>(),
+                v.as_n().ok().and_then(|n| n.parse::<i64>().ok()),
+            ) {
+                opted_out_at.insert(category, UnixTime::from_secs(at));
+            }
+        }
+    }
+    // Stored before `opted_out_at` existed: a standing opt-out is its own latest opt-out.
+    for (category, p) in &preferences {
+        if p.consent == Consent::OptedOut {
+            let latest = opted_out_at.entry(*category).or_insert(p.at);
+            *latest = (*latest).max(p.at);
+        }
+    }
+    let mut consents = BTreeMap::new();
+    if let Some(stored) = get_m(item, "consents") {
+        for (name, v) in stored {
+            let (Ok(category), Ok(r)) = (name.parse::<Category>(), v.as_m()) else {
+                continue;
+            };
+            if let (Some(at), Some(source)) = (get_n(r, "at"), get_s(r, "source")) {
+                let record = ConsentRecord {
+                    source: source.to_owned(),
+                    evidence: get_s(r, "evidence").map(str::to_owned),
+                };
+                consents.insert(category, Stamped::new(UnixTime::from_secs(at), record));
+            }
+        }
+    }
     ContactState {
+        opted_out_at,
+        consents,
         phone,
         profile_name: stamped_s("profile_name", "profile_name_at"),
         last_inbound_at: get_n(item, "last_inbound_at").map(UnixTime::from_secs),

@@ -287,16 +287,25 @@ async fn send_message(
             "messaging_product must be whatsapp",
         );
     }
-    let Some(to) = request["to"].as_str() else {
+    // A BSUID goes in `recipient`; a phone in `to` wins when both are set (§12).
+    let Some(to) = addressee(&request) else {
         return meta_error(
             StatusCode::BAD_REQUEST,
             100,
             "The parameter to is required.",
-            "to is required",
+            "to or recipient is required",
         );
     };
-    let is_bsuid = to.as_bytes().get(2) == Some(&b'.');
-    let phone_digits: String = to.chars().filter(char::is_ascii_digit).collect();
+    if request["to"].as_str().is_some_and(is_bsuid_form) {
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            131_009,
+            "Parameter value is not valid",
+            "to must be a phone number; send a business-scoped user id in recipient",
+        );
+    }
+    let is_bsuid = is_bsuid_form(to);
+    let phone_digits = meta_wa_id(to);
     if !is_bsuid && !(6..=15).contains(&phone_digits.len()) {
         return meta_error(
             StatusCode::BAD_REQUEST,
@@ -518,13 +527,37 @@ pub async fn post_webhook(
     Ok(response.status().as_u16())
 }
 
+/// Who a send is addressed to: the phone in `to` when set, else the BSUID in `recipient`.
+fn addressee(request: &Value) -> Option<&str> {
+    request["to"]
+        .as_str()
+        .or_else(|| request["recipient"].as_str())
+}
+
+fn is_bsuid_form(id: &str) -> bool {
+    id.as_bytes().get(2) == Some(&b'.')
+}
+
+/// Meta's `wa_id` for a phone as sent: digits only, and a Mexican mobile written `+52` and ten
+/// digits comes back as `521` and ten digits, as Meta answers (so clients exercise the alias path).
+fn meta_wa_id(to: &str) -> String {
+    let digits: String = to.chars().filter(char::is_ascii_digit).collect();
+    match digits.strip_prefix("52") {
+        Some(national) if national.len() == 10 => format!("521{national}"),
+        _ => digits,
+    }
+}
+
 fn status_value(wamid: &str, status: &str, request: &Value, extra: Value) -> Value {
-    let to = request["to"].as_str().unwrap_or_default();
+    let to = addressee(request).unwrap_or_default();
     let mut item = json!({ "id": wamid, "status": status, "timestamp": now_secs().to_string() });
-    if to.as_bytes().get(2) == Some(&b'.') {
+    if is_bsuid_form(to) {
         item["recipient_user_id"] = json!(to);
     } else {
-        item["recipient_id"] = json!(to.chars().filter(char::is_ascii_digit).collect::<String>());
+        item["recipient_id"] = json!(meta_wa_id(to));
+    }
+    if let Some(bsuid) = request["recipient"].as_str().filter(|r| is_bsuid_form(r)) {
+        item["recipient_user_id"] = json!(bsuid);
     }
     if let Some(cb) = request["biz_opaque_callback_data"].as_str() {
         item["biz_opaque_callback_data"] = json!(cb);
