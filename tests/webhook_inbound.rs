@@ -305,13 +305,14 @@ async fn stop_and_start_keywords_and_the_stop_promotions_button() {
     let h = Harness::new("keywords").await;
     send_text(&h, "wamid.k1", Some(JOAO_PHONE), None, T, "Parar!").await;
     let (_, c) = contact(&h, JOAO_PHONE).await;
-    for cat in [Category::Marketing, Category::Utility] {
-        assert_eq!(
-            c.preference(cat).unwrap().consent,
-            Consent::OptedOut,
-            "{cat}"
-        );
-    }
+    assert_eq!(
+        c.preference(Category::Marketing).unwrap().consent,
+        Consent::OptedOut
+    );
+    assert!(
+        c.preference(Category::Utility).is_none(),
+        "a keyword stops marketing only, by default"
+    );
     send_text(&h, "wamid.k2", Some(JOAO_PHONE), None, T + 10, "START").await;
     let (_, c) = contact(&h, JOAO_PHONE).await;
     assert_eq!(
@@ -600,4 +601,46 @@ async fn media_and_reactions_keep_what_a_later_step_needs() {
         Some(UnixTime::from_secs(T + 1_201)),
         "a reaction is the user writing"
     );
+}
+
+/// A number change (`user_changed_number`, and the older `customer_changed_number` / `new_wa_id`):
+/// the person's opt-out and window follow them, and the old number, which may be given to someone
+/// else, leads nowhere.
+#[tokio::test]
+async fn a_number_change_carries_the_opt_out_and_frees_the_old_number() {
+    let h = Harness::new("inbound-number-change").await;
+    for (i, (old, new, system)) in [
+        (
+            "15551110000",
+            "15552220000",
+            serde_json::json!({"type": "user_changed_number", "wa_id": "15552220000", "body": "changed"}),
+        ),
+        (
+            "15553330000",
+            "15554440000",
+            serde_json::json!({"type": "customer_changed_number", "new_wa_id": "15554440000", "body": "changed"}),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let stop = build::text(&format!("wamid.NC-STOP-{i}"), Some(old), None, T, "STOP");
+        ok(&h, &build::envelope(vec![stop])).await;
+        let change = build::system(&format!("wamid.NC-SYS-{i}"), old, T + 60, system);
+        let body = build::envelope(vec![change]);
+        ok(&h, &body).await;
+        // Meta redelivers: nothing changes.
+        ok(&h, &body).await;
+        let (_, moved) = contact(&h, new).await;
+        assert_eq!(
+            moved.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut,
+            "{new}"
+        );
+        assert_eq!(moved.last_inbound_at, Some(UnixTime::from_secs(T)));
+        assert!(
+            h.store().find_contact(&key(old)).await.unwrap().is_none(),
+            "{old} must lead to nobody"
+        );
+    }
 }

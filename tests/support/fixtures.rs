@@ -258,6 +258,14 @@ pub mod build {
         value(json!({"contacts": [contact], "messages": [msg]}))
     }
 
+    /// A `system` message from `from` (no `contacts[]`, as Meta sends it): `system` is its object,
+    /// e.g. `{"type": "user_changed_number", "wa_id": "…"}`.
+    pub fn system(id: &str, from: &str, ts: i64, system: Value) -> Value {
+        value(json!({"messages": [{
+            "id": id, "from": from, "timestamp": ts.to_string(), "type": "system", "system": system
+        }]}))
+    }
+
     /// Statuses `(wamid, status, ts)` for one recipient phone.
     pub fn statuses(recipient: &str, items: &[(&str, &str, i64)]) -> Value {
         let statuses: Vec<Value> = items

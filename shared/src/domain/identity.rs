@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::contact::ContactState;
 use super::ids::{Bsuid, ContactKey, Phone, PhoneNumberId, UserId, UserRef};
+use super::time::UnixTime;
 
 /// What the contacts table holds under one key: a person's state, or a pointer from another of their
 /// identities to the key that holds it.
@@ -282,6 +283,120 @@ fn phone_moves_to_us(
         (None, Some(_)) => false,
         (Some(o), Some(t)) => (o, home) > (t, owner),
     }
+}
+
+/// A person's identity changed: a `system` message `user_changed_number` (the new number in `wa_id`;
+/// older payloads: `customer_changed_number` / `new_wa_id`) or `user_changed_user_id` (a new BSUID).
+/// Their contact moves with them: opt-outs, consents and the window follow the person, and the old
+/// number (which the carrier may give to someone else) stops leading to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityMove {
+    pub number: PhoneNumberId,
+    pub from: UserRef,
+    pub to: UserRef,
+    pub at: UnixTime,
+}
+
+/// What a move does to the old identity's items once the state has been carried to the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retire {
+    /// An old number's key: deleted (if still at `version`), so the number leads to nobody.
+    Delete { key: ContactKey, version: u64 },
+    /// An old BSUID's key: it points at the person's new record (BSUIDs are never reissued).
+    Point(AliasWrite),
+}
+
+/// The next step of a move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveStep {
+    Read(Vec<ContactKey>),
+    /// Merge `carried` into the new identity (as [`resolve`] does), then perform `retire`.
+    Move {
+        carried: ContactState,
+        retire: Vec<Retire>,
+    },
+    /// Nothing is known under the old identity (or the move was done already).
+    Nothing,
+}
+
+/// Plans a move from what has been read.
+pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
+    let old_keys = ContactKey::all_for(&m.number, &m.from);
+    let unread: Vec<ContactKey> = old_keys
+        .iter()
+        .filter(|k| !snapshot.contains_key(*k))
+        .cloned()
+        .collect();
+    if !unread.is_empty() {
+        return MoveStep::Read(unread);
+    }
+    let record = |key: &ContactKey| snapshot.get(key).cloned().flatten();
+    // The first old key that leads somewhere: the BSUID's, the phone's, then older spellings.
+    let Some(home) = old_keys.iter().find_map(|k| match record(k)?.record {
+        ContactRecord::Primary(_) => Some(k.clone()),
+        ContactRecord::Alias(target) => Some(target),
+    }) else {
+        return MoveStep::Nothing;
+    };
+    if !snapshot.contains_key(&home) {
+        return MoveStep::Read(vec![home]);
+    }
+    let Some(VersionedRecord {
+        record: ContactRecord::Primary(state),
+        version: home_version,
+    }) = record(&home)
+    else {
+        return MoveStep::Nothing;
+    };
+
+    let mut carried = state;
+    let new_phone = m.to.phone().or(m.from.phone()).cloned();
+    carried.phone = None;
+    if let Some(phone) = new_phone {
+        carried.observe_phone(phone, m.at);
+    }
+
+    let new_key = ContactKey::new(&m.number, &m.to.primary());
+    let number_changed = match (m.from.phone(), m.to.phone()) {
+        (Some(old), Some(new)) => !old.same_number(new),
+        _ => false,
+    };
+    let mut retire = Vec::new();
+    if number_changed {
+        let old_phone = m.from.phone().expect("checked above");
+        let mut phone_keys = vec![ContactKey::new(
+            &m.number,
+            &UserId::Phone(old_phone.clone()),
+        )];
+        phone_keys.extend(ContactKey::other_forms(&m.number, old_phone));
+        for key in phone_keys {
+            match record(&key) {
+                Some(VersionedRecord {
+                    record: ContactRecord::Alias(target),
+                    version,
+                }) if target == home => retire.push(Retire::Delete { key, version }),
+                Some(VersionedRecord {
+                    record: ContactRecord::Primary(_),
+                    version,
+                }) if key == home => retire.push(Retire::Delete { key, version }),
+                _ => {}
+            }
+        }
+    }
+    if let (Some(old), Some(new)) = (m.from.bsuid(), m.to.bsuid()) {
+        let old_key = ContactKey::new(&m.number, &UserId::Bsuid(old.clone()));
+        if old != new && old_key == home {
+            retire.push(Retire::Point(AliasWrite {
+                key: old_key,
+                target: new_key.clone(),
+                expected_version: Some(home_version),
+            }));
+        }
+    }
+    if retire.is_empty() && home == new_key {
+        return MoveStep::Nothing;
+    }
+    MoveStep::Move { carried, retire }
 }
 
 /// Applies a write to an in-memory snapshot, exactly as the store applies it to DynamoDB. Used by the
@@ -648,6 +763,146 @@ mod tests {
             ContactRecord::Alias(ContactKey::from_stored(
                 "106540352242922#447700900123".into()
             ))
+        );
+    }
+
+    /// Performs a move against the in-memory snapshot, as `Store::move_identity` does.
+    fn perform_move(snapshot: &mut ContactSnapshot, m: &IdentityMove) -> bool {
+        loop {
+            match plan_move(m, snapshot) {
+                MoveStep::Read(keys) => keys.into_iter().for_each(|k| {
+                    snapshot.entry(k).or_insert(None);
+                }),
+                MoveStep::Nothing => return false,
+                MoveStep::Move { carried, retire } => {
+                    settle(snapshot, &m.to, &carried);
+                    for r in retire {
+                        match r {
+                            Retire::Delete { key, .. } => {
+                                snapshot.insert(key, None);
+                            }
+                            Retire::Point(alias) => apply_to_snapshot(
+                                snapshot,
+                                &ContactWrite {
+                                    primary: None,
+                                    aliases: vec![alias],
+                                },
+                            ),
+                        }
+                    }
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn opted_out_at(at: i64, phone: &str) -> ContactState {
+        let mut d = inbound(at, Some(phone));
+        d.join(&ContactState::opted_out(
+            Category::Marketing,
+            t(at),
+            PreferenceSource::Keyword,
+        ));
+        d
+    }
+
+    fn lookup(snapshot: &ContactSnapshot, key: &str) -> Option<ContactState> {
+        match snapshot
+            .get(&ContactKey::from_stored(key.into()))
+            .cloned()
+            .flatten()?
+            .record
+        {
+            ContactRecord::Primary(s) => Some(s),
+            ContactRecord::Alias(target) => Some(primary_of(snapshot, target.as_str())),
+        }
+    }
+
+    #[test]
+    fn a_new_number_takes_the_opt_outs_with_it_and_the_old_one_leads_nowhere() {
+        let mut snap = ContactSnapshot::new();
+        let old = user_ref(Some("15551110000"), None).unwrap();
+        settle(&mut snap, &old, &opted_out_at(10, "15551110000"));
+        let m = IdentityMove {
+            number: number(),
+            from: old,
+            to: user_ref(Some("15552220000"), None).unwrap(),
+            at: t(20),
+        };
+        assert!(perform_move(&mut snap, &m));
+        let moved = lookup(&snap, "106540352242922#15552220000").expect("the new number");
+        assert_eq!(
+            moved.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut
+        );
+        assert_eq!(moved.last_inbound_at, Some(t(10)), "the window follows");
+        assert_eq!(moved.phone.unwrap().value.digits(), "15552220000");
+        assert!(lookup(&snap, "106540352242922#15551110000").is_none());
+        // Done once: a redelivery finds nothing left to move.
+        assert!(!perform_move(&mut snap, &m));
+    }
+
+    #[test]
+    fn a_bsuid_contact_changing_number_keeps_its_record_and_drops_the_old_phone() {
+        let mut snap = ContactSnapshot::new();
+        let old = user_ref(Some("15551110000"), Some("US.old")).unwrap();
+        settle(&mut snap, &old, &opted_out_at(10, "15551110000"));
+        let m = IdentityMove {
+            number: number(),
+            from: old,
+            to: user_ref(Some("15552220000"), None).unwrap(),
+            at: t(20),
+        };
+        assert!(perform_move(&mut snap, &m));
+        assert!(lookup(&snap, "106540352242922#15551110000").is_none());
+        let moved = lookup(&snap, "106540352242922#15552220000").unwrap();
+        assert_eq!(
+            moved.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut
+        );
+        // The person's next message from the new number names their new BSUID: one contact.
+        let next = user_ref(Some("15552220000"), Some("US.new")).unwrap();
+        settle(&mut snap, &next, &inbound(30, Some("15552220000")));
+        let state = lookup(&snap, "106540352242922#US.new").unwrap();
+        assert_eq!(
+            state.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut
+        );
+    }
+
+    #[test]
+    fn a_new_bsuid_takes_over_the_phone_and_the_old_bsuid_points_at_it() {
+        let mut snap = ContactSnapshot::new();
+        let old = user_ref(Some("15551110000"), Some("US.old")).unwrap();
+        settle(&mut snap, &old, &opted_out_at(10, "15551110000"));
+        let m = IdentityMove {
+            number: number(),
+            from: old,
+            to: user_ref(Some("15551110000"), Some("US.new")).unwrap(),
+            at: t(20),
+        };
+        assert!(perform_move(&mut snap, &m));
+        for key in [
+            "106540352242922#US.new",
+            "106540352242922#US.old",
+            "106540352242922#15551110000",
+        ] {
+            let state = lookup(&snap, key).unwrap_or_else(|| panic!("{key} leads nowhere"));
+            assert_eq!(
+                state.preference(Category::Marketing).unwrap().consent,
+                Consent::OptedOut,
+                "{key}"
+            );
+        }
+        assert_eq!(
+            snap.get(&ContactKey::from_stored(
+                "106540352242922#15551110000".into()
+            ))
+            .cloned()
+            .flatten()
+            .unwrap()
+            .record,
+            ContactRecord::Alias(ContactKey::from_stored("106540352242922#US.new".into()))
         );
     }
 

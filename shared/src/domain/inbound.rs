@@ -170,6 +170,10 @@ pub enum MessageContent {
     System {
         kind: Option<String>,
         body: Option<String>,
+        /// A number change's new number, as Meta wrote it (`wa_id`, or the older `new_wa_id`).
+        new_wa_id: Option<String>,
+        /// A BSUID change's new BSUID.
+        new_user_id: Option<String>,
     },
     /// A type Cloud API does not support (Meta says which in `unsupported.type`).
     Unsupported {

@@ -28,6 +28,8 @@ pub const DEFAULT_STOP_KEYWORDS: &[&str] = &[
     // Spanish
     "baja",
     "darme de baja",
+    "parar",
+    "detener",
     "no mas mensajes",
     "no quiero mas mensajes",
     // Portuguese
@@ -241,8 +243,7 @@ mod tests {
     fn prompt_and_menu_words_are_not_keywords_by_default() {
         let rules = KeywordRules::default();
         for word in [
-            "cancel", "Cancelar", "END", "quit", "Sair", "Voltar", "back", "alta", "Assinar",
-            "parar", "no",
+            "cancel", "Cancelar", "END", "quit", "Sair", "Voltar", "back", "alta", "Assinar", "no",
         ] {
             assert_eq!(rules.classify_text(word), None, "{word}");
         }

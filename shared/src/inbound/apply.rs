@@ -21,6 +21,8 @@ pub struct ApplyReport {
     pub statuses_unchanged: usize,
     pub contacts_written: usize,
     pub contacts_unchanged: usize,
+    /// Number or BSUID changes carried out.
+    pub contacts_moved: usize,
     pub events_stored: usize,
     pub events_duplicate: usize,
     /// Versioned writes that lost a race and were retried.
@@ -35,6 +37,7 @@ impl ApplyReport {
         self.statuses_unchanged += o.statuses_unchanged;
         self.contacts_written += o.contacts_written;
         self.contacts_unchanged += o.contacts_unchanged;
+        self.contacts_moved += o.contacts_moved;
         self.events_stored += o.events_stored;
         self.events_duplicate += o.events_duplicate;
         self.conflicts += o.conflicts;
@@ -68,7 +71,12 @@ impl InboundWriter {
             self.statuses(&plan.statuses),
             self.contacts(&plan.contacts),
         )?;
-        Ok(events.add(messages).add(statuses).add(contacts))
+        // After the deltas: a move carries what this delivery taught about the person too.
+        let mut moved = ApplyReport::default();
+        for m in &plan.moves {
+            moved.contacts_moved += usize::from(self.store.move_identity(m).await?);
+        }
+        Ok(events.add(messages).add(statuses).add(contacts).add(moved))
     }
 
     async fn events(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {

@@ -93,9 +93,19 @@ struct Order {
 
 #[derive(Deserialize)]
 struct System {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "super::lenient_string")]
     kind: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient_string")]
     body: Option<String>,
+    /// The new number (`user_changed_number`).
+    #[serde(default, deserialize_with = "super::lenient_string")]
+    wa_id: Option<String>,
+    /// The new number in older payloads (`customer_changed_number`).
+    #[serde(default, deserialize_with = "super::lenient_string")]
+    new_wa_id: Option<String>,
+    /// The new BSUID (`user_changed_user_id`).
+    #[serde(default, deserialize_with = "super::lenient_string")]
+    user_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +204,8 @@ impl MessageContent {
                 MessageContent::System {
                     kind: s.kind,
                     body: s.body,
+                    new_wa_id: s.wa_id.or(s.new_wa_id),
+                    new_user_id: s.user_id,
                 }
             }
             "unsupported" | "unknown" => MessageContent::Unsupported {

@@ -13,8 +13,8 @@ use super::tables::CONTACTS;
 use super::{versioned_outcome, Store, StoreError, WriteOutcome};
 use crate::domain::contact::{ConsentRecord, ContactState, Referral, Stamped};
 use crate::domain::identity::{
-    resolve_with, AliasWrite, ContactRecord, ContactSnapshot, ContactWrite, PrimaryWrite,
-    ResolveStep, VersionedRecord,
+    plan_move, resolve_with, AliasWrite, ContactRecord, ContactSnapshot, ContactWrite,
+    IdentityMove, MoveStep, PrimaryWrite, ResolveStep, Retire, VersionedRecord,
 };
 use crate::domain::ids::{ContactKey, Phone, PhoneNumberId, UserRef};
 use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
@@ -157,6 +157,62 @@ impl Store {
         Err(StoreError::Contention {
             what: "contact",
             key: user.masked(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Moves a person's contact to their new identity ([`plan_move`]): the state is merged into the
+    /// new identity first, then the old keys are retired, each conditionally. A crash in between
+    /// leaves both leading to the person; the webhook's redelivery finishes the move (merging again
+    /// changes nothing). Returns whether anything was written.
+    pub async fn move_identity(&self, m: &IdentityMove) -> Result<bool, StoreError> {
+        let mut rounds = Rounds::new();
+        while let Some(_attempt) = rounds.next().await {
+            let mut snapshot = ContactSnapshot::new();
+            let step = loop {
+                match plan_move(m, &snapshot) {
+                    MoveStep::Read(keys) => snapshot.extend(self.get_contacts(&keys).await?),
+                    other => break other,
+                }
+            };
+            let MoveStep::Move { carried, retire } = step else {
+                return Ok(false);
+            };
+            self.merge_contact(&m.number, &m.to, &carried, Default::default())
+                .await?;
+            let mut lost_race = false;
+            for r in &retire {
+                let outcome = match r {
+                    Retire::Point(alias) => {
+                        self.write_contact(&ContactWrite {
+                            primary: None,
+                            aliases: vec![alias.clone()],
+                        })
+                        .await?
+                    }
+                    Retire::Delete { key, version } => {
+                        let result = self
+                            .client
+                            .delete_item()
+                            .table_name(&self.tables.contacts)
+                            .key(KEY, s(key.as_str()))
+                            .condition_expression("#v = :v")
+                            .expression_attribute_names("#v", "version")
+                            .expression_attribute_values(":v", n(*version as i64))
+                            .send()
+                            .await;
+                        versioned_outcome(result, "DeleteItem", &self.tables.contacts)?
+                    }
+                };
+                lost_race |= outcome == WriteOutcome::Conflict;
+            }
+            if !lost_race {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Contention {
+            what: "contact move",
+            key: m.from.masked(),
             attempts: MAX_ATTEMPTS,
         })
     }

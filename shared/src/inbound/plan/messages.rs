@@ -5,7 +5,8 @@ use serde_json::value::RawValue;
 
 use super::{identify, Builder};
 use crate::domain::contact::{ContactState, Referral};
-use crate::domain::ids::{PhoneNumberId, UserRef, Wamid};
+use crate::domain::identity::IdentityMove;
+use crate::domain::ids::{Bsuid, Phone, PhoneNumberId, UserRef, Wamid};
 use crate::domain::inbound::{InboundMessage, Level};
 use crate::domain::keywords::KeywordIntent;
 use crate::domain::preferences::{Category, Consent, PreferenceSource};
@@ -31,6 +32,32 @@ const KNOWN_MESSAGE_TYPES: &[&str] = &[
     "unknown",
     "request_welcome",
 ];
+
+/// The person's new identity, when a `system` message says it changed: a new number
+/// (`user_changed_number`, older `customer_changed_number`) or a new BSUID (`user_changed_user_id`).
+/// A new number comes with a new BSUID that Meta names later, so only the number moves.
+fn identity_change(content: &MessageContent, user: &UserRef) -> Option<UserRef> {
+    let MessageContent::System {
+        kind: Some(kind),
+        new_wa_id,
+        new_user_id,
+        ..
+    } = content
+    else {
+        return None;
+    };
+    match kind.as_str() {
+        "user_changed_number" | "customer_changed_number" => {
+            let phone = Phone::parse(new_wa_id.as_deref()?).ok()?;
+            Some(UserRef::from_phone(phone))
+        }
+        "user_changed_user_id" => {
+            let bsuid = Bsuid::parse(new_user_id.as_deref()?).ok()?;
+            UserRef::new(user.phone().cloned(), Some(bsuid))
+        }
+        _ => None,
+    }
+}
 
 impl<'a> Builder<'_, 'a> {
     pub(super) fn message(
@@ -64,6 +91,14 @@ impl<'a> Builder<'_, 'a> {
         if let (Some(user), Some(at)) = (&user, item.timestamp) {
             let delta = self.message_delta(&item, &kind, &content, user, contact, at);
             self.contact(number, user, delta);
+            if let Some(to) = identity_change(&content, user) {
+                self.plan.moves.push(IdentityMove {
+                    number: number.clone(),
+                    from: user.clone(),
+                    to,
+                    at,
+                });
+            }
         } else {
             self.plan.counts.unattributed += 1;
         }

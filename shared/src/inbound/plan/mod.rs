@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 
 use crate::domain::contact::ContactState;
+use crate::domain::identity::IdentityMove;
 use crate::domain::ids::{Bsuid, Phone, PhoneNumberId, UserId, UserRef, Wamid};
 pub use crate::domain::inbound::{EventKind, InboundMessage, Level, RawEvent};
 use crate::domain::keywords::KeywordRules;
@@ -65,6 +66,8 @@ pub struct Plan<'a> {
     pub messages: Vec<InboundMessage<'a>>,
     pub statuses: Vec<StatusUpdate>,
     pub contacts: Vec<ContactUpdate>,
+    /// Number and BSUID changes: applied after `contacts`.
+    pub moves: Vec<IdentityMove>,
     pub events: Vec<RawEvent<'a>>,
     pub counts: PlanCounts,
 }
