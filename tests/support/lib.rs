@@ -5,6 +5,7 @@
 pub mod dynamo;
 pub mod fixtures;
 pub mod local_stack;
+pub mod mutate;
 pub mod sender;
 
 use std::collections::BTreeMap;

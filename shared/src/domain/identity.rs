@@ -307,6 +307,7 @@ pub enum Retire {
 }
 
 /// The next step of a move.
+#[allow(clippy::large_enum_variant)] // returned and consumed at once
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MoveStep {
     Read(Vec<ContactKey>),

@@ -71,6 +71,10 @@ impl<'a> Builder<'_, 'a> {
         let Some(item) = self.parse_item::<MessageItem>(Level::Message, text, number, waba) else {
             return;
         };
+        #[cfg(test)]
+        if item.id.as_deref() == Some(super::tests::PANIC_FOR_TEST) {
+            panic!("planted by a test");
+        }
         let Some(wamid) = item.id.as_deref().and_then(|id| Wamid::parse(id).ok()) else {
             let reason = "message has no valid id (wamid): cannot deduplicate it".into();
             return self.unparsed(Level::Message, text.as_bytes(), reason, Some(number), waba);

@@ -58,6 +58,8 @@ pub struct PlanCounts {
     pub unparsed: usize,
     /// Messages with no usable sender or timestamp: stored, but they move no window.
     pub unattributed: usize,
+    /// Items that made the planner panic (a bug): kept raw, counted in `unparsed` too.
+    pub crashed: usize,
 }
 
 /// The writes one delivery calls for.
@@ -208,17 +210,50 @@ impl<'a> Builder<'_, 'a> {
             return self.unparsed(Level::Change, bytes, reason.into(), None, waba);
         };
 
+        // Each item in its own guard: one that trips a bug is kept raw, the rest are planned.
         for m in &value.messages {
-            self.message(m, &number, &value.contacts, waba);
+            self.guarded(Level::Message, m, &number, waba, |b| {
+                b.message(m, &number, &value.contacts, waba)
+            });
         }
         for s in &value.statuses {
-            self.status(s, &number, &value.contacts, waba);
+            self.guarded(Level::Status, s, &number, waba, |b| {
+                b.status(s, &number, &value.contacts, waba)
+            });
         }
         for p in &value.user_preferences {
-            self.preference(p, &number, &value.contacts, waba);
+            self.guarded(Level::Preference, p, &number, waba, |b| {
+                b.preference(p, &number, &value.contacts, waba)
+            });
         }
         for e in &value.errors {
             self.value_error(e, &number, waba);
+        }
+    }
+
+    /// Plans one item, catching a panic (DESIGN rule 18): the parsers are panic-free by construction and
+    /// fuzzed, so this is the net for a bug nobody has found yet. The item is kept raw as
+    /// `unparsed_<level>` with the panic's message, and counted; what it had already added to the
+    /// plan stays (it is authentic data).
+    fn guarded(
+        &mut self,
+        level: Level,
+        raw: &'a RawValue,
+        number: &PhoneNumberId,
+        waba: Option<&str>,
+        plan_item: impl FnOnce(&mut Self),
+    ) {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan_item(self)));
+        if let Err(panic) = caught {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            self.plan.counts.crashed += 1;
+            tracing::error!(event = "item_tripped_a_bug", level = level.as_str(), panic = %what, "an item made the planner panic; kept raw, the rest of the batch is stored. Please report it with the stored event");
+            let reason = format!("wahook tripped on this item (a bug: {what}); it is kept raw");
+            self.unparsed(level, raw.get().as_bytes(), reason, Some(number), waba);
         }
     }
 
@@ -314,6 +349,36 @@ mod tests {
     use crate::domain::status::DeliveryStatus;
 
     const NUMBER: &str = "106540352242922";
+    /// A message id that makes the planner panic, in test builds only: stands in for a bug nobody
+    /// has found yet.
+    pub(super) const PANIC_FOR_TEST: &str = "wamid.PLANTED-PANIC";
+
+    #[test]
+    fn an_item_that_trips_a_bug_is_kept_raw_and_the_rest_of_the_batch_is_planned() {
+        let bad = text_message(PANIC_FOR_TEST, "15551234567", 60, "x");
+        let good = text_message("wamid.GOOD", "15557654321", 61, "Hola");
+        let status = r#"{"id":"wamid.OUT","status":"delivered","timestamp":"62","recipient_id":"15557654321"}"#;
+        let body = wrap(
+            &format!(r#""messages":[{bad},{good}],"statuses":[{status}]"#),
+            "messages",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.counts.crashed, 1);
+        assert_eq!(p.messages.len(), 1, "the good message is planned");
+        assert_eq!(p.messages[0].wamid.as_str(), "wamid.GOOD");
+        assert_eq!(p.statuses.len(), 1, "and the status");
+        let kept = p
+            .events
+            .iter()
+            .find(|e| e.kind == "unparsed_message")
+            .expect("the bad item is kept raw");
+        assert!(kept
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("planted by a test"));
+        assert_eq!(kept.raw, bad.as_bytes());
+    }
 
     fn wrap(value_inner: &str, field: &str) -> String {
         format!(

@@ -1,0 +1,239 @@
+//! A mutation fuzzer on stable Rust (no cargo-fuzz here): real inputs (Meta's payloads from `events/`,
+//! valid send and consent requests) with one to three nodes replaced, removed, duplicated or added,
+//! or the bytes cut or flipped, fed to every parser input reaches. A crash is a panic that escapes, or
+//! an item the webhook's planner had to catch (`PlanCounts::crashed`): both are bugs (DESIGN rule 18).
+//!
+//! `tests/hostile_input.rs` runs a bounded number of cases in CI; `scripts/bench.sh fuzz` runs the
+//! `fuzz` binary for a million or more.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde_json::{json, Map, Value};
+use wahook::domain::consent_request::ConsentRequest;
+use wahook::domain::keywords::KeywordRules;
+use wahook::domain::send_request::SendRequest;
+use wahook::domain::time::UnixTime;
+use wahook::inbound::plan;
+
+use crate::fixtures::{payload, payload_names};
+
+/// splitmix64: small, fast, and the same sequence for the same seed on every machine.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// What a hostile or careless sender puts where an id, a time or a text goes.
+pub fn hostile_value(rng: &mut Rng) -> Value {
+    match rng.below(22) {
+        0 => json!(""),
+        1 => json!("A"),
+        2 => json!("US"),
+        3 => json!("US."),
+        4 => json!("é"),
+        5 => json!("ñ".repeat(1 + rng.below(300))),
+        6 => json!("x".repeat(10 * 1024)),
+        7 => json!(0),
+        8 => json!(-1),
+        9 => json!(1e308),
+        10 => json!(12_345_678_901_234_567_890_u64),
+        11 => Value::Null,
+        12 => json!(true),
+        13 => json!([]),
+        14 => json!([1, "a", null]),
+        15 => json!({}),
+        16 => json!({"a": null}),
+        17 => json!("\u{0}\u{feff}\u{202e}"),
+        18 => json!("+52 1 55 1234 5678"),
+        19 => json!("MX.ENT.1"),
+        20 => {
+            // Deeper than serde_json's recursion limit: must be refused, not overflow the stack.
+            let mut v = json!(1);
+            for _ in 0..(100 + rng.below(100)) {
+                v = json!([v]);
+            }
+            v
+        }
+        _ => json!(rng.next_u64().to_string()),
+    }
+}
+
+/// Every node of `v`, as paths of object keys and array indexes.
+fn paths(v: &Value, here: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    out.push(here.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                here.push(Step::Key(k.clone()));
+                paths(child, here, out);
+                here.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                here.push(Step::Index(i));
+                paths(child, here, out);
+                here.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn node_mut<'v>(v: &'v mut Value, path: &[Step]) -> Option<&'v mut Value> {
+    let mut node = v;
+    for step in path {
+        node = match step {
+            Step::Key(k) => node.get_mut(k.as_str())?,
+            Step::Index(i) => node.get_mut(*i)?,
+        };
+    }
+    Some(node)
+}
+
+/// One to three structural mutations of `seed`, or a byte-level one of its text.
+pub fn mutate(seed: &Value, rng: &mut Rng) -> Vec<u8> {
+    let mut v = seed.clone();
+    if rng.below(10) == 0 {
+        let mut bytes = serde_json::to_vec(&v).expect("a value serialises");
+        if rng.below(2) == 0 {
+            bytes.truncate(rng.below(bytes.len()));
+        } else {
+            let at = rng.below(bytes.len());
+            bytes[at] ^= 1 << rng.below(8);
+        }
+        return bytes;
+    }
+    for _ in 0..=rng.below(3) {
+        let mut all = Vec::new();
+        paths(&v, &mut Vec::new(), &mut all);
+        let path = all[rng.below(all.len())].clone();
+        let Some(node) = node_mut(&mut v, &path) else {
+            continue;
+        };
+        match rng.below(6) {
+            0..=2 => *node = hostile_value(rng),
+            3 => {
+                if let Value::Object(m) = node {
+                    if let Some(k) = m.keys().nth(rng.below(m.len())).cloned() {
+                        m.remove(&k);
+                    }
+                }
+            }
+            4 => {
+                if let Value::Array(a) = node {
+                    if !a.is_empty() {
+                        let dup = a[rng.below(a.len())].clone();
+                        a.push(dup);
+                    }
+                } else if let Value::Object(m) = node {
+                    m.insert(format!("unknown_{}", rng.below(5)), hostile_value(rng));
+                }
+            }
+            _ => {
+                // The same node's type changed to another of the shapes JSON allows.
+                *node = match node.take() {
+                    Value::String(s) => json!([s]),
+                    Value::Array(a) => Value::Object(
+                        a.into_iter()
+                            .enumerate()
+                            .map(|(i, x)| (i.to_string(), x))
+                            .collect::<Map<_, _>>(),
+                    ),
+                    Value::Object(_) => json!("object"),
+                    other => json!({ "value": other }),
+                };
+            }
+        }
+    }
+    serde_json::to_vec(&v).expect("a value serialises")
+}
+
+/// The inputs mutations start from.
+pub struct Corpus {
+    pub payloads: Vec<Value>,
+    pub requests: Vec<Value>,
+}
+
+impl Corpus {
+    pub fn load() -> Self {
+        let payloads = payload_names()
+            .iter()
+            .filter_map(|n| serde_json::from_slice(&payload(n)).ok())
+            .collect();
+        let requests = vec![
+            json!({"v": 1, "idempotency_key": "order-1", "to": "+5215512345678", "category": "utility",
+                "template": {"name": "order_shipped", "language": "es_MX",
+                    "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-17"}]}]},
+                "not_after": "2026-12-01T10:00:00Z", "callback_data": "x", "reply_to": "wamid.HBgL"}),
+            json!({"v": 1, "idempotency_key": "k2", "to": "MX.1310418412279093", "text": {"body": "Hola"},
+                "category": "utility", "fallback_template": {"name": "t", "language": "en"}}),
+            json!({"v": 1, "kind": "consent", "to": "+525512345678", "category": "marketing",
+                "consent": "opted_in", "at": "2026-12-01T10:00:00Z", "source": "web_form", "evidence": "f"}),
+        ];
+        Self { payloads, requests }
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub cases: u64,
+    pub crashes: u64,
+    /// The first input that crashed, to reproduce it.
+    pub first_crash: Option<Vec<u8>>,
+}
+
+/// Runs `cases` mutations from `seed`: each payload through the webhook planner, each request through
+/// the send and consent parsers.
+pub fn run(corpus: &Corpus, cases: u64, seed: u64) -> Report {
+    let rules = KeywordRules::default();
+    let now = UnixTime::from_secs(1_796_119_200);
+    let mut rng = Rng::new(seed);
+    let mut report = Report::default();
+    for case in 0..cases {
+        let payload_case = case % 4 != 3;
+        let input = if payload_case {
+            mutate(&corpus.payloads[rng.below(corpus.payloads.len())], &mut rng)
+        } else {
+            mutate(&corpus.requests[rng.below(corpus.requests.len())], &mut rng)
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if payload_case {
+                plan(&input, &rules).counts.crashed == 0
+            } else {
+                let text = String::from_utf8_lossy(&input);
+                let _ = SendRequest::parse(&text);
+                let _ = ConsentRequest::parse(&text, now);
+                true
+            }
+        }));
+        report.cases += 1;
+        if !matches!(outcome, Ok(true)) {
+            report.crashes += 1;
+            report.first_crash.get_or_insert(input);
+        }
+    }
+    report
+}
