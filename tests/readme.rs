@@ -16,7 +16,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wahook::domain::consent_request::ConsentRequest;
 use wahook::domain::send_request::SendRequest;
+use wahook::domain::time::UnixTime;
 use wahook_tests::local_stack::{alive, bin_dir, pids, root, tempdir, text, StopLeftovers};
 
 fn readme() -> String {
@@ -185,7 +187,16 @@ fn the_json_examples_are_requests_the_sender_accepts() {
         .collect();
     assert!(examples.len() >= 2, "the producer guide shows its examples");
     for b in &examples {
-        if let Err(e) = SendRequest::parse(&b.body) {
+        let kind = serde_json::from_str::<Value>(&b.body)
+            .ok()
+            .and_then(|v| v["kind"].as_str().map(str::to_owned));
+        let refused = match kind.as_deref() {
+            Some("consent") => ConsentRequest::parse(&b.body, UnixTime::now())
+                .err()
+                .map(|e| e.to_string()),
+            _ => SendRequest::parse(&b.body).err().map(|e| e.to_string()),
+        };
+        if let Some(e) = refused {
             panic!(
                 "README.md:{}: the sender refuses this example: {}",
                 b.line, e

@@ -34,6 +34,11 @@ impl UnixTime {
     }
 
     /// Meta writes timestamps as strings of digits; some tools send numbers. Anything else is `None`.
+    /// The largest payload time we accept (12 digits: year 33658). Anything above is not a time Meta
+    /// sends, and would freeze "latest wins" state (a window that never closes, an opt-out nothing
+    /// can follow).
+    pub const MAX_PAYLOAD_SECS: i64 = 999_999_999_999;
+
     pub fn parse_meta(raw: &str) -> Option<Self> {
         let raw = raw.trim();
         if raw.is_empty() || raw.len() > 12 || !raw.bytes().all(|b| b.is_ascii_digit()) {

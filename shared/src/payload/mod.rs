@@ -368,7 +368,9 @@ where
 {
     d.deserialize_any(Scalar).map(|s| match s {
         ScalarValue::Text(t) => UnixTime::parse_meta(&t),
-        ScalarValue::Int(i) if i >= 0 => Some(UnixTime::from_secs(i)),
+        ScalarValue::Int(i) if (0..=UnixTime::MAX_PAYLOAD_SECS).contains(&i) => {
+            Some(UnixTime::from_secs(i))
+        }
         _ => None,
     })
 }

@@ -440,7 +440,9 @@ fn alias_put(a: &AliasWrite) -> (Item, String, Names, Option<Values>) {
 /// Reads a stored item. Malformed attributes read as absent: the next write sets them again.
 pub fn record_from_item(item: &Item) -> VersionedRecord {
     let version = attrs::version_of(item);
-    if let Some(target) = get_s(item, "alias_of") {
+    // An alias whose target is not a key (edited by hand) reads as a person with no state: the next
+    // write replaces it, instead of every read of this person failing on an invalid key.
+    if let Some(target) = get_s(item, "alias_of").filter(|t| ContactKey::parse(t).is_some()) {
         return VersionedRecord {
             record: ContactRecord::Alias(ContactKey::from_stored(target.to_owned())),
             version,

@@ -32,7 +32,11 @@ impl Store {
         now: UnixTime,
     ) -> Result<PutOutcome, StoreError> {
         let id = event_id(event);
-        let expires_at = event.at.unwrap_or(now).secs() + self.retention_secs;
+        let expires_at = event
+            .at
+            .unwrap_or(now)
+            .secs()
+            .saturating_add(self.retention_secs);
         let parts: Vec<&[u8]> = if event.raw.is_empty() {
             vec![event.raw]
         } else {

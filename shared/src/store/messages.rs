@@ -50,7 +50,10 @@ impl Store {
             ("type".into(), s(&msg.kind)),
             ("raw".into(), s(msg.raw)),
             ("received_at".into(), n(now.secs())),
-            ("expires_at".into(), n(at.secs() + self.retention_secs)),
+            (
+                "expires_at".into(),
+                n(at.secs().saturating_add(self.retention_secs)),
+            ),
         ]);
         if let Some(user) = &msg.user {
             item.insert(
@@ -146,7 +149,10 @@ impl Store {
                 .set("status_rank", n(i64::from(status.rank())));
         }
         if let Some(last) = log.last_at() {
-            u.set("expires_at", n(last.secs() + self.retention_secs));
+            u.set(
+                "expires_at",
+                n(last.secs().saturating_add(self.retention_secs)),
+            );
         }
         // `at` is the send's time once the sender recorded it; until then, the earliest status (a
         // function of the merged log, so the same whatever order statuses arrive in).
@@ -252,7 +258,7 @@ impl Store {
             .set_opt("send_callback_data", send.callback_data.map(s))
             .set_once(
                 "expires_at",
-                n(send.accepted_at.secs() + self.retention_secs),
+                n(send.accepted_at.secs().saturating_add(self.retention_secs)),
             );
         let expression = format!("{} ADD #version :one", u.expression());
         u.names.insert("#version".into(), "version".into());

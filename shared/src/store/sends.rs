@@ -98,7 +98,10 @@ impl Store {
             ("type".into(), s(summary.kind)),
             ("created_at".into(), n(now.secs())),
             ("updated_at".into(), n(now.secs())),
-            ("expires_at".into(), n(now.secs() + self.retention_secs)),
+            (
+                "expires_at".into(),
+                n(now.secs().saturating_add(self.retention_secs)),
+            ),
         ]);
         if let Some(t) = summary.template_name {
             item.insert("template_name".into(), s(t));
@@ -145,7 +148,10 @@ impl Store {
             ("created_at".into(), n(now.secs())),
             ("updated_at".into(), n(now.secs())),
             ("finished_at".into(), n(now.secs())),
-            ("expires_at".into(), n(now.secs() + self.retention_secs)),
+            (
+                "expires_at".into(),
+                n(now.secs().saturating_add(self.retention_secs)),
+            ),
         ]);
         self.put_new_or_existing(key, item).await
     }

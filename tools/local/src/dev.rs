@@ -11,6 +11,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use wahook::config::Env;
+use wahook::domain::consent_request::ConsentRequest;
 use wahook::domain::ids::{ContactKey, PhoneNumberId, UserId};
 use wahook::domain::ledger::SendState;
 use wahook::domain::preferences::{Category, Consent};
@@ -191,6 +192,19 @@ pub async fn inbound(dev: &DevEnv, msg: &Inbound) -> Result<String, String> {
 pub async fn send(dev: &DevEnv, request: &Value) -> Result<String, String> {
     let body = request.to_string();
     let parsed = SendRequest::parse(&body).map_err(|e| format!("{e} (nothing was enqueued)"))?;
+    enqueue(dev, body).await?;
+    Ok(parsed.idempotency_key.as_str().to_owned())
+}
+
+/// Checks a consent request like the sender will, then puts it on the sends queue.
+pub async fn consent(dev: &DevEnv, request: &Value) -> Result<(), String> {
+    let body = request.to_string();
+    ConsentRequest::parse(&body, UnixTime::now())
+        .map_err(|e| format!("{e} (nothing was enqueued)"))?;
+    enqueue(dev, body).await
+}
+
+async fn enqueue(dev: &DevEnv, body: String) -> Result<(), String> {
     let sdk = dev.sdk().await?;
     aws_sdk_sqs::Client::new(&sdk)
         .send_message()
@@ -198,8 +212,8 @@ pub async fn send(dev: &DevEnv, request: &Value) -> Result<String, String> {
         .message_body(body)
         .send()
         .await
-        .map_err(|e| format!("could not enqueue: {}", aws_sdk_sqs::Error::from(e)))?;
-    Ok(parsed.idempotency_key.as_str().to_owned())
+        .map(|_| ())
+        .map_err(|e| format!("could not enqueue: {}", aws_sdk_sqs::Error::from(e)))
 }
 
 /// The ledger state of a key, if any.
@@ -281,6 +295,19 @@ pub fn format_timeline(
                 category.as_str(),
                 p.source.as_str(),
                 when(p.at)
+            ));
+        }
+        if let Some((c, s)) = state.and_then(|s| s.consents.get(&category).map(|c| (c, s))) {
+            let standing = if s.has_recorded_consent(category) {
+                "on record"
+            } else {
+                "withdrawn by a later opt-out"
+            };
+            out.push_str(&format!(
+                "  {:<11} consent {standing} ({}, {} UTC)\n",
+                "",
+                c.value.source,
+                when(c.at)
             ));
         }
     }

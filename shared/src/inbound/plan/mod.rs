@@ -397,6 +397,20 @@ mod tests {
     }
 
     #[test]
+    fn a_timestamp_beyond_any_real_time_moves_no_window() {
+        // As a number, i64::MAX would make every retention sum overflow and freeze the window open.
+        let body = wrap(
+            r#""messages":[{"from":"15551234567","id":"wamid.T","timestamp":9223372036854775807,"type":"text","text":{"body":"hi"}}]"#,
+            "messages",
+        );
+        let p = plan_of(&body);
+        assert_eq!(p.messages.len(), 1, "kept");
+        assert_eq!(p.messages[0].at, None);
+        assert!(p.contacts.is_empty(), "no window, no keyword");
+        assert_eq!(p.counts.unattributed, 1);
+    }
+
+    #[test]
     fn empty_or_short_user_ids_are_ignored_not_a_crash() {
         for bad in ["", "U", "US", "é"] {
             let body = wrap(

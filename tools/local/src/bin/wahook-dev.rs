@@ -14,6 +14,9 @@ const USAGE: &str = "usage: wahook-dev <command>
            [--key KEY] [--not-after 2026-11-23T12:00:00Z]
   send     --file request.json
                          put a send request on the sends queue (checked first)
+  consent  +5215512345678|MX.131… CATEGORY opted_in|opted_out [--source web_form]
+           [--evidence \"form 77\"] [--at 2026-12-01T10:00:00Z]
+                         record a consent your systems collected (or its withdrawal)
   status   KEY           what became of a send request
   timeline +5215512345678 | MX.131…
                          a contact's window, opt-outs and messages
@@ -74,6 +77,24 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
             args.done()?;
             let key = dev::send(&DevEnv::load()?, &request).await?;
             println!("enqueued {key}; follow it with: scripts/dev.sh status {key}");
+            Ok(())
+        }
+        "consent" => {
+            let usage = "consent needs TO CATEGORY opted_in|opted_out";
+            let to = args.positional().ok_or(usage)?;
+            let category = args.positional().ok_or(usage)?;
+            let consent = args.positional().ok_or(usage)?;
+            let mut request = json!({
+                "v": 1, "kind": "consent", "to": to, "category": category, "consent": consent,
+                "at": args.value("--at").unwrap_or_else(|| UnixTime::now().to_rfc3339()),
+                "source": args.value("--source").unwrap_or_else(|| "dev_sh".into()),
+            });
+            if let Some(evidence) = args.value("--evidence") {
+                request["evidence"] = json!(evidence);
+            }
+            args.done()?;
+            dev::consent(&DevEnv::load()?, &request).await?;
+            println!("enqueued: {consent} to {category} for {to}; see it with: scripts/dev.sh timeline {to}");
             Ok(())
         }
         "status" => {
