@@ -281,6 +281,21 @@ async fn consent_requests_merge_like_every_other_source_and_bad_ones_say_why() {
     );
 }
 
+#[tokio::test]
+async fn an_opt_out_recorded_in_a_batch_holds_for_the_sends_beside_it() {
+    let w = World::new("send-consent-batch").await;
+    // One batch: the send first on the queue, the producer's "stop everything" after it.
+    w.enqueue(&template("promo-b", ANA, "marketing")).await;
+    w.enqueue(&consent("+525512345678", "all", "opted_out", 5))
+        .await;
+    w.run().await;
+    assert!(w.sent().is_empty(), "{:?}", w.sent());
+    assert_eq!(
+        w.ledger("promo-b").await.unwrap().state,
+        SendState::Suppressed
+    );
+}
+
 /// Meta writes a Mexican mobile `521…` where a CRM writes `+52…`, and Brazil's with or without the
 /// ninth digit: one person either way, for opt-outs and for the window.
 #[tokio::test]

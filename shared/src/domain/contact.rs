@@ -68,6 +68,9 @@ pub struct Referral {
 pub struct ContactState {
     /// The phone number last seen for this person (a BSUID-keyed contact may learn or change it).
     pub phone: Option<Stamped<Phone>>,
+    /// A phone this person gave up (they changed number, or someone else took it), and when: a phone
+    /// seen no later than this is no longer theirs ([`ContactState::current_phone`]).
+    pub phone_released: Option<Stamped<Phone>>,
     /// WhatsApp profile name, from `contacts[].profile.name`.
     pub profile_name: Option<Stamped<String>>,
     /// Payload time of the user's latest message; the customer service window runs 24 h from it.
@@ -129,6 +132,7 @@ impl ContactState {
     pub fn join(&mut self, other: &ContactState) -> bool {
         let mut changed = false;
         changed |= join_stamped(&mut self.phone, &other.phone);
+        changed |= join_stamped(&mut self.phone_released, &other.phone_released);
         changed |= join_stamped(&mut self.profile_name, &other.profile_name);
         changed |= join_max(&mut self.last_inbound_at, other.last_inbound_at);
         changed |= join_stamped(&mut self.referral, &other.referral);
@@ -161,6 +165,24 @@ impl ContactState {
             }
         }
         changed
+    }
+
+    /// The phone this person can be reached on: the last seen, unless it was released since (a number
+    /// change: carriers give numbers to other people).
+    pub fn current_phone(&self) -> Option<&Phone> {
+        let phone = self.phone.as_ref()?;
+        match &self.phone_released {
+            Some(r) if r.at >= phone.at && r.value.same_number(&phone.value) => None,
+            _ => Some(&phone.value),
+        }
+    }
+
+    /// A delta saying this person no longer has `phone` as of `at`.
+    pub fn phone_released(phone: Phone, at: UnixTime) -> ContactState {
+        ContactState {
+            phone_released: Some(Stamped::new(at, phone)),
+            ..ContactState::default()
+        }
     }
 
     /// Whether a producer's consent to `category` is on record and no opt-out came after it.

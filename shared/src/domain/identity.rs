@@ -141,23 +141,26 @@ pub fn resolve_with(
         .clone()
         .or_else(|| phone_key.clone())
         .expect("a UserRef holds at least one identity");
-    let home = match record(&entry_key) {
-        Some(VersionedRecord {
-            record: ContactRecord::Alias(target),
-            ..
-        }) if target != entry_key => target,
+    let start = match record(&entry_key) {
         Some(_) => entry_key.clone(),
         None if bsuid_key.is_none() => legacy
             .iter()
-            .find_map(|k| match record(k) {
-                Some(VersionedRecord {
-                    record: ContactRecord::Alias(target),
-                    ..
-                }) if &target != k => Some(target),
-                _ => None,
+            .find(|k| {
+                matches!(
+                    record(k),
+                    Some(VersionedRecord {
+                        record: ContactRecord::Alias(_),
+                        ..
+                    })
+                )
             })
+            .cloned()
             .unwrap_or_else(|| entry_key.clone()),
         None => entry_key.clone(),
+    };
+    let home = match follow(&start, snapshot) {
+        Ok(home) => home,
+        Err(unread) => return ResolveStep::Read(vec![unread]),
     };
     if !snapshot.contains_key(&home) {
         return ResolveStep::Read(vec![home]);
@@ -167,7 +170,7 @@ pub fn resolve_with(
             record: ContactRecord::Primary(state),
             version,
         }) => (state, Some(version)),
-        // A dangling or chained alias: write a fresh primary over it rather than follow a chain.
+        // A chain longer than we follow, or a loop: write a fresh primary at its end.
         Some(VersionedRecord {
             record: ContactRecord::Alias(_),
             version,
@@ -182,6 +185,20 @@ pub fn resolve_with(
         target: home.clone(),
         expected_version,
     };
+
+    // An entry key that leads here through another alias (an old BSUID after a move) now points here
+    // directly, so no chain grows.
+    if bsuid_key.as_ref() == Some(&entry_key) && entry_key != home {
+        if let Some(VersionedRecord {
+            record: ContactRecord::Alias(target),
+            version,
+        }) = record(&entry_key)
+        {
+            if target != home {
+                aliases.push(alias_to_home(&entry_key, Some(version)));
+            }
+        }
+    }
 
     // An identity key that should lead here: absent → point it here; holding state of its own →
     // fold the state in and point it here; pointing at someone else → the caller decides.
@@ -251,6 +268,28 @@ pub fn resolve_with(
     ResolveStep::Write(ContactWrite { primary, aliases })
 }
 
+/// How many aliases a lookup follows. A chain appears only when a person's identity changed twice
+/// between writes (every resolve points the keys it touches straight at the person's record), so
+/// this is generous.
+pub const MAX_ALIAS_HOPS: usize = 4;
+
+/// Follows aliases from `start` to the key holding the state (or the end of a chain longer than
+/// [`MAX_ALIAS_HOPS`], or of a loop). `Err(key)`: read `key` first.
+pub fn follow(start: &ContactKey, snapshot: &ContactSnapshot) -> Result<ContactKey, ContactKey> {
+    let mut key = start.clone();
+    for _ in 0..MAX_ALIAS_HOPS {
+        match snapshot.get(&key) {
+            None => return Err(key),
+            Some(Some(VersionedRecord {
+                record: ContactRecord::Alias(next),
+                ..
+            })) if *next != key && next != start => key = next.clone(),
+            Some(_) => return Ok(key),
+        }
+    }
+    Ok(key)
+}
+
 /// The phone alias points at another person: move it only if we saw the phone with our person later
 /// (ties broken by key, so every order of deliveries ends the same way).
 fn phone_moves_to_us(
@@ -297,13 +336,20 @@ pub struct IdentityMove {
     pub at: UnixTime,
 }
 
-/// What a move does to the old identity's items once the state has been carried to the new one.
+/// A write a move makes besides merging the carried state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Retire {
-    /// An old number's key: deleted (if still at `version`), so the number leads to nobody.
+    /// A number's key: deleted (if still at `version`), so the number leads to nobody.
     Delete { key: ContactKey, version: u64 },
-    /// An old BSUID's key: it points at the person's new record (BSUIDs are never reissued).
+    /// An old BSUID's key: it points at the person's new record.
     Point(AliasWrite),
+    /// The person at `home` no longer has `phone` as of `at` (someone else took the number): sends to
+    /// them stop putting it in `to`.
+    ReleasePhone {
+        home: ContactKey,
+        phone: Phone,
+        at: UnixTime,
+    },
 }
 
 /// The next step of a move.
@@ -311,20 +357,34 @@ pub enum Retire {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MoveStep {
     Read(Vec<ContactKey>),
-    /// Merge `carried` into the new identity (as [`resolve`] does), then perform `retire`.
+    /// Perform `before` (free the new number from a previous owner), merge `carried` into the new
+    /// identity (as [`resolve`] does), then perform `retire`.
     Move {
+        before: Vec<Retire>,
         carried: ContactState,
         retire: Vec<Retire>,
     },
-    /// Nothing is known under the old identity (or the move was done already).
+    /// Nothing is known under the old identity, the move was done already, or the old identity is
+    /// someone else's by now (a redelivery after the number was given to another person).
     Nothing,
 }
 
 /// Plans a move from what has been read.
+///
+/// Every sighting of a number at or after the change is the person who moved to it; every sighting
+/// before it is whoever had the number then. That one rule decides both ends:
+/// - the old number's record is carried only if its phone was last seen no later than the change
+///   (else the number has a new owner since, and a redelivered notice must not take their state);
+/// - a record the new number leads to is folded in only if it saw the number at or after the change;
+///   one that saw it only before belongs to the previous owner, who is detached from it first.
 pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
     let old_keys = ContactKey::all_for(&m.number, &m.from);
+    let new_phone_key =
+        m.to.phone()
+            .map(|p| ContactKey::new(&m.number, &UserId::Phone(p.clone())));
     let unread: Vec<ContactKey> = old_keys
         .iter()
+        .chain(new_phone_key.iter())
         .filter(|k| !snapshot.contains_key(*k))
         .cloned()
         .collect();
@@ -333,15 +393,13 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
     }
     let record = |key: &ContactKey| snapshot.get(key).cloned().flatten();
     // The first old key that leads somewhere: the BSUID's, the phone's, then older spellings.
-    let Some(home) = old_keys.iter().find_map(|k| match record(k)?.record {
-        ContactRecord::Primary(_) => Some(k.clone()),
-        ContactRecord::Alias(target) => Some(target),
-    }) else {
+    let Some(start) = old_keys.iter().find(|k| record(k).is_some()) else {
         return MoveStep::Nothing;
     };
-    if !snapshot.contains_key(&home) {
-        return MoveStep::Read(vec![home]);
-    }
+    let home = match follow(start, snapshot) {
+        Ok(home) => home,
+        Err(unread) => return MoveStep::Read(vec![unread]),
+    };
     let Some(VersionedRecord {
         record: ContactRecord::Primary(state),
         version: home_version,
@@ -350,18 +408,66 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
         return MoveStep::Nothing;
     };
 
-    let mut carried = state;
-    let new_phone = m.to.phone().or(m.from.phone()).cloned();
-    carried.phone = None;
-    if let Some(phone) = new_phone {
-        carried.observe_phone(phone, m.at);
-    }
-
-    let new_key = ContactKey::new(&m.number, &m.to.primary());
     let number_changed = match (m.from.phone(), m.to.phone()) {
         (Some(old), Some(new)) => !old.same_number(new),
         _ => false,
     };
+    if number_changed {
+        let old_phone = m.from.phone().expect("checked above");
+        let still_theirs = state
+            .phone
+            .as_ref()
+            .is_some_and(|p| p.value.same_number(old_phone) && p.at <= m.at);
+        if !still_theirs {
+            return MoveStep::Nothing;
+        }
+    }
+
+    // The new number: a record it leads to that saw it only before the change is a previous owner's.
+    let mut before = Vec::new();
+    if let (true, Some(new_key), Some(new_phone)) = (number_changed, &new_phone_key, m.to.phone()) {
+        if let Some(found) = record(new_key) {
+            let other = match follow(new_key, snapshot) {
+                Ok(other) => other,
+                Err(unread) => return MoveStep::Read(vec![unread]),
+            };
+            let previous_owner = match record(&other) {
+                Some(VersionedRecord {
+                    record: ContactRecord::Primary(theirs),
+                    ..
+                }) => {
+                    other != home
+                        && theirs
+                            .phone
+                            .as_ref()
+                            .is_none_or(|p| !p.value.same_number(new_phone) || p.at < m.at)
+                }
+                _ => false,
+            };
+            if previous_owner {
+                before.push(Retire::Delete {
+                    key: new_key.clone(),
+                    version: found.version,
+                });
+                if &other != new_key {
+                    before.push(Retire::ReleasePhone {
+                        home: other,
+                        phone: new_phone.clone(),
+                        at: m.at,
+                    });
+                }
+            }
+        }
+    }
+
+    let mut carried = state;
+    carried.phone = None;
+    carried.phone_released = None;
+    if let Some(phone) = m.to.phone().or(m.from.phone()) {
+        carried.observe_phone(phone.clone(), m.at);
+    }
+
+    let new_key = ContactKey::new(&m.number, &m.to.primary());
     let mut retire = Vec::new();
     if number_changed {
         let old_phone = m.from.phone().expect("checked above");
@@ -373,9 +479,11 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
         for key in phone_keys {
             match record(&key) {
                 Some(VersionedRecord {
-                    record: ContactRecord::Alias(target),
+                    record: ContactRecord::Alias(_),
                     version,
-                }) if target == home => retire.push(Retire::Delete { key, version }),
+                }) if follow(&key, snapshot).as_ref() == Ok(&home) => {
+                    retire.push(Retire::Delete { key, version })
+                }
                 Some(VersionedRecord {
                     record: ContactRecord::Primary(_),
                     version,
@@ -384,9 +492,11 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
             }
         }
     }
-    if let (Some(old), Some(new)) = (m.from.bsuid(), m.to.bsuid()) {
+    // The old BSUID record (the person's home before): it leads to the new record, so a send to the
+    // old BSUID reaches the person at their new number, never the old number's next owner.
+    if let Some(old) = m.from.bsuid() {
         let old_key = ContactKey::new(&m.number, &UserId::Bsuid(old.clone()));
-        if old != new && old_key == home {
+        if old_key == home && old_key != new_key {
             retire.push(Retire::Point(AliasWrite {
                 key: old_key,
                 target: new_key.clone(),
@@ -394,10 +504,14 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
             }));
         }
     }
-    if retire.is_empty() && home == new_key {
+    if before.is_empty() && retire.is_empty() && home == new_key {
         return MoveStep::Nothing;
     }
-    MoveStep::Move { carried, retire }
+    MoveStep::Move {
+        before,
+        carried,
+        retire,
+    }
 }
 
 /// Applies a write to an in-memory snapshot, exactly as the store applies it to DynamoDB. Used by the
@@ -699,6 +813,45 @@ mod tests {
     }
 
     #[test]
+    fn an_older_spelling_is_found_when_the_input_itself_is_written_that_way() {
+        // Stored before keys were canonical under Meta's old Brazilian form; the next message
+        // comes from that same form.
+        for (stored, input) in [
+            ("551188776655", "551188776655"),
+            ("525512345678", "+525512345678"),
+        ] {
+            let mut snap = ContactSnapshot::new();
+            let legacy = ContactKey::from_stored(format!("106540352242922#{stored}"));
+            snap.insert(
+                legacy,
+                Some(VersionedRecord {
+                    record: ContactRecord::Primary(ContactState::opted_out(
+                        Category::Marketing,
+                        t(5),
+                        PreferenceSource::Keyword,
+                    )),
+                    version: 1,
+                }),
+            );
+            let w = settle(
+                &mut snap,
+                &user_ref(Some(input), None).unwrap(),
+                &inbound(20, None),
+            );
+            let home = w.primary.unwrap().key;
+            assert_ne!(home.as_str(), format!("106540352242922#{stored}"));
+            assert_eq!(
+                primary_of(&snap, home.as_str())
+                    .preference(Category::Marketing)
+                    .unwrap()
+                    .consent,
+                Consent::OptedOut,
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
     fn a_phone_known_only_under_an_older_spelling_leads_to_its_bsuid_contact() {
         let mut snap = ContactSnapshot::new();
         // Stored before keys were canonical: Brazil's old form pointing at the person's BSUID record.
@@ -775,25 +928,51 @@ mod tests {
                     snapshot.entry(k).or_insert(None);
                 }),
                 MoveStep::Nothing => return false,
-                MoveStep::Move { carried, retire } => {
+                MoveStep::Move {
+                    before,
+                    carried,
+                    retire,
+                } => {
+                    let perform = |snapshot: &mut ContactSnapshot, r: Retire| match r {
+                        Retire::Delete { key, .. } => {
+                            snapshot.insert(key, None);
+                        }
+                        Retire::Point(alias) => apply_to_snapshot(
+                            snapshot,
+                            &ContactWrite {
+                                primary: None,
+                                aliases: vec![alias],
+                            },
+                        ),
+                        Retire::ReleasePhone { home, phone, at } => {
+                            let (_, id) = ContactKey::parse(home.as_str()).unwrap();
+                            settle(
+                                snapshot,
+                                &UserRef::of(&id),
+                                &ContactState::phone_released(phone, at),
+                            );
+                        }
+                    };
+                    for r in before {
+                        perform(snapshot, r);
+                    }
                     settle(snapshot, &m.to, &carried);
                     for r in retire {
-                        match r {
-                            Retire::Delete { key, .. } => {
-                                snapshot.insert(key, None);
-                            }
-                            Retire::Point(alias) => apply_to_snapshot(
-                                snapshot,
-                                &ContactWrite {
-                                    primary: None,
-                                    aliases: vec![alias],
-                                },
-                            ),
-                        }
+                        perform(snapshot, r);
                     }
                     return true;
                 }
             }
+        }
+    }
+
+    /// `from` changed to the phone `to` at `at`.
+    fn to_new_number(from: UserRef, to: &str, at: i64) -> IdentityMove {
+        IdentityMove {
+            number: number(),
+            from,
+            to: user_ref(Some(to), None).unwrap(),
+            at: t(at),
         }
     }
 
@@ -824,12 +1003,7 @@ mod tests {
         let mut snap = ContactSnapshot::new();
         let old = user_ref(Some("15551110000"), None).unwrap();
         settle(&mut snap, &old, &opted_out_at(10, "15551110000"));
-        let m = IdentityMove {
-            number: number(),
-            from: old,
-            to: user_ref(Some("15552220000"), None).unwrap(),
-            at: t(20),
-        };
+        let m = to_new_number(old, "15552220000", 20);
         assert!(perform_move(&mut snap, &m));
         let moved = lookup(&snap, "106540352242922#15552220000").expect("the new number");
         assert_eq!(
@@ -844,16 +1018,11 @@ mod tests {
     }
 
     #[test]
-    fn a_bsuid_contact_changing_number_keeps_its_record_and_drops_the_old_phone() {
+    fn a_bsuid_contact_changing_number_takes_its_state_and_drops_the_old_phone() {
         let mut snap = ContactSnapshot::new();
         let old = user_ref(Some("15551110000"), Some("US.old")).unwrap();
         settle(&mut snap, &old, &opted_out_at(10, "15551110000"));
-        let m = IdentityMove {
-            number: number(),
-            from: old,
-            to: user_ref(Some("15552220000"), None).unwrap(),
-            at: t(20),
-        };
+        let m = to_new_number(old, "15552220000", 20);
         assert!(perform_move(&mut snap, &m));
         assert!(lookup(&snap, "106540352242922#15551110000").is_none());
         let moved = lookup(&snap, "106540352242922#15552220000").unwrap();
@@ -904,6 +1073,70 @@ mod tests {
             .unwrap()
             .record,
             ContactRecord::Alias(ContactKey::from_stored("106540352242922#US.new".into()))
+        );
+    }
+
+    #[test]
+    fn a_new_number_taken_from_a_previous_owner_does_not_merge_the_two_people() {
+        let mut snap = ContactSnapshot::new();
+        // B had 15552220000 (with their BSUID) until day 10; A moves to it on day 20.
+        let b = user_ref(Some("15552220000"), Some("US.b")).unwrap();
+        settle(&mut snap, &b, &inbound(10, Some("15552220000")));
+        let a = user_ref(Some("15551110000"), None).unwrap();
+        settle(&mut snap, &a, &opted_out_at(15, "15551110000"));
+        let m = to_new_number(a, "15552220000", 20);
+        assert!(perform_move(&mut snap, &m));
+        let at_new = lookup(&snap, "106540352242922#15552220000").unwrap();
+        assert_eq!(
+            at_new.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut,
+            "the number leads to A now"
+        );
+        let b_state = primary_of(&snap, "106540352242922#US.b");
+        assert!(
+            b_state.preference(Category::Marketing).is_none(),
+            "B never got A's state"
+        );
+        assert_eq!(b_state.current_phone(), None, "B no longer has the number");
+    }
+
+    #[test]
+    fn a_redelivered_number_change_after_the_number_was_reassigned_moves_nothing() {
+        let mut snap = ContactSnapshot::new();
+        let a_old = user_ref(Some("15551110000"), None).unwrap();
+        settle(&mut snap, &a_old, &opted_out_at(10, "15551110000"));
+        let m = to_new_number(a_old, "15552220000", 20);
+        assert!(perform_move(&mut snap, &m));
+        // Day 30: C gets 15551110000 and writes; then Meta redelivers A's notice of day 20, whose
+        // own delta (A's phone seen at 20) lands on C's record first.
+        let c = user_ref(Some("15551110000"), Some("US.c")).unwrap();
+        settle(&mut snap, &c, &inbound(30, Some("15551110000")));
+        settle(
+            &mut snap,
+            &user_ref(Some("15551110000"), None).unwrap(),
+            &inbound(20, Some("15551110000")),
+        );
+        assert!(!perform_move(&mut snap, &m), "C's record stays C's");
+        assert!(lookup(&snap, "106540352242922#15551110000").is_some());
+        let at_new = lookup(&snap, "106540352242922#15552220000").unwrap();
+        assert_eq!(
+            at_new.last_inbound_at,
+            Some(t(10)),
+            "A's state is unchanged"
+        );
+    }
+
+    #[test]
+    fn a_send_to_an_old_bsuid_reaches_the_new_number_never_the_old_one() {
+        let mut snap = ContactSnapshot::new();
+        let old = user_ref(Some("15551110000"), Some("US.old")).unwrap();
+        settle(&mut snap, &old, &opted_out_at(10, "15551110000"));
+        let m = to_new_number(old, "15552220000", 20);
+        assert!(perform_move(&mut snap, &m));
+        let by_old_bsuid = lookup(&snap, "106540352242922#US.old").unwrap();
+        assert_eq!(
+            by_old_bsuid.current_phone().map(Phone::digits),
+            Some("15552220000")
         );
     }
 

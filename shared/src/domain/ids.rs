@@ -327,7 +327,6 @@ impl ContactKey {
     pub fn other_forms(number: &PhoneNumberId, phone: &Phone) -> Vec<Self> {
         numbering::other_forms(phone.digits())
             .into_iter()
-            .filter(|d| *d != *phone.canonical())
             .map(|d| Self(format!("{}#{d}", number.as_str())))
             .collect()
     }

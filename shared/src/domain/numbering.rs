@@ -61,21 +61,16 @@ pub fn canonical(digits: &str) -> Cow<'_, str> {
     Cow::Borrowed(digits)
 }
 
-/// Every other spelling of the same person's number (for digits in either form): what an earlier
-/// version, or another writer, may have keyed them by. Empty for numbers no rule covers.
+/// Every spelling of the same person's number other than the canonical one (for digits in either
+/// form, the input included when it is not canonical): what an earlier version, or another writer,
+/// may have keyed them by. Empty for numbers no rule covers.
 pub fn other_forms(digits: &str) -> Vec<String> {
     let long = canonical(digits);
-    let mut forms = Vec::new();
-    for form in NUMBER_FORMS {
-        if let Some(short) = shorten(form, &long) {
-            forms.push(short);
-        }
-    }
-    if long != digits {
-        forms.retain(|f| f != digits);
-        forms.insert(0, long.into_owned());
-    }
-    forms
+    NUMBER_FORMS
+        .iter()
+        .filter_map(|form| shorten(form, &long))
+        .filter(|short| *short != *long)
+        .collect()
 }
 
 /// Whether two spellings are the same person's number.
@@ -126,11 +121,9 @@ mod tests {
     fn mexico_is_keyed_by_metas_521_form() {
         assert_eq!(canonical("525512345678"), "5215512345678");
         assert_eq!(canonical("5215512345678"), "5215512345678");
+        // The other spelling of either form is the short one: a key an earlier version wrote.
         assert_eq!(other_forms("5215512345678"), vec!["525512345678"]);
-        assert_eq!(
-            other_forms("525512345678"),
-            vec!["5215512345678".to_string()]
-        );
+        assert_eq!(other_forms("525512345678"), vec!["525512345678"]);
         assert!(same_number("525512345678", "5215512345678"));
     }
 
@@ -140,6 +133,7 @@ mod tests {
         assert_eq!(canonical("551188776655"), "5511988776655");
         assert_eq!(canonical("5511988776655"), "5511988776655");
         assert_eq!(other_forms("5511988776655"), vec!["551188776655"]);
+        assert_eq!(other_forms("551188776655"), vec!["551188776655"]);
         // A landline (first digit 2–5) is its own number.
         assert_eq!(canonical("551133224455"), "551133224455");
         assert!(other_forms("551133224455").is_empty());

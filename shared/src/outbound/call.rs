@@ -39,9 +39,8 @@ impl Sender {
         Box::pin(async move {
             let req = &p.request;
             let key = &req.idempotency_key;
-            let known_phone = contact
-                .as_ref()
-                .and_then(|(_, c)| c.phone.as_ref().map(|s| &s.value));
+            // Never a phone the person gave up: Meta uses `to` over `recipient`.
+            let known_phone = contact.as_ref().and_then(|(_, c)| c.current_phone());
             let body = message_body(req, message, known_phone);
             self.pacer.acquire(&p.from).await;
             let result = self.graph.send(&p.from, &body).await;

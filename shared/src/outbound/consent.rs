@@ -7,17 +7,21 @@ use super::{Next, Outcome, Sender};
 use crate::domain::contact::{ConsentRecord, ContactState};
 use crate::domain::ids::UserRef;
 use crate::domain::preferences::{Consent, PreferenceSource};
+use crate::domain::time::UnixTime;
 use crate::store::StoreError;
 
 impl Sender {
     pub(super) async fn record_consent(&self, c: &PreparedConsent) -> Result<Next, StoreError> {
         let r = &c.request;
+        // An opt-in stamped ahead of our clock (the allowed skew) would outrank a STOP the person
+        // types in the next minutes: opt-ins count from now at the latest. Opt-outs keep their time.
+        let opt_in_at = r.at.min(UnixTime::now());
         let mut delta = ContactState::default();
         for category in &r.categories {
             delta.join(&match r.consent {
                 Consent::OptedIn => ContactState::consent_recorded(
                     *category,
-                    r.at,
+                    opt_in_at,
                     ConsentRecord {
                         source: r.source.clone(),
                         evidence: r.evidence.clone(),

@@ -173,6 +173,22 @@ impl Sender {
             .map(|r| prepare::prepare(r, self.settings.default_from.as_ref(), now))
             .collect();
 
+        // Consent records first, so an opt-out recorded in this batch holds for the sends beside it
+        // (rule 9: before the next send).
+        let consents = prepared
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Ok(Request::Consent(c)) => Some(async move { (i, self.record_consent(c).await) }),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        let mut early: Vec<Option<Result<Next, StoreError>>> =
+            records.iter().map(|_| None).collect();
+        for (i, next) in bounded(consents, self.settings.concurrency).await {
+            early[i] = Some(next);
+        }
+
         // One batched read of every recipient's contact (following phone aliases).
         let keys: Vec<ContactKey> = prepared
             .iter()
@@ -191,7 +207,8 @@ impl Sender {
         let work = records
             .iter()
             .zip(prepared)
-            .map(|(record, prepared)| {
+            .zip(early)
+            .map(|((record, prepared), early)| {
                 let contacts = &contacts;
                 let category = match &prepared {
                     Ok(Request::Send(p)) => p.request.category.as_str(),
@@ -201,11 +218,11 @@ impl Sender {
                 async move {
                     let next = match (prepared, contacts) {
                         (Err(refusal), _) => self.refuse(refusal, now).await,
-                        (Ok(Request::Consent(c)), _) => self.record_consent(&c).await,
+                        (Ok(Request::Consent(_)), _) => {
+                            early.expect("every consent record was recorded above")
+                        }
                         (Ok(Request::Send(p)), Ok(contacts)) => {
-                            let contact = p
-                                .lookup_keys()
-                                .find_map(|k| contacts.get(k).cloned().flatten());
+                            let contact = person_of(&p, contacts);
                             self.process(record, &p, contact, now).await
                         }
                         (Ok(Request::Send(_)), Err(e)) => {
@@ -295,4 +312,23 @@ impl Sender {
             },
         }
     }
+}
+
+/// The recipient's contact: the canonical key's person, with any state still kept under an older
+/// spelling of their number joined in (a fold the next inbound write makes for good), so an opt-out
+/// stored before keys were canonical is honoured now.
+fn person_of(
+    p: &Prepared,
+    contacts: &HashMap<ContactKey, Option<(ContactKey, ContactState)>>,
+) -> Option<(ContactKey, ContactState)> {
+    let mut found = p
+        .lookup_keys()
+        .filter_map(|k| contacts.get(k).cloned().flatten());
+    let (home, mut state) = found.next()?;
+    for (other_home, other) in found {
+        if other_home != home {
+            state.join(&other);
+        }
+    }
+    Some((home, state))
 }

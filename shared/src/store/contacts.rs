@@ -13,8 +13,8 @@ use super::tables::CONTACTS;
 use super::{versioned_outcome, Store, StoreError, WriteOutcome};
 use crate::domain::contact::{ConsentRecord, ContactState, Referral, Stamped};
 use crate::domain::identity::{
-    plan_move, resolve_with, AliasWrite, ContactRecord, ContactSnapshot, ContactWrite,
-    IdentityMove, MoveStep, PrimaryWrite, ResolveStep, Retire, VersionedRecord,
+    follow, plan_move, resolve_with, AliasWrite, ContactRecord, ContactSnapshot, ContactWrite,
+    IdentityMove, MoveStep, PrimaryWrite, ResolveStep, Retire, VersionedRecord, MAX_ALIAS_HOPS,
 };
 use crate::domain::ids::{ContactKey, Phone, PhoneNumberId, UserRef};
 use crate::domain::preferences::{Category, Consent, Preference, PreferenceSource};
@@ -47,53 +47,41 @@ impl Store {
         &self,
         key: &ContactKey,
     ) -> Result<Option<(ContactKey, ContactState)>, StoreError> {
-        let mut key = key.clone();
-        // At most one hop: aliases always point at a primary.
-        for _ in 0..2 {
-            let snapshot = self.get_contacts(std::slice::from_ref(&key)).await?;
-            match snapshot.get(&key).cloned().flatten().map(|r| r.record) {
-                None => return Ok(None),
-                Some(ContactRecord::Primary(state)) => return Ok(Some((key, state))),
-                Some(ContactRecord::Alias(target)) => key = target,
-            }
-        }
-        Ok(None)
+        let found = self.find_contacts(std::slice::from_ref(key)).await?;
+        Ok(found.get(key).cloned().flatten())
     }
 
-    /// Reads contacts by any identity key, following aliases: two batched reads at most. Each key maps
-    /// to the key holding the person's state and that state, or `None` for nobody known.
+    /// Reads contacts by any identity key, following aliases (one batched read per hop, usually one
+    /// or two). Each key maps to the key holding the person's state and that state, or `None` for
+    /// nobody known.
     pub async fn find_contacts(
         &self,
         keys: &[ContactKey],
     ) -> Result<HashMap<ContactKey, Option<(ContactKey, ContactState)>>, StoreError> {
-        let first = self.get_contacts(keys).await?;
-        let targets: Vec<ContactKey> = first
-            .values()
-            .filter_map(|r| match r.as_ref().map(|r| &r.record) {
-                Some(ContactRecord::Alias(t)) => Some(t.clone()),
-                _ => None,
-            })
-            .collect();
-        let second = if targets.is_empty() {
-            ContactSnapshot::new()
-        } else {
-            self.get_contacts(&targets).await?
-        };
-        let primary = |key: &ContactKey, snapshot: &ContactSnapshot| match snapshot.get(key) {
-            Some(Some(VersionedRecord {
-                record: ContactRecord::Primary(state),
-                ..
-            })) => Some((key.clone(), state.clone())),
-            _ => None,
-        };
+        let mut snapshot = self.get_contacts(keys).await?;
+        for _ in 0..MAX_ALIAS_HOPS {
+            let unread: Vec<ContactKey> = keys
+                .iter()
+                .filter_map(|k| follow(k, &snapshot).err())
+                .filter(|k| !snapshot.contains_key(k))
+                .collect();
+            if unread.is_empty() {
+                break;
+            }
+            snapshot.extend(self.get_contacts(&unread).await?);
+        }
         Ok(keys
             .iter()
             .map(|k| {
-                let found = match first.get(k).and_then(|r| r.as_ref()).map(|r| &r.record) {
-                    Some(ContactRecord::Alias(target)) => primary(target, &second),
-                    Some(ContactRecord::Primary(_)) => primary(k, &first),
-                    None => None,
-                };
+                let found = follow(k, &snapshot).ok().and_then(|home| {
+                    match snapshot.get(&home).cloned().flatten() {
+                        Some(VersionedRecord {
+                            record: ContactRecord::Primary(state),
+                            ..
+                        }) => Some((home, state)),
+                        _ => None,
+                    }
+                });
                 (k.clone(), found)
             })
             .collect())
@@ -175,36 +163,25 @@ impl Store {
                     other => break other,
                 }
             };
-            let MoveStep::Move { carried, retire } = step else {
+            let MoveStep::Move {
+                before,
+                carried,
+                retire,
+            } = step
+            else {
                 return Ok(false);
             };
+            let mut lost_race = false;
+            for r in &before {
+                lost_race |= self.perform_retire(&m.number, r).await? == WriteOutcome::Conflict;
+            }
+            if lost_race {
+                continue;
+            }
             self.merge_contact(&m.number, &m.to, &carried, Default::default())
                 .await?;
-            let mut lost_race = false;
             for r in &retire {
-                let outcome = match r {
-                    Retire::Point(alias) => {
-                        self.write_contact(&ContactWrite {
-                            primary: None,
-                            aliases: vec![alias.clone()],
-                        })
-                        .await?
-                    }
-                    Retire::Delete { key, version } => {
-                        let result = self
-                            .client
-                            .delete_item()
-                            .table_name(&self.tables.contacts)
-                            .key(KEY, s(key.as_str()))
-                            .condition_expression("#v = :v")
-                            .expression_attribute_names("#v", "version")
-                            .expression_attribute_values(":v", n(*version as i64))
-                            .send()
-                            .await;
-                        versioned_outcome(result, "DeleteItem", &self.tables.contacts)?
-                    }
-                };
-                lost_race |= outcome == WriteOutcome::Conflict;
+                lost_race |= self.perform_retire(&m.number, r).await? == WriteOutcome::Conflict;
             }
             if !lost_race {
                 return Ok(true);
@@ -215,6 +192,46 @@ impl Store {
             key: m.from.masked(),
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// One write of a move besides the merge: a conditional delete, a re-pointed alias, or a
+    /// released phone (merged like any delta).
+    async fn perform_retire(
+        &self,
+        number: &PhoneNumberId,
+        r: &Retire,
+    ) -> Result<WriteOutcome, StoreError> {
+        match r {
+            Retire::Point(alias) => {
+                self.write_contact(&ContactWrite {
+                    primary: None,
+                    aliases: vec![alias.clone()],
+                })
+                .await
+            }
+            Retire::Delete { key, version } => {
+                let result = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.tables.contacts)
+                    .key(KEY, s(key.as_str()))
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":v", n(*version as i64))
+                    .send()
+                    .await;
+                versioned_outcome(result, "DeleteItem", &self.tables.contacts)
+            }
+            Retire::ReleasePhone { home, phone, at } => {
+                let Some((_, id)) = ContactKey::parse(home.as_str()) else {
+                    return Ok(WriteOutcome::Written);
+                };
+                let delta = ContactState::phone_released(phone.clone(), *at);
+                self.merge_contact(number, &UserRef::of(&id), &delta, Default::default())
+                    .await?;
+                Ok(WriteOutcome::Written)
+            }
+        }
     }
 
     /// Performs a write decided by [`crate::domain::identity::resolve`]: one conditional write, or
@@ -324,6 +341,10 @@ fn primary_update(p: &PrimaryWrite) -> (String, String, Names, Values) {
     if let Some(ph) = &state.phone {
         u.set("phone", s(ph.value.digits()))
             .set("phone_at", n(ph.at.secs()));
+    }
+    if let Some(r) = &state.phone_released {
+        u.set("phone_released", s(r.value.digits()))
+            .set("phone_released_at", n(r.at.secs()));
     }
     if let Some(name) = &state.profile_name {
         u.set("profile_name", s(&name.value))
@@ -461,8 +482,12 @@ pub fn state_from_item(item: &Item) -> ContactState {
             get_s(item, value)?.to_owned(),
         ))
     };
-    let phone = stamped_s("phone", "phone_at")
-        .and_then(|st| Phone::parse(&st.value).ok().map(|p| Stamped::new(st.at, p)));
+    let stamped_phone = |value: &str, at: &str| {
+        stamped_s(value, at)
+            .and_then(|st| Phone::parse(&st.value).ok().map(|p| Stamped::new(st.at, p)))
+    };
+    let phone = stamped_phone("phone", "phone_at");
+    let phone_released = stamped_phone("phone_released", "phone_released_at");
     let referral = get_m(item, "referral").and_then(|r| {
         let field = |k: &str| get_s(r, k).map(str::to_owned);
         Some(Stamped::new(
@@ -531,6 +556,7 @@ pub fn state_from_item(item: &Item) -> ContactState {
         opted_out_at,
         consents,
         phone,
+        phone_released,
         profile_name: stamped_s("profile_name", "profile_name_at"),
         last_inbound_at: get_n(item, "last_inbound_at").map(UnixTime::from_secs),
         referral,

@@ -157,15 +157,21 @@ impl<'a> Builder<'_, 'a> {
                 at,
             );
         }
-        // A keyword counts typed, or as the label of a tapped button or list row ("Stop" offered in
-        // a menu means the same as "Stop" typed).
-        let said = match content {
-            MessageContent::Text { body } => Some(body.as_str()),
-            MessageContent::Button { text, payload } => text.as_deref().or(payload.as_deref()),
-            MessageContent::Interactive { title, .. } => title.as_deref(),
-            _ => None,
+        // A keyword counts typed. On a tapped button or list row only STOP counts ("Stop" offered in a
+        // menu means stop); a START there is a menu's "Start" or "Subscribe", never a re-subscription.
+        let (said, tapped) = match content {
+            MessageContent::Text { body } => (Some(body.as_str()), false),
+            MessageContent::Button { text, payload } => {
+                (text.as_deref().or(payload.as_deref()), true)
+            }
+            MessageContent::Interactive { kind, title, .. } if kind != "nfm_reply" => {
+                (title.as_deref(), true)
+            }
+            _ => (None, false),
         };
-        let keyword = said.and_then(|words| self.rules.classify_text(words));
+        let keyword = said
+            .and_then(|words| self.rules.classify_text(words))
+            .filter(|intent| !tapped || *intent == KeywordIntent::Stop);
         if let Some(intent) = keyword {
             let consent = match intent {
                 KeywordIntent::Stop => Consent::OptedOut,

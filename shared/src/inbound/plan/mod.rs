@@ -251,7 +251,9 @@ impl<'a> Builder<'_, 'a> {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into());
             self.plan.counts.crashed += 1;
-            tracing::error!(event = "item_tripped_a_bug", level = level.as_str(), panic = %what, "an item made the planner panic; kept raw, the rest of the batch is stored. Please report it with the stored event");
+            // The panic's text may quote the input (a phone, message text): it goes with the raw item
+            // into the events table, never into the log.
+            tracing::error!(event = "item_tripped_a_bug", level = level.as_str(), "an item made the planner panic; kept raw as unparsed_{} with the panic's message, the rest of the batch is stored. Please report it with the stored event", level.as_str());
             let reason = format!("wahook tripped on this item (a bug: {what}); it is kept raw");
             self.unparsed(level, raw.get().as_bytes(), reason, Some(number), waba);
         }
@@ -542,8 +544,9 @@ mod tests {
         let row = r#"{"from":"15550000002","id":"wamid.K2","timestamp":"80","type":"interactive","interactive":{"type":"list_reply","list_reply":{"id":"r1","title":"Unsubscribe"}}}"#;
         let cancel = r#"{"from":"15550000003","id":"wamid.K3","timestamp":"80","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"c","title":"Cancelar"}}}"#;
         let back = text_message("wamid.K4", "15550000004", 80, "Voltar");
+        let start = r#"{"from":"15550000005","id":"wamid.K5","timestamp":"80","type":"button","button":{"text":"Start","payload":"quiz-start"}}"#;
         let body = wrap(
-            &format!(r#""messages":[{button},{row},{cancel},{back}]"#),
+            &format!(r#""messages":[{button},{row},{cancel},{back},{start}]"#),
             "messages",
         );
         let p = plan_of(&body);
@@ -557,6 +560,11 @@ mod tests {
         assert_eq!(marketing(1), Some(Consent::OptedOut), "an Unsubscribe row");
         assert_eq!(marketing(2), None, "Cancelar answers a prompt");
         assert_eq!(marketing(3), None, "Voltar is a menu word");
+        assert_eq!(
+            marketing(4),
+            None,
+            "a tapped Start is a menu's, not a re-subscription"
+        );
     }
 
     #[test]
