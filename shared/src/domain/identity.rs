@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::contact::ContactState;
+use super::contact::{ContactState, Stamped};
 use super::ids::{Bsuid, ContactKey, Phone, PhoneNumberId, UserId, UserRef};
 use super::time::UnixTime;
 
@@ -165,6 +165,13 @@ pub fn resolve_with(
     if !snapshot.contains_key(&home) {
         return ResolveStep::Read(vec![home]);
     }
+    // An alias whose target is gone (its record was deleted by a number change): the person lives at
+    // the key we came in by, never at the dangling target (an old number someone else may get).
+    let home = if record(&home).is_none() && home != entry_key {
+        entry_key.clone()
+    } else {
+        home
+    };
     let (home_state, home_version) = match record(&home) {
         Some(VersionedRecord {
             record: ContactRecord::Primary(state),
@@ -287,7 +294,12 @@ pub fn follow(start: &ContactKey, snapshot: &ContactSnapshot) -> Result<ContactK
             Some(_) => return Ok(key),
         }
     }
-    Ok(key)
+    // The end of a chain longer than we follow: still read it, so callers see what it holds.
+    if snapshot.contains_key(&key) {
+        Ok(key)
+    } else {
+        Err(key)
+    }
 }
 
 /// The phone alias points at another person: move it only if we saw the phone with our person later
@@ -436,19 +448,19 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
                     record: ContactRecord::Primary(theirs),
                     ..
                 }) => {
+                    // No sighting of the number at all (a producer's opt-out, say): kept with the
+                    // person, the cautious side, since it can only suppress.
                     other != home
                         && theirs
                             .phone
                             .as_ref()
-                            .is_none_or(|p| !p.value.same_number(new_phone) || p.at < m.at)
+                            .is_some_and(|p| !p.value.same_number(new_phone) || p.at < m.at)
                 }
                 _ => false,
             };
             if previous_owner {
-                before.push(Retire::Delete {
-                    key: new_key.clone(),
-                    version: found.version,
-                });
+                // Released first: a crash before the delete leaves the key to a redelivery, and
+                // the previous owner already never gets the number in `to`.
                 if &other != new_key {
                     before.push(Retire::ReleasePhone {
                         home: other,
@@ -456,6 +468,10 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
                         at: m.at,
                     });
                 }
+                before.push(Retire::Delete {
+                    key: new_key.clone(),
+                    version: found.version,
+                });
             }
         }
     }
@@ -465,6 +481,12 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
     carried.phone_released = None;
     if let Some(phone) = m.to.phone().or(m.from.phone()) {
         carried.observe_phone(phone.clone(), m.at);
+    }
+    if number_changed {
+        // A redelivered notice re-observes the old phone at the same time: released, it is never
+        // put in `to` again.
+        let old_phone = m.from.phone().expect("checked above");
+        carried.phone_released = Some(Stamped::new(m.at, old_phone.clone()));
     }
 
     let new_key = ContactKey::new(&m.number, &m.to.primary());
@@ -494,13 +516,17 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
     }
     // The old BSUID record (the person's home before): it leads to the new record, so a send to the
     // old BSUID reaches the person at their new number, never the old number's next owner.
+    // An old BSUID that leads to the home (it is the home, or an alias left by an earlier move) now
+    // leads to the new record, never to a key this move deletes.
     if let Some(old) = m.from.bsuid() {
         let old_key = ContactKey::new(&m.number, &UserId::Bsuid(old.clone()));
-        if old_key == home && old_key != new_key {
+        let leads_home = follow(&old_key, snapshot).as_ref() == Ok(&home);
+        if leads_home && old_key != new_key {
+            let version = record(&old_key).map_or(home_version, |r| r.version);
             retire.push(Retire::Point(AliasWrite {
                 key: old_key,
                 target: new_key.clone(),
-                expected_version: Some(home_version),
+                expected_version: Some(version),
             }));
         }
     }
@@ -1138,6 +1164,73 @@ mod tests {
             by_old_bsuid.current_phone().map(Phone::digits),
             Some("15552220000")
         );
+    }
+
+    #[test]
+    fn two_number_changes_in_a_row_keep_the_old_bsuid_leading_to_the_person() {
+        let mut snap = ContactSnapshot::new();
+        let first = user_ref(Some("15551110000"), Some("US.x")).unwrap();
+        settle(&mut snap, &first, &opted_out_at(10, "15551110000"));
+        assert!(perform_move(
+            &mut snap,
+            &to_new_number(first, "15552220000", 20)
+        ));
+        let second = user_ref(Some("15552220000"), Some("US.x")).unwrap();
+        assert!(perform_move(
+            &mut snap,
+            &to_new_number(second, "15553330000", 30)
+        ));
+        let by_bsuid = lookup(&snap, "106540352242922#US.x").expect("US.x leads somewhere");
+        assert_eq!(
+            by_bsuid.preference(Category::Marketing).unwrap().consent,
+            Consent::OptedOut
+        );
+        assert_eq!(
+            by_bsuid.current_phone().map(Phone::digits),
+            Some("15553330000")
+        );
+        assert!(lookup(&snap, "106540352242922#15552220000").is_none());
+        assert!(lookup(&snap, "106540352242922#15551110000").is_none());
+    }
+
+    #[test]
+    fn a_redelivered_notice_never_makes_the_old_number_current_again() {
+        let mut snap = ContactSnapshot::new();
+        let old = user_ref(Some("15559990000"), Some("US.y")).unwrap();
+        settle(&mut snap, &old, &opted_out_at(10, "15559990000"));
+        let m = to_new_number(old.clone(), "15552220000", 20);
+        assert!(perform_move(&mut snap, &m));
+        // The redelivery's own delta: the old phone seen at the notice's time, with the BSUID.
+        settle(&mut snap, &old, &inbound(20, Some("15559990000")));
+        let state = lookup(&snap, "106540352242922#US.y").unwrap();
+        assert_ne!(
+            state.current_phone().map(Phone::digits),
+            Some("15559990000"),
+            "the old number is never put in `to`"
+        );
+    }
+
+    #[test]
+    fn an_alias_whose_target_was_deleted_is_not_followed_into_the_old_number() {
+        let mut snap = ContactSnapshot::new();
+        let x = ContactKey::from_stored("106540352242922#US.x".into());
+        let gone = ContactKey::from_stored("106540352242922#15552220000".into());
+        snap.insert(
+            x.clone(),
+            Some(VersionedRecord {
+                record: ContactRecord::Alias(gone.clone()),
+                version: 2,
+            }),
+        );
+        snap.insert(gone.clone(), None);
+        let user = user_ref(Some("15553330000"), Some("US.x")).unwrap();
+        let w = settle(&mut snap, &user, &inbound(40, Some("15553330000")));
+        assert_eq!(
+            w.primary.unwrap().key,
+            x,
+            "the person lives at their BSUID again"
+        );
+        assert!(snap.get(&gone).cloned().flatten().is_none());
     }
 
     #[test]

@@ -99,8 +99,8 @@ pub fn decide(
             ),
         );
     }
-    let phone_known =
-        matches!(request.to, UserId::Phone(_)) || contact.is_some_and(|c| c.phone.is_some());
+    let phone_known = matches!(request.to, UserId::Phone(_))
+        || contact.is_some_and(|c| c.current_phone().is_some());
     if category == Category::Authentication && !phone_known {
         return Decision::withhold(
             SendState::Rejected,
