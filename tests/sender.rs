@@ -321,6 +321,34 @@ async fn every_spelling_of_a_number_reaches_one_person() {
     assert_eq!(w.ledger("br-reply").await.unwrap().state, SendState::Sent);
 }
 
+/// A spelling no rule covers: Meta's answer names its own `wa_id`, the producer's form becomes an
+/// alias, and the person's STOP (written from Meta's form) holds for the producer's next send.
+#[tokio::test]
+async fn a_spelling_meta_answers_with_is_learned_from_the_send() {
+    let w = World::with("send-learned", |o| {
+        o.wa_ids = [("447700900123".to_string(), "4407700900123".to_string())].into();
+    })
+    .await;
+    w.enqueue(&text(
+        "l-1",
+        "+447700900123",
+        json!({"category": "utility",
+        "fallback_template": {"name": "order_update", "language": "en"}}),
+    ))
+    .await;
+    w.run().await;
+    assert_eq!(w.ledger("l-1").await.unwrap().state, SendState::Sent);
+    w.user_writes("4407700900123", "STOP", false).await;
+    w.enqueue(&template("l-promo", "+447700900123", "marketing"))
+        .await;
+    w.run().await;
+    assert_eq!(
+        w.ledger("l-promo").await.unwrap().state,
+        SendState::Suppressed,
+        "the producer's spelling leads to the person Meta knows"
+    );
+}
+
 #[tokio::test]
 async fn a_bsuid_recipient_goes_in_recipient_with_the_known_phone_beside_it() {
     let w = World::new("send-bsuid").await;

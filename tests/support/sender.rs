@@ -34,6 +34,8 @@ pub struct WorldOptions {
     pub rate_per_second: f64,
     pub burst: u32,
     pub policy: PolicyConfig,
+    /// The simulator's scripted `wa_id`s (digits as sent → Meta's `wa_id`).
+    pub wa_ids: std::collections::HashMap<String, String>,
 }
 
 impl Default for WorldOptions {
@@ -50,6 +52,7 @@ impl Default for WorldOptions {
             rate_per_second: 500.0,
             burst: 50,
             policy: PolicyConfig::default(),
+            wa_ids: Default::default(),
         }
     }
 }
@@ -121,6 +124,7 @@ impl World {
                     app_secret: FIXTURE_APP_SECRET.into(),
                 }),
                 status_delays: options.status_delays,
+                wa_ids: options.wa_ids.clone(),
                 ..SimConfig::default()
             },
         )

@@ -1,7 +1,9 @@
 //! A Meta simulator: what wahook talks to instead of Meta when run locally or tested.
 //!
 //! - `POST /{version}/{phone_number_id}/messages` answers like the Graph API: Meta's validation and
-//!   error objects, wamids, `message_status` for templates.
+//!   error objects, wamids, `message_status` for templates. Addressing as in 2026: a BSUID in
+//!   `recipient`, a phone in `to` wins over it; the answer's `wa_id` is Meta's spelling (Mexico's
+//!   `+52…` comes back `521…`; `SimConfig::wa_ids` scripts other spellings).
 //! - Faults scripted per recipient (`POST /_sim/faults`): 5xx, any Meta error code, a slow answer, a
 //!   hang, or `lost_answer` (the message is accepted and its statuses flow, but the HTTP answer never
 //!   comes: the case wahook must not turn into a duplicate).
@@ -46,6 +48,9 @@ pub struct SimConfig {
     pub templates: Vec<String>,
     pub display_phone_number: String,
     pub waba_id: String,
+    /// Numbers Meta knows by another `wa_id` (digits as sent → `wa_id`), beyond Mexico's rule: how
+    /// a test scripts a spelling no rule of ours covers, so the send answer teaches an alias.
+    pub wa_ids: HashMap<String, String>,
 }
 
 impl Default for SimConfig {
@@ -61,6 +66,7 @@ impl Default for SimConfig {
             templates: Vec::new(),
             display_phone_number: "15550783881".into(),
             waba_id: "102290129340398".into(),
+            wa_ids: Default::default(),
         }
     }
 }
@@ -305,7 +311,7 @@ async fn send_message(
         );
     }
     let is_bsuid = is_bsuid_form(to);
-    let phone_digits = meta_wa_id(to);
+    let phone_digits = meta_wa_id(&config, to);
     if !is_bsuid && !(6..=15).contains(&phone_digits.len()) {
         return meta_error(
             StatusCode::BAD_REQUEST,
@@ -539,22 +545,31 @@ fn is_bsuid_form(id: &str) -> bool {
 }
 
 /// Meta's `wa_id` for a phone as sent: digits only, and a Mexican mobile written `+52` and ten
-/// digits comes back as `521` and ten digits, as Meta answers (so clients exercise the alias path).
-fn meta_wa_id(to: &str) -> String {
+/// digits comes back as `521` and ten digits, as Meta answers; a scripted `wa_ids` entry wins.
+fn meta_wa_id(config: &SimConfig, to: &str) -> String {
     let digits: String = to.chars().filter(char::is_ascii_digit).collect();
+    if let Some(wa_id) = config.wa_ids.get(&digits) {
+        return wa_id.clone();
+    }
     match digits.strip_prefix("52") {
         Some(national) if national.len() == 10 => format!("521{national}"),
         _ => digits,
     }
 }
 
-fn status_value(wamid: &str, status: &str, request: &Value, extra: Value) -> Value {
+fn status_value(
+    config: &SimConfig,
+    wamid: &str,
+    status: &str,
+    request: &Value,
+    extra: Value,
+) -> Value {
     let to = addressee(request).unwrap_or_default();
     let mut item = json!({ "id": wamid, "status": status, "timestamp": now_secs().to_string() });
     if is_bsuid_form(to) {
         item["recipient_user_id"] = json!(to);
     } else {
-        item["recipient_id"] = json!(meta_wa_id(to));
+        item["recipient_id"] = json!(meta_wa_id(config, to));
     }
     if let Some(bsuid) = request["recipient"].as_str().filter(|r| is_bsuid_form(r)) {
         item["recipient_user_id"] = json!(bsuid);
@@ -596,7 +611,7 @@ async fn send_statuses(
             &config,
             &number,
             "messages",
-            status_value(&wamid, status, &request, json!({})),
+            status_value(&config, &wamid, status, &request, json!({})),
         );
         if let Err(e) = post_webhook(&http, &target, &payload).await {
             tracing::warn!("status webhook {status} for {wamid} failed: {e}");
@@ -718,7 +733,7 @@ async fn post_status(
         }
         None => json!({}),
     };
-    let value = status_value(&req.wamid, &req.status, &accepted.body, extra);
+    let value = status_value(&config, &req.wamid, &req.status, &accepted.body, extra);
     let payload = envelope(&config, &accepted.phone_number_id, "messages", value);
     match post_webhook(&http, &target, &payload).await {
         Ok(status) => Json(json!({ "webhook_status": status })).into_response(),
