@@ -168,6 +168,24 @@ async fn invalid_requests_never_reach_meta_and_say_why() {
 }
 
 #[tokio::test]
+async fn a_junk_body_of_thousands_of_keys_is_dead_lettered_with_a_short_reason() {
+    let w = World::new("send-junk").await;
+    let keys: String = (0..5_000).map(|i| format!(r#","junk_{i}":{i}"#)).collect();
+    w.enqueue(&format!(
+        r#"{{"v":1,"idempotency_key":"junk-1","to":"+15551234567","text":{{"body":"x"}}{keys}}}"#
+    ))
+    .await;
+    let report = w.run().await;
+    assert_eq!((report.failed, report.deleted), (0, 1));
+    let dlq = w.dead_letters().await;
+    assert_eq!(dlq.len(), 1);
+    let reason = &dlq[0].attributes["wahook-reason"];
+    assert!(reason.len() < 1_300, "{} bytes", reason.len());
+    assert!(reason.contains("more problems"), "{reason}");
+    assert_eq!(w.ledger("junk-1").await.unwrap().state, SendState::Rejected);
+}
+
+#[tokio::test]
 async fn a_key_reused_for_another_message_is_refused() {
     let w = World::new("send-reuse").await;
     w.enqueue(&template("reused-key", ANA, "utility")).await;
@@ -505,6 +523,27 @@ async fn a_lost_answer_is_reconciled_from_status_webhooks_without_a_second_send(
         entry.wamid.as_ref().map(|w| w.as_str()),
         Some(wamid.as_str())
     );
+    assert_eq!(w.sent().len(), 1, "no second send");
+}
+
+/// A 502 with no Meta error object after the request was written is a lost answer, not a retry:
+/// reconciled from status webhooks, no second send.
+#[tokio::test]
+async fn a_bodyless_502_is_reconciled_not_resent() {
+    let w = World::new("send-502").await;
+    w.sim.script(ANA, Fault::BadGateway, 1);
+    w.enqueue(&template("gw-1", ANA, "utility")).await;
+    let report = w.run().await;
+    assert_eq!(report.failed, 1);
+    assert_eq!(w.ledger("gw-1").await.unwrap().state, SendState::Unknown);
+    let wamid = w.sim.accepted()[0].wamid.clone();
+    w.eventually("the sent status", || async {
+        w.harness.message_item(&wamid).await.is_some()
+    })
+    .await;
+    w.expedite(&report).await;
+    w.run().await;
+    assert_eq!(w.ledger("gw-1").await.unwrap().state, SendState::Sent);
     assert_eq!(w.sent().len(), 1, "no second send");
 }
 

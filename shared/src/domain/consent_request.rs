@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::ids::{PhoneNumberId, UserId};
 use super::preferences::{Category, Consent};
-use super::send_request::{parse_recipient, Problem, Problems, SEND_REQUEST_VERSION};
+use super::send_request::{parse_recipient, summarize, Problem, Problems, SEND_REQUEST_VERSION};
 use super::time::UnixTime;
 
 /// The fields of a version 1 consent request (the JSON Schema lists the same; a test keeps them equal).
@@ -48,7 +48,7 @@ pub struct ConsentRequest {
 
 /// Why a consent request was refused: every problem found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid consent request: {}", .problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+#[error("invalid consent request: {}", summarize(.problems))]
 pub struct InvalidConsentRequest {
     pub problems: Vec<Problem>,
 }

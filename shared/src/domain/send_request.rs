@@ -122,9 +122,41 @@ pub struct Problem {
     pub message: String,
 }
 
+/// At most this many problems are named in a refusal: a body of thousands of unknown keys still
+/// dead-letters with a readable reason (and fits an SQS attribute and a ledger item).
+pub const MAX_PROBLEMS_NAMED: usize = 20;
+/// And at most this many bytes of them.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// The problems as one line: the first [`MAX_PROBLEMS_NAMED`], cut at [`MAX_REASON_BYTES`] on a
+/// character boundary, and how many more there were.
+pub fn summarize(problems: &[Problem]) -> String {
+    let mut text = problems
+        .iter()
+        .take(MAX_PROBLEMS_NAMED)
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if text.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    if problems.len() > MAX_PROBLEMS_NAMED {
+        text.push_str(&format!(
+            " (and {} more problems)",
+            problems.len() - MAX_PROBLEMS_NAMED
+        ));
+    }
+    text
+}
+
 /// Why a request was refused: every problem found, so the producer can fix them at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid send request: {}", .problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+#[error("invalid send request: {}", summarize(.problems))]
 pub struct InvalidSendRequest {
     pub problems: Vec<Problem>,
     /// The idempotency key, when it was readable: lets the refusal be recorded under it.
@@ -623,6 +655,18 @@ mod tests {
             r#"{{"v":1,"idempotency_key":"{key}","to":"+15551234567","text":{{"body":"x"}}}}"#
         ));
         assert_eq!(got[0].0, "idempotency_key");
+    }
+
+    #[test]
+    fn a_body_of_thousands_of_unknown_keys_gets_a_short_reason() {
+        let keys: String = (0..5_000).map(|i| format!(r#","junk_{i}é":1"#)).collect();
+        let body = format!(
+            r#"{{"v":1,"idempotency_key":"k","to":"+15551234567","text":{{"body":"x"}}{keys}}}"#
+        );
+        let reason = SendRequest::parse(&body).unwrap_err().to_string();
+        assert!(reason.len() < 1_200, "{} bytes", reason.len());
+        assert!(reason.contains("and 4980 more problems"), "{reason}");
+        assert!(reason.contains("unknown field"), "{reason}");
     }
 
     #[test]

@@ -184,7 +184,17 @@ impl GraphClient {
         if (200..300).contains(&status) {
             return parse_success(&bytes);
         }
-        Err(GraphError::Meta(parse_error(status, &bytes)))
+        let error = parse_error(status, &bytes);
+        if error.code.is_none() && status >= 500 {
+            // A gateway's 502/504 and the like, without Meta's error object: the request was written,
+            // and may have reached Meta. Lost is lost: reconcile from status webhooks, never resend
+            // blindly.
+            return Err(GraphError::Unknown(format!(
+                "{}; the request may have reached Meta",
+                error.message
+            )));
+        }
+        Err(GraphError::Meta(error))
     }
 }
 

@@ -84,15 +84,19 @@ pub enum Fault {
     Hang,
     /// Accepted (listed, statuses sent), but the answer never comes back.
     LostAnswer,
+    /// Accepted (listed, statuses sent), but a proxy in front answers 502 with an HTML page, no
+    /// Meta error object: the request reached Meta.
+    BadGateway,
 }
 
 impl Fault {
-    /// `5xx`, a code like `130429`, `slow:800` (ms), `hang`, `lost_answer`.
+    /// `5xx`, a code like `130429`, `slow:800` (ms), `hang`, `lost_answer`, `502`.
     pub fn parse(s: &str) -> Option<Fault> {
         Some(match s {
             "5xx" => Fault::ServerError,
             "hang" => Fault::Hang,
             "lost_answer" => Fault::LostAnswer,
+            "502" => Fault::BadGateway,
             _ => match s.strip_prefix("slow:") {
                 Some(ms) => Fault::Slow(Duration::from_millis(ms.parse().ok()?)),
                 None => Fault::Code(s.parse().ok()?),
@@ -365,6 +369,7 @@ async fn send_message(
     }
 
     let mut lost = false;
+    let mut bad_gateway = false;
     match state.next_fault(to) {
         Some(Fault::ServerError) => {
             return meta_error(
@@ -390,6 +395,7 @@ async fn send_message(
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         Some(Fault::LostAnswer) => lost = true,
+        Some(Fault::BadGateway) => bad_gateway = true,
         None => {}
     }
 
@@ -413,6 +419,14 @@ async fn send_message(
     if lost {
         // The message went out; the answer never comes back.
         tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if bad_gateway {
+        return (
+            StatusCode::BAD_GATEWAY,
+            [("content-type", "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response();
     }
     let mut message = json!({ "id": wamid });
     if kind == "template" {
