@@ -420,12 +420,13 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
         return MoveStep::Nothing;
     };
 
-    let number_changed = match (m.from.phone(), m.to.phone()) {
-        (Some(old), Some(new)) => !old.same_number(new),
-        _ => false,
-    };
-    if number_changed {
-        let old_phone = m.from.phone().expect("checked above");
+    // The number the person left, when this move is a number change.
+    let left_phone = m
+        .from
+        .phone()
+        .filter(|old| m.to.phone().is_some_and(|new| !old.same_number(new)));
+    let number_changed = left_phone.is_some();
+    if let Some(old_phone) = left_phone {
         let still_theirs = state
             .phone
             .as_ref()
@@ -482,17 +483,15 @@ pub fn plan_move(m: &IdentityMove, snapshot: &ContactSnapshot) -> MoveStep {
     if let Some(phone) = m.to.phone().or(m.from.phone()) {
         carried.observe_phone(phone.clone(), m.at);
     }
-    if number_changed {
+    if let Some(old_phone) = left_phone {
         // A redelivered notice re-observes the old phone at the same time: released, it is never
         // put in `to` again.
-        let old_phone = m.from.phone().expect("checked above");
         carried.phone_released = Some(Stamped::new(m.at, old_phone.clone()));
     }
 
     let new_key = ContactKey::new(&m.number, &m.to.primary());
     let mut retire = Vec::new();
-    if number_changed {
-        let old_phone = m.from.phone().expect("checked above");
+    if let Some(old_phone) = left_phone {
         let mut phone_keys = vec![ContactKey::new(
             &m.number,
             &UserId::Phone(old_phone.clone()),
@@ -586,6 +585,11 @@ mod tests {
 
     fn number() -> PhoneNumberId {
         PhoneNumberId::parse("106540352242922").unwrap()
+    }
+
+    /// Stores `record` under `key` at `version`, as a read would have found it.
+    fn put(snap: &mut ContactSnapshot, key: ContactKey, record: ContactRecord, version: u64) {
+        snap.insert(key, Some(VersionedRecord { record, version }));
     }
 
     /// Resolves and writes until done, like the store does, against an in-memory snapshot.
@@ -805,13 +809,7 @@ mod tests {
         let mut old =
             ContactState::opted_out(Category::Marketing, t(5), PreferenceSource::MetaError131050);
         old.observe_inbound(t(5));
-        snap.insert(
-            legacy.clone(),
-            Some(VersionedRecord {
-                record: ContactRecord::Primary(old),
-                version: 3,
-            }),
-        );
+        put(&mut snap, legacy.clone(), ContactRecord::Primary(old), 3);
         let w = settle(
             &mut snap,
             &user_ref(Some("5215512345678"), None).unwrap(),
@@ -848,17 +846,9 @@ mod tests {
         ] {
             let mut snap = ContactSnapshot::new();
             let legacy = ContactKey::from_stored(format!("106540352242922#{stored}"));
-            snap.insert(
-                legacy,
-                Some(VersionedRecord {
-                    record: ContactRecord::Primary(ContactState::opted_out(
-                        Category::Marketing,
-                        t(5),
-                        PreferenceSource::Keyword,
-                    )),
-                    version: 1,
-                }),
-            );
+            let opted_out =
+                ContactState::opted_out(Category::Marketing, t(5), PreferenceSource::Keyword);
+            put(&mut snap, legacy, ContactRecord::Primary(opted_out), 1);
             let w = settle(
                 &mut snap,
                 &user_ref(Some(input), None).unwrap(),
@@ -883,20 +873,14 @@ mod tests {
         // Stored before keys were canonical: Brazil's old form pointing at the person's BSUID record.
         let legacy = ContactKey::from_stored("106540352242922#551188776655".into());
         let home = ContactKey::from_stored("106540352242922#BR.abc".into());
-        snap.insert(
+        put(
+            &mut snap,
             legacy.clone(),
-            Some(VersionedRecord {
-                record: ContactRecord::Alias(home.clone()),
-                version: 1,
-            }),
+            ContactRecord::Alias(home.clone()),
+            1,
         );
-        snap.insert(
-            home.clone(),
-            Some(VersionedRecord {
-                record: ContactRecord::Primary(inbound(5, Some("551188776655"))),
-                version: 1,
-            }),
-        );
+        let known = inbound(5, Some("551188776655"));
+        put(&mut snap, home.clone(), ContactRecord::Primary(known), 1);
         let w = settle(
             &mut snap,
             &user_ref(Some("5511988776655"), None).unwrap(),
@@ -1215,13 +1199,7 @@ mod tests {
         let mut snap = ContactSnapshot::new();
         let x = ContactKey::from_stored("106540352242922#US.x".into());
         let gone = ContactKey::from_stored("106540352242922#15552220000".into());
-        snap.insert(
-            x.clone(),
-            Some(VersionedRecord {
-                record: ContactRecord::Alias(gone.clone()),
-                version: 2,
-            }),
-        );
+        put(&mut snap, x.clone(), ContactRecord::Alias(gone.clone()), 2);
         snap.insert(gone.clone(), None);
         let user = user_ref(Some("15553330000"), Some("US.x")).unwrap();
         let w = settle(&mut snap, &user, &inbound(40, Some("15553330000")));

@@ -4,7 +4,7 @@
 use super::queue::{DeadLetter, QueuedSend};
 use super::{Next, Sender};
 use crate::domain::consent_request::ConsentRequest;
-use crate::domain::ids::{ContactKey, PhoneNumberId, UserId};
+use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef};
 use crate::domain::send_request::{IdempotencyKey, SendRequest};
 use crate::domain::time::UnixTime;
 use crate::store::StoreError;
@@ -117,10 +117,10 @@ fn prepare_send(
         Some(&request.idempotency_key),
     )?;
     let contact_key = ContactKey::new(&from, &request.to);
-    let other_keys = match &request.to {
-        UserId::Phone(phone) => ContactKey::other_forms(&from, phone),
-        UserId::Bsuid(_) => Vec::new(),
-    };
+    let other_keys = ContactKey::all_for(&from, &UserRef::of(&request.to))
+        .into_iter()
+        .filter(|k| *k != contact_key)
+        .collect();
     Ok(Prepared {
         request,
         from,
