@@ -41,6 +41,8 @@ fi
 log "building the local stack's binaries"
 cargo build --locked --bins -p wahook-local -p wahook-meta-sim
 export WAHOOK_DEV_BIN_DIR="$WAHOOK_ROOT/target/debug"
+# tests/faults.rs starts a moto of its own, to pause it with SIGSTOP without stalling other tests.
+export WAHOOK_MOTO_PYTHON="$VENV_ROOT/moto/bin/python"
 
 log "cargo test --workspace"
 cargo test --locked --workspace --no-fail-fast "$@"

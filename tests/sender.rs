@@ -186,6 +186,71 @@ async fn a_junk_body_of_thousands_of_keys_is_dead_lettered_with_a_short_reason()
 }
 
 #[tokio::test]
+async fn a_rejected_key_is_taken_over_by_the_corrected_request() {
+    let w = World::new("send-rejected-takeover").await;
+    // Refused at the edge (no leading +): recorded as rejected under its key.
+    w.enqueue(r#"{"v":1,"idempotency_key":"fix-1","to":"15551234567","text":{"body":"x"}}"#)
+        .await;
+    w.run().await;
+    assert_eq!(w.ledger("fix-1").await.unwrap().state, SendState::Rejected);
+    // The producer fixes it and sends again under the same key: it goes, once.
+    w.enqueue(&template("fix-1", ANA, "utility")).await;
+    let report = w.run().await;
+    assert_eq!((report.failed, report.deleted), (0, 1));
+    let e = w.ledger("fix-1").await.unwrap();
+    assert_eq!(e.state, SendState::Sent);
+    assert_eq!(w.sent().len(), 1);
+    // And a redelivery of the corrected request is a duplicate, as for any sent key.
+    w.enqueue(&template("fix-1", ANA, "utility")).await;
+    w.run().await;
+    assert_eq!(w.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_sender_number_outside_the_allow_list_is_dead_lettered() {
+    let w = World::new("send-from-allow").await;
+    w.enqueue(&text("from-1", ANA, json!({"from": "999999999999999"})))
+        .await;
+    let report = w.run().await;
+    assert_eq!((report.failed, report.deleted), (0, 1));
+    assert!(w.sent().is_empty());
+    let dlq = w.dead_letters().await;
+    assert_eq!(dlq[0].attributes["wahook-error"], "from_not_allowed");
+    assert!(dlq[0].attributes["wahook-reason"].contains("WAHOOK_ALLOWED_PHONE_NUMBER_IDS"));
+    assert_eq!(w.ledger("from-1").await.unwrap().state, SendState::Rejected);
+}
+
+#[tokio::test]
+async fn retries_that_run_out_are_dead_lettered_by_the_sender_with_the_last_error() {
+    let w = World::with("send-exhausted", |o| o.max_receive_count = 2).await;
+    w.sim.script(ANA, Fault::Code(130_429), 5);
+    w.enqueue(&template("tired-1", ANA, "utility")).await;
+    let first = w.run().await;
+    assert_eq!(first.failed, 1);
+    w.expedite(&first).await;
+    let second = w.run().await;
+    assert_eq!(
+        (second.failed, second.deleted),
+        (0, 1),
+        "the last allowed delivery ends in the DLQ, not in SQS's silent move"
+    );
+    let dlq = w.dead_letters().await;
+    assert_eq!(dlq[0].attributes["wahook-error"], "retries_exhausted");
+    assert!(
+        dlq[0].attributes["wahook-reason"].contains("Rate limit hit"),
+        "{:?}",
+        dlq[0].attributes
+    );
+    let e = w.ledger("tired-1").await.unwrap();
+    assert_eq!(e.dead_letter.as_deref(), Some("retries_exhausted"));
+    assert_eq!(
+        e.state,
+        SendState::Retry,
+        "a redrive from the DLQ may still send it"
+    );
+}
+
+#[tokio::test]
 async fn a_key_reused_for_another_message_is_refused() {
     let w = World::new("send-reuse").await;
     w.enqueue(&template("reused-key", ANA, "utility")).await;

@@ -29,6 +29,12 @@ fn service() -> WebhookService {
         },
         keywords: KeywordRules::default(),
         write_concurrency: 32,
+        deadlines: wahook::config::Deadlines::load(
+            &wahook::config::Env::from_pairs::<&str, &str>([]),
+            wahook::config::Function::Webhook,
+        )
+        .unwrap(),
+        delivery_deadline: std::time::Duration::from_secs(8),
     };
     // A client that is never called: the benchmark stops before any write.
     let client = aws_sdk_dynamodb::Client::from_conf(

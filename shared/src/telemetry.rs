@@ -19,6 +19,7 @@ pub fn init_logging() {
         .map(|l| EnvFilter::new(l.to_lowercase()))
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let filter = pin_noisy_crates(filter);
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -27,6 +28,41 @@ pub fn init_logging() {
         .with_target(false)
         .with_env_filter(filter)
         .try_init();
+}
+
+/// Crates whose debug and trace output carries whole events, request bodies or headers (at trace
+/// `lambda_runtime` logs every event: message text, phone numbers): pinned at info whatever
+/// `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL` say. Our own `debug` never logs content.
+pub const PINNED_AT_INFO: &[&str] = &[
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lambda_http",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_config",
+    "aws_sdk_dynamodb",
+    "aws_sdk_sqs",
+    "aws_sdk_secretsmanager",
+    "aws_sdk_ssm",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+];
+
+/// `filter` with every crate of [`PINNED_AT_INFO`] at info (the later directive wins).
+pub fn pin_noisy_crates(mut filter: EnvFilter) -> EnvFilter {
+    for target in PINNED_AT_INFO {
+        filter = filter.add_directive(
+            format!("{target}=info")
+                .parse()
+                .expect("a crate name and a level make a directive"),
+        );
+    }
+    filter
 }
 
 /// Emits EMF metric lines for one function.
@@ -120,6 +156,20 @@ fn emf_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_everywhere_still_keeps_the_runtime_and_http_crates_at_info() {
+        let f = pin_noisy_crates(EnvFilter::new("trace,lambda_runtime=trace")).to_string();
+        for target in [
+            "lambda_runtime=info",
+            "aws_smithy_runtime=info",
+            "hyper=info",
+            "reqwest=info",
+        ] {
+            assert!(f.contains(target), "{target} in {f}");
+        }
+        assert!(!f.contains("lambda_runtime=trace"), "{f}");
+    }
 
     #[test]
     fn emf_lines_follow_the_embedded_metric_format() {

@@ -53,6 +53,11 @@ impl WebhookResponse {
     }
 }
 
+/// The body of every 401: the same whatever was wrong (the log says which check failed).
+pub const SIGNATURE_REFUSED: &str = "unauthorized: the X-Hub-Signature-256 check failed; the webhook's log says why (check WAHOOK_APP_SECRET)";
+/// The body of every 403 to a verification request.
+pub const VERIFICATION_REFUSED: &str = "verification failed: check hub.mode and hub.verify_token against WAHOOK_VERIFY_TOKEN; the webhook's log says why";
+
 /// The webhook: verifies Meta, then plans and writes what a delivery says.
 #[derive(Debug, Clone)]
 pub struct WebhookService {
@@ -60,6 +65,7 @@ pub struct WebhookService {
     verify_token: SecretString,
     rules: KeywordRules,
     writer: InboundWriter,
+    delivery_deadline: std::time::Duration,
     metrics: Metrics,
 }
 
@@ -75,6 +81,7 @@ impl WebhookService {
             verify_token: config.verify_token.clone(),
             rules: config.keywords.clone(),
             writer: InboundWriter::new(store, config.write_concurrency),
+            delivery_deadline: config.delivery_deadline,
             metrics,
         })
     }
@@ -106,7 +113,8 @@ impl WebhookService {
             Err(e) => {
                 tracing::warn!(event = "verification_refused", reason = %e, "webhook verification refused");
                 self.metrics.emit(&[("VerificationFailures", 1)]);
-                WebhookResponse::text(StatusCode::FORBIDDEN, format!("verification failed: {e}"))
+                // One body for every refusal: which check failed is in the log, not for the caller.
+                WebhookResponse::text(StatusCode::FORBIDDEN, VERIFICATION_REFUSED)
             }
         }
     }
@@ -143,11 +151,36 @@ impl WebhookService {
             Err(e) => {
                 tracing::warn!(event = "signature_refused", reason = ?e, bytes = body.len(), "POST refused: {e}");
                 self.metrics.emit(&[("SignatureFailures", 1)]);
-                return WebhookResponse::text(StatusCode::UNAUTHORIZED, e.to_string());
+                // One body for every refusal: which check failed is in the log, not for the caller.
+                return WebhookResponse::text(StatusCode::UNAUTHORIZED, SIGNATURE_REFUSED);
             }
         };
         let counts = plan.counts;
-        match self.writer.apply(&plan, UnixTime::now()).await {
+        let stored = tokio::time::timeout(
+            self.delivery_deadline,
+            self.writer.apply(&plan, UnixTime::now()),
+        )
+        .await;
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(_) => {
+                // Every write is idempotent, so what was written before the cut is harmless, and the
+                // redelivery writes the rest.
+                tracing::error!(
+                    event = "storage_deadline",
+                    deadline_ms = self.delivery_deadline.as_millis() as u64,
+                    messages = counts.messages,
+                    statuses = counts.statuses,
+                    "storage did not finish in time; answering 503 so Meta redelivers"
+                );
+                self.metrics.emit(&[("StorageFailures", 1)]);
+                return WebhookResponse::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage unavailable; please redeliver",
+                );
+            }
+        };
+        match stored {
             Ok(report) => {
                 self.log_delivery(&plan, &report, started);
                 WebhookResponse::text(StatusCode::OK, "ok")

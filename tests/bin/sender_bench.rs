@@ -44,7 +44,7 @@ async fn batch_latency(concurrency_one: bool, answer_after: Duration) -> (Durati
     })
     .await;
     let sender = if concurrency_one {
-        w.sequential_sender()
+        w.sequential_sender().await
     } else {
         w.sender.clone()
     };

@@ -15,7 +15,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::Client;
 use lambda_http::Body;
-use wahook::config::{StorageConfig, WebhookConfig};
+use wahook::config::{Deadlines, Env, Function, StorageConfig, WebhookConfig};
 use wahook::domain::keywords::KeywordRules;
 use wahook::secret::SecretString;
 use wahook::store::tables::{create_all_tables, TableNames};
@@ -38,9 +38,14 @@ pub fn endpoint() -> String {
 
 /// An SDK configuration pointed at moto, with dummy credentials.
 pub async fn sdk_config() -> SdkConfig {
+    sdk_config_at(&endpoint()).await
+}
+
+/// An SDK configuration pointed at a moto at `endpoint` (a test's own, to pause it).
+pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::v2026_01_12())
         .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .load()
         .await
@@ -90,19 +95,22 @@ impl Harness {
 
     /// Like [`Harness::new`], with a chance to change the configuration first.
     pub async fn with_config(name: &str, tweak: impl FnOnce(&mut WebhookConfig)) -> Self {
+        Self::build(name, &endpoint(), false, tweak).await
+    }
+
+    /// A harness over the moto at `endpoint`; with `deadlines`, the SDK gets the configuration's
+    /// timeouts exactly as the webhook function applies them.
+    pub async fn build(
+        name: &str,
+        endpoint: &str,
+        deadlines: bool,
+        tweak: impl FnOnce(&mut WebhookConfig),
+    ) -> Self {
         init_test_logging();
-        let sdk = sdk_config().await;
+        let sdk = sdk_config_at(endpoint).await;
         let counter = Arc::new(RequestCounter::default());
         let fault = Arc::new(FaultInjector::default());
-        let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(dynamo::CountingInterceptor(counter.clone()))
-            .interceptor(dynamo::FaultInterceptor(fault.clone()))
-            .build();
-        let client = Client::from_conf(conf);
         let tables = TableNames::with_prefix(&unique_prefix(name));
-        create_all_tables(&client, &tables)
-            .await
-            .expect("create the test tables in moto");
         let mut config = WebhookConfig {
             app_secrets: vec![SecretString::new(FIXTURE_APP_SECRET)],
             verify_token: SecretString::new(FIXTURE_VERIFY_TOKEN),
@@ -112,8 +120,24 @@ impl Harness {
             },
             keywords: KeywordRules::default(),
             write_concurrency: 16,
+            deadlines: Deadlines::load(&Env::from_pairs::<&str, &str>([]), Function::Webhook)
+                .expect("default deadlines"),
+            delivery_deadline: std::time::Duration::from_secs(8),
         };
         tweak(&mut config);
+        let sdk = if deadlines {
+            config.deadlines.apply(&sdk)
+        } else {
+            sdk
+        };
+        let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(dynamo::CountingInterceptor(counter.clone()))
+            .interceptor(dynamo::FaultInterceptor(fault.clone()))
+            .build();
+        let client = Client::from_conf(conf);
+        create_all_tables(&client, &tables)
+            .await
+            .expect("create the test tables in moto");
         let service = WebhookService::new(&config, client.clone(), Metrics::disabled("webhook"))
             .expect("valid test configuration");
         counter.reset();

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
+use wahook::config::sender::AccountSettings;
+use wahook::config::{SecretRef, SecretResolver};
 use wahook::domain::ledger::{LedgerEntry, LedgerSettings};
 use wahook::domain::policy::PolicyConfig;
 use wahook::domain::send_request::IdempotencyKey;
 use wahook::graph::{GraphClient, GraphConfig};
-use wahook::outbound::{Pacer, SendQueue, Sender, SenderSettings};
+use wahook::outbound::{Pacer, SendQueue, Sender, SenderSettings, TokenSource};
 use wahook::secret::SecretString;
 use wahook::telemetry::Metrics;
 use wahook_local::{PollReport, SqsPoller};
@@ -36,6 +38,13 @@ pub struct WorldOptions {
     pub policy: PolicyConfig,
     /// The simulator's scripted `wa_id`s (digits as sent → Meta's `wa_id`).
     pub wa_ids: std::collections::HashMap<String, String>,
+    pub account: AccountSettings,
+    pub max_receive_count: u32,
+    /// The token the sender starts with (the simulator accepts [`ACCESS_TOKEN`]).
+    pub token: String,
+    /// A Secrets Manager secret (in moto) the sender reads the token again from when Meta refuses
+    /// it, with no rate limit.
+    pub token_secret: Option<String>,
 }
 
 impl Default for WorldOptions {
@@ -53,6 +62,10 @@ impl Default for WorldOptions {
             burst: 50,
             policy: PolicyConfig::default(),
             wa_ids: Default::default(),
+            account: AccountSettings::default(),
+            max_receive_count: 10,
+            token: ACCESS_TOKEN.into(),
+            token_secret: None,
         }
     }
 }
@@ -132,6 +145,7 @@ impl World {
         .expect("start the Meta simulator");
 
         let sender = Arc::new(make_sender(
+            &sdk,
             &harness,
             &sqs,
             &queue_url,
@@ -162,8 +176,9 @@ impl World {
     }
 
     /// The same sender, one record at a time (for comparison in the benchmark).
-    pub fn sequential_sender(&self) -> Arc<Sender> {
+    pub async fn sequential_sender(&self) -> Arc<Sender> {
         Arc::new(make_sender(
+            &sdk_config().await,
             &self.harness,
             &self.sqs,
             &self.queue_url,
@@ -284,7 +299,9 @@ impl World {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // a test world's parts, passed once
 fn make_sender(
+    sdk: &aws_config::SdkConfig,
     harness: &Harness,
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -300,10 +317,10 @@ fn make_sender(
             timeout: options.graph_timeout,
             connect_timeout: Duration::from_millis(500),
         },
-        SecretString::new(ACCESS_TOKEN),
+        SecretString::new(options.token.clone()),
     )
     .unwrap();
-    Sender::new(
+    let sender = Sender::new(
         harness.store().clone(),
         graph,
         SendQueue::new(sqs.clone(), queue_url.to_owned(), dlq_url.to_owned()),
@@ -316,9 +333,21 @@ fn make_sender(
                 lease_secs: 30,
                 reconcile_wait_secs: options.reconcile_wait_secs,
             },
+            allowed_from: vec![wahook::domain::ids::PhoneNumberId::parse(NUMBER).unwrap()],
+            account: options.account,
+            max_receive_count: options.max_receive_count,
         },
         Metrics::disabled("sender"),
-    )
+    );
+    match &options.token_secret {
+        None => sender,
+        Some(arn) => sender.with_token_source(TokenSource::new(
+            "WAHOOK_ACCESS_TOKEN",
+            SecretRef::SecretsManager(arn.clone()),
+            SecretResolver::new(sdk.clone()),
+            Duration::ZERO,
+        )),
+    }
 }
 
 impl Drop for World {

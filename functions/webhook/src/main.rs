@@ -18,7 +18,9 @@ async fn main() -> Result<(), Error> {
             return Err(e.into());
         }
     };
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    // Every DynamoDB call within the configured deadlines (checked against the function timeout), so
+    // a stalled table answers 503 in time and Meta redelivers.
+    let client = aws_sdk_dynamodb::Client::new(&config.deadlines.apply(&sdk));
     let service = WebhookService::new(&config, client, Metrics::for_service("webhook"))?;
     lambda_http::run(service_fn(|req| wahook_webhook::handle(&service, req))).await
 }

@@ -8,11 +8,13 @@
 //!
 //! Anything missing, blank or ambiguous stops start-up with a message naming the variable to set.
 
+pub mod deadlines;
 pub mod env;
 pub mod secrets;
 pub mod sender;
 pub mod webhook;
 
+pub use deadlines::{Deadlines, Function};
 pub use env::{ConfigError, Env};
 pub use secrets::{SecretRef, SecretResolver};
 pub use sender::{SenderConfig, SenderSettings};

@@ -93,7 +93,9 @@ impl SecretResolver {
         }
     }
 
-    async fn fetch(&self, var: &str, r: &SecretRef) -> Result<SecretString, ConfigError> {
+    /// Fetches `r` again (a secret rotated in place is read anew; a value from the environment is
+    /// itself).
+    pub async fn fetch(&self, var: &str, r: &SecretRef) -> Result<SecretString, ConfigError> {
         let fetch_err = |reason: String| ConfigError::SecretFetch {
             var: var.to_owned(),
             source_desc: r.describe(var),

@@ -1,19 +1,33 @@
 //! The sender function's configuration.
 
+use std::time::Duration;
+
+use super::deadlines::{Deadlines, Function};
 use super::env::{list, parse_categories, parse_number, required, ConfigError, Env};
-use super::secrets::SecretResolver;
+use super::secrets::{SecretRef, SecretResolver};
 use super::StorageConfig;
 use crate::domain::ids::PhoneNumberId;
 use crate::domain::ledger::LedgerSettings;
 use crate::domain::policy::PolicyConfig;
-use crate::graph::{GraphConfig, DEFAULT_GRAPH_API_VERSION, DEFAULT_GRAPH_BASE_URL};
+use crate::graph::{
+    check_base_url, GraphConfig, DEFAULT_GRAPH_API_VERSION, DEFAULT_GRAPH_BASE_URL,
+};
 use crate::secret::SecretString;
+
+/// Deliveries before SQS itself moves a send to the DLQ: the template's `MaxReceiveCount` default
+/// (`outbound::queue::SENDS_QUEUE` is built from this).
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 10;
 
 /// Everything the sender function needs: its clients' settings, and the [`SenderSettings`] the
 /// sender keeps.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     pub access_token: SecretString,
+    /// Where the token came from: read again (at most every `token_reread_interval`) when Meta
+    /// refuses it, so a secret rotated in place is picked up without a cold start.
+    pub access_token_source: SecretRef,
+    pub token_reread_interval: Duration,
+    pub deadlines: Deadlines,
     pub graph: GraphConfig,
     pub storage: StorageConfig,
     pub queue_url: String,
@@ -32,11 +46,39 @@ pub struct SenderSettings {
     /// Records of one batch in flight at once.
     pub concurrency: usize,
     pub ledger: LedgerSettings,
+    /// The business numbers requests may send from (`WAHOOK_ALLOWED_PHONE_NUMBER_IDS`; by default
+    /// the default number). Empty: any number (only when no default is configured either).
+    pub allowed_from: Vec<PhoneNumberId>,
+    pub account: AccountSettings,
+    /// The sends queue's `maxReceiveCount`: on that delivery a record that would be retried is
+    /// dead-lettered by the sender itself, with its last error (`retries_exhausted`).
+    pub max_receive_count: u32,
+}
+
+/// What an account failure (token, payment, lock…) does to the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// How long a halted business number gets no Graph calls before one probe goes.
+    pub pause: Duration,
+    /// How long a held record waits before it comes back (no jitter: held sends keep their order).
+    pub hold_secs: u32,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            pause: Duration::from_secs(60),
+            hold_secs: 300,
+        }
+    }
 }
 
 impl SenderConfig {
     pub async fn load(env: &Env, secrets: &SecretResolver) -> Result<Self, ConfigError> {
         let access_token = secrets.required(env, "WAHOOK_ACCESS_TOKEN").await?;
+        let access_token_source = SecretRef::from_env(env, "WAHOOK_ACCESS_TOKEN")?
+            .expect("the token was just resolved from one of its forms");
+        let deadlines = Deadlines::load(env, Function::Sender)?;
         let default_from =
             match env.get("WAHOOK_DEFAULT_PHONE_NUMBER_ID") {
                 None => None,
@@ -78,9 +120,23 @@ impl SenderConfig {
             timeout: std::time::Duration::from_millis(timeout_ms),
             connect_timeout: std::time::Duration::from_millis(timeout_ms.min(3_000)),
         };
+        check_base_url(&graph.base_url).map_err(|e| ConfigError::Invalid {
+            var: "WAHOOK_GRAPH_BASE_URL".into(),
+            value: graph.base_url.clone(),
+            expected: e.to_string(),
+        })?;
+        // A record makes one Graph call and a few storage calls; all must end before Lambda ends us.
+        deadlines.check_inside(
+            "WAHOOK_GRAPH_TIMEOUT_MS",
+            graph.timeout + deadlines.aws_operation * 2,
+            Duration::from_secs(1),
+        )?;
         let lease_secs: i64 = parse_number(env, "WAHOOK_LEASE_SECONDS", 60, 5..=900)?;
-        // A claim must outlive the call it protects, or a second worker could send again meanwhile.
-        if (lease_secs as u64) * 1000 <= timeout_ms + 2_000 {
+        // A claim must outlive the call it protects, or a second worker could send again meanwhile;
+        // and the function, or a worker Lambda has not yet ended could still call.
+        if (lease_secs as u64) * 1000 <= timeout_ms + 2_000
+            || (lease_secs as u64) < deadlines.function_timeout.as_secs()
+        {
             return Err(ConfigError::Invalid {
                 var: "WAHOOK_LEASE_SECONDS".into(),
                 value: lease_secs.to_string(),
@@ -95,8 +151,51 @@ impl SenderConfig {
             None => Vec::new(),
             Some(names) => parse_categories("WAHOOK_REQUIRE_CONSENT", &names)?,
         };
+        let allowed_from = match list(env, "WAHOOK_ALLOWED_PHONE_NUMBER_IDS") {
+            Some(ids) => ids
+                .iter()
+                .map(|raw| {
+                    PhoneNumberId::parse(raw).map_err(|_| ConfigError::Invalid {
+                        var: "WAHOOK_ALLOWED_PHONE_NUMBER_IDS".into(),
+                        value: raw.clone(),
+                        expected: "a comma-separated list of Meta's numeric phone number ids"
+                            .into(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => default_from.iter().cloned().collect(),
+        };
+        if let Some(d) = default_from.as_ref().filter(|d| !allowed_from.contains(d)) {
+            return Err(ConfigError::Invalid {
+                var: "WAHOOK_ALLOWED_PHONE_NUMBER_IDS".into(),
+                value: env
+                    .get("WAHOOK_ALLOWED_PHONE_NUMBER_IDS")
+                    .unwrap_or_default(),
+                expected: format!(
+                    "a list that includes WAHOOK_DEFAULT_PHONE_NUMBER_ID ({})",
+                    d.as_str()
+                ),
+            });
+        }
+        let account = AccountSettings {
+            pause: Duration::from_secs(parse_number(
+                env,
+                "WAHOOK_ACCOUNT_PAUSE_SECONDS",
+                60,
+                1..=3_600,
+            )?),
+            hold_secs: parse_number(env, "WAHOOK_ACCOUNT_HOLD_SECONDS", 300, 1..=43_200)?,
+        };
         Ok(Self {
             access_token,
+            access_token_source,
+            token_reread_interval: Duration::from_secs(parse_number(
+                env,
+                "WAHOOK_TOKEN_REREAD_SECONDS",
+                60,
+                0..=3_600,
+            )?),
+            deadlines,
             graph,
             storage: StorageConfig::load(env)?,
             queue_url: required(env, "WAHOOK_SENDS_QUEUE_URL", "the URL of the sends queue")?,
@@ -128,6 +227,14 @@ impl SenderConfig {
                         0..=43_200,
                     )?,
                 },
+                allowed_from,
+                account,
+                max_receive_count: parse_number(
+                    env,
+                    "WAHOOK_MAX_RECEIVE_COUNT",
+                    DEFAULT_MAX_RECEIVE_COUNT,
+                    1..=1_000,
+                )?,
             },
         })
     }

@@ -134,21 +134,73 @@ fn a_minimal_sender_configuration_loads_with_defaults() {
     );
     assert_eq!(cfg.settings.policy.window_margin_secs, 600);
     assert!(cfg.settings.default_from.is_none());
+    assert!(
+        cfg.settings.allowed_from.is_empty(),
+        "no default: any number"
+    );
+    assert_eq!(cfg.settings.max_receive_count, 10);
+    assert_eq!(cfg.deadlines.function_timeout.as_secs(), 30);
     assert!(!format!("{cfg:?}").contains("EAAG"));
+}
+
+#[test]
+fn the_allowed_sender_numbers_default_to_the_default_number_and_must_include_it() {
+    let mut pairs = sender_base();
+    pairs.push(("WAHOOK_DEFAULT_PHONE_NUMBER_ID", "106540352242922"));
+    let cfg = block(SenderConfig::load(
+        &Env::from_pairs(pairs.clone()),
+        &resolver(),
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.settings
+            .allowed_from
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>(),
+        ["106540352242922"]
+    );
+    pairs.push(("WAHOOK_ALLOWED_PHONE_NUMBER_IDS", "106540352242923"));
+    let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("includes WAHOOK_DEFAULT_PHONE_NUMBER_ID"),
+        "{err}"
+    );
 }
 
 #[test]
 fn sender_settings_are_checked_against_each_other() {
     let mut pairs = sender_base();
-    pairs.push(("WAHOOK_GRAPH_TIMEOUT_MS", "30000"));
-    pairs.push(("WAHOOK_LEASE_SECONDS", "20"));
+    pairs.push(("WAHOOK_GRAPH_TIMEOUT_MS", "8000"));
+    pairs.push(("WAHOOK_LEASE_SECONDS", "9"));
     let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("WAHOOK_LEASE_SECONDS") && err.contains("30000 ms"),
+        err.contains("WAHOOK_LEASE_SECONDS") && err.contains("8000 ms"),
         "{err}"
     );
+
+    // A Graph call that could outlast the function is refused at start-up.
+    let mut pairs = sender_base();
+    pairs.push(("WAHOOK_GRAPH_TIMEOUT_MS", "30000"));
+    let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WAHOOK_GRAPH_TIMEOUT_MS") && err.contains("function timeout"),
+        "{err}"
+    );
+
+    // The token goes over TLS, or to this machine.
+    let mut pairs = sender_base();
+    pairs.push(("WAHOOK_GRAPH_BASE_URL", "http://graph.example.com"));
+    let err = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("plain http"), "{err}");
 
     let mut pairs = sender_base();
     pairs.push(("WAHOOK_GRAPH_API_VERSION", "25"));

@@ -1,5 +1,8 @@
 //! The webhook function's configuration.
 
+use std::time::Duration;
+
+use super::deadlines::{Deadlines, Function};
 use super::env::{list, parse_categories, parse_number, ConfigError, Env};
 use super::secrets::SecretResolver;
 use super::StorageConfig;
@@ -19,6 +22,9 @@ pub struct WebhookConfig {
     pub keywords: KeywordRules,
     /// How many DynamoDB writes one delivery may have in flight.
     pub write_concurrency: usize,
+    pub deadlines: Deadlines,
+    /// How long storing one delivery may take before the webhook answers 503 (Meta redelivers).
+    pub delivery_deadline: Duration,
 }
 
 impl WebhookConfig {
@@ -28,7 +34,22 @@ impl WebhookConfig {
             app_secrets.push(previous);
         }
         let verify_token = secrets.required(env, "WAHOOK_VERIFY_TOKEN").await?;
+        let deadlines = Deadlines::load(env, Function::Webhook)?;
+        let default_deadline = deadlines.function_timeout.as_millis() as u64 * 8 / 10;
+        let delivery_deadline = Duration::from_millis(parse_number(
+            env,
+            "WAHOOK_DELIVERY_DEADLINE_MS",
+            default_deadline,
+            100..=900_000,
+        )?);
+        deadlines.check_inside(
+            "WAHOOK_DELIVERY_DEADLINE_MS",
+            delivery_deadline,
+            Duration::from_millis(500),
+        )?;
         Ok(Self {
+            deadlines,
+            delivery_deadline,
             app_secrets,
             verify_token,
             storage: StorageConfig::load(env)?,

@@ -11,10 +11,16 @@
 //!   (none) ───────► in_flight ─────────────────────────► sent
 //!      │                │  Meta refused (permanent)  ──► failed
 //!      │                │  refused, retry later      ──► retry ──(reclaim)──► in_flight
+//!      │                │  the account cannot send   ──► held  ──(reclaim)──► in_flight
 //!      │                │  no answer (may have sent) ──► unknown ──(reconcile)──► sent | in_flight (one resend)
 //!      │                │  second lost answer        ──► outcome_unknown
 //!      └─► expired | suppressed | window_closed | rejected   (decided before any call)
+//!                                                          rejected ──(a valid request)──► in_flight
 //! ```
+//!
+//! `rejected` is final for the request that was refused, but not for the key: a producer that fixes
+//! its request (or an operator who configures the missing sender number) sends again under the same
+//! key, and that request takes the entry over (conditionally on it still being `rejected`).
 //!
 //! The one duplicate wahook allows: an answer is lost (or a worker dies mid-call), Meta did take the
 //! message, and no status webhook naming the key arrives within the reconcile wait. Then the request
@@ -30,6 +36,8 @@ use super::time::UnixTime;
 pub enum SendState {
     InFlight,
     Retry,
+    /// Meta refused because of the account (token, payment, lock…): waiting for a person to fix it.
+    Held,
     Unknown,
     Sent,
     Failed,
@@ -45,6 +53,7 @@ impl SendState {
         match self {
             SendState::InFlight => "in_flight",
             SendState::Retry => "retry",
+            SendState::Held => "held",
             SendState::Unknown => "unknown",
             SendState::Sent => "sent",
             SendState::Failed => "failed",
@@ -60,6 +69,7 @@ impl SendState {
         Some(match s {
             "in_flight" => SendState::InFlight,
             "retry" => SendState::Retry,
+            "held" => SendState::Held,
             "unknown" => SendState::Unknown,
             "sent" => SendState::Sent,
             "failed" => SendState::Failed,
@@ -76,7 +86,7 @@ impl SendState {
     pub fn is_final(self) -> bool {
         !matches!(
             self,
-            SendState::InFlight | SendState::Retry | SendState::Unknown
+            SendState::InFlight | SendState::Retry | SendState::Held | SendState::Unknown
         )
     }
 }
@@ -116,6 +126,8 @@ pub struct LedgerEntry {
     pub attempts: u32,
     pub wamid: Option<Wamid>,
     pub reason: Option<String>,
+    /// Set when the sender dead-lettered the record itself (`retries_exhausted`).
+    pub dead_letter: Option<String>,
     pub updated_at: Option<UnixTime>,
 }
 
@@ -207,6 +219,20 @@ pub fn step(
     let Some(entry) = entry else {
         return LedgerStep::Create;
     };
+    // What a fresh attempt would do, once nothing shows an earlier one reached Meta.
+    let again = match decision {
+        Decision::Send { .. } => AfterTakeOver::Call,
+        Decision::Withhold { .. } => AfterTakeOver::RecordDecision,
+    };
+    let take_over = |then| LedgerStep::TakeOver {
+        resend_after_unknown: false,
+        then,
+    };
+    if entry.state == SendState::Rejected {
+        // Nothing under a rejected key ever reached Meta: a request that passes the edge takes it
+        // over (whatever it asks: the rejected one was never sent), without looking for attempts.
+        return take_over(again);
+    }
     if entry
         .fingerprint
         .as_deref()
@@ -217,15 +243,6 @@ pub fn step(
     if entry.state.is_final() {
         return LedgerStep::Duplicate(entry.state);
     }
-    // What a fresh attempt would do, once nothing shows an earlier one reached Meta.
-    let again = match decision {
-        Decision::Send { .. } => AfterTakeOver::Call,
-        Decision::Withhold { .. } => AfterTakeOver::RecordDecision,
-    };
-    let take_over = |then| LedgerStep::TakeOver {
-        resend_after_unknown: false,
-        then,
-    };
     match (entry.state, evidence) {
         (SendState::InFlight, _) if entry.lease_until.is_some_and(|l| l > now) => {
             let left = entry
@@ -240,7 +257,8 @@ pub fn step(
         // lost answer may have sent. Either way, look first.
         (_, Evidence::Unchecked) => LedgerStep::LookForEarlierAttempt,
         (_, Evidence::Sent(wamid)) => take_over(AfterTakeOver::RecordFound(wamid.clone())),
-        (SendState::Retry, Evidence::Nothing) => take_over(again),
+        // Meta refused these outright (for now, or for the account): nothing was taken.
+        (SendState::Retry | SendState::Held, Evidence::Nothing) => take_over(again),
         // In flight with its lease run out (the worker may have sent), or unknown.
         (_, Evidence::Nothing) => {
             let since = entry.unknown_since.or(entry.lease_until).unwrap_or(now);

@@ -47,6 +47,7 @@ fn entry(state: SendState) -> LedgerEntry {
         attempts: 1,
         wamid: None,
         reason: None,
+        dead_letter: None,
         updated_at: None,
     }
 }
@@ -76,6 +77,7 @@ fn only_waiting_states_are_not_final() {
     let all = [
         SendState::InFlight,
         SendState::Retry,
+        SendState::Held,
         SendState::Unknown,
         SendState::Sent,
         SendState::Failed,
@@ -90,7 +92,7 @@ fn only_waiting_states_are_not_final() {
         assert_eq!(state.to_string(), state.as_str());
         let waiting = matches!(
             state,
-            SendState::InFlight | SendState::Retry | SendState::Unknown
+            SendState::InFlight | SendState::Retry | SendState::Held | SendState::Unknown
         );
         assert_eq!(state.is_final(), !waiting, "{state}");
     }
@@ -128,20 +130,35 @@ fn a_key_with_a_final_outcome_is_a_duplicate() {
             "evidence changes nothing once the key ended"
         );
     }
-    // A rejected request has no fingerprint: any later request under its key is a duplicate.
-    let rejected = LedgerEntry {
-        fingerprint: None,
-        ..entry(SendState::Rejected)
-    };
-    let other = step(
-        Some(&rejected),
-        &send(),
-        "fp-other",
-        &Evidence::Unchecked,
-        NOW,
-        &SETTINGS,
-    );
-    assert_eq!(other, LedgerStep::Duplicate(SendState::Rejected));
+}
+
+#[test]
+fn a_rejected_key_is_taken_over_by_the_next_valid_request() {
+    // Nothing under a rejected key reached Meta: the corrected request (another fingerprint, or
+    // none recorded) takes it over at once, without looking for earlier attempts.
+    for fingerprint in [None, Some("fp-refused".to_owned())] {
+        let rejected = LedgerEntry {
+            fingerprint,
+            claim_token: None,
+            ..entry(SendState::Rejected)
+        };
+        for (decision, then) in [
+            (send(), AfterTakeOver::Call),
+            (withhold(), AfterTakeOver::RecordDecision),
+        ] {
+            assert_eq!(
+                step(
+                    Some(&rejected),
+                    &decision,
+                    "fp-corrected",
+                    &Evidence::Unchecked,
+                    NOW,
+                    &SETTINGS,
+                ),
+                take_over(false, then)
+            );
+        }
+    }
 }
 
 #[test]
@@ -210,17 +227,24 @@ fn evidence_that_meta_has_the_message_records_it_instead_of_calling() {
 }
 
 #[test]
-fn a_retry_with_no_earlier_attempt_is_called_again_or_decided() {
-    let e = entry(SendState::Retry);
-    assert_eq!(
-        run(Some(&e), &send(), &Evidence::Nothing, NOW),
-        take_over(false, AfterTakeOver::Call)
-    );
-    assert_eq!(
-        run(Some(&e), &withhold(), &Evidence::Nothing, NOW),
-        take_over(false, AfterTakeOver::RecordDecision),
-        "a deadline that passed while the retry waited is recorded, not sent"
-    );
+fn a_retry_or_held_send_with_no_earlier_attempt_is_called_again_or_decided() {
+    // Held (the account could not send) goes like a retry once nothing shows Meta took it.
+    for state in [SendState::Retry, SendState::Held] {
+        let e = entry(state);
+        assert_eq!(
+            run(Some(&e), &send(), &Evidence::Unchecked, NOW),
+            LedgerStep::LookForEarlierAttempt
+        );
+        assert_eq!(
+            run(Some(&e), &send(), &Evidence::Nothing, NOW),
+            take_over(false, AfterTakeOver::Call)
+        );
+        assert_eq!(
+            run(Some(&e), &withhold(), &Evidence::Nothing, NOW),
+            take_over(false, AfterTakeOver::RecordDecision),
+            "a deadline that passed while the {state} waited is recorded, not sent"
+        );
+    }
 }
 
 #[test]
@@ -341,6 +365,8 @@ enum Answer {
     Transient,
     /// A permanent refusal: not taken.
     Permanent,
+    /// Refused for the account (token, payment…): not taken; held.
+    Account,
 }
 
 fn answer() -> impl Strategy<Value = Answer> {
@@ -351,6 +377,7 @@ fn answer() -> impl Strategy<Value = Answer> {
         2 => any::<bool>().prop_map(|taken| Answer::Crash { taken }),
         2 => Just(Answer::Transient),
         1 => Just(Answer::Permanent),
+        1 => Just(Answer::Account),
     ]
 }
 
@@ -392,6 +419,8 @@ struct World {
     ambiguous_resend: bool,
 }
 
+// A test model: a few phases at a time, never worth boxing.
+#[allow(clippy::large_enum_variant)]
 enum Phase {
     Stepping {
         entry: Option<LedgerEntry>,
@@ -447,6 +476,7 @@ impl World {
             attempts: 1,
             wamid: None,
             reason: None,
+            dead_letter: None,
             updated_at: Some(self.time()),
         });
         Ok(token)
@@ -613,6 +643,9 @@ impl World {
                     }
                     Answer::Permanent => {
                         self.finish(&token, SendState::Failed, None);
+                    }
+                    Answer::Account => {
+                        self.finish(&token, SendState::Held, None);
                     }
                 }
                 Phase::Finished

@@ -25,6 +25,14 @@ pub const MAX_TEMPLATE_NAME_CHARS: usize = 512;
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    /// How logs name the key: producers embed phone and account numbers in keys, and logs must not
+    /// carry them. The first 16 hex digits of its SHA-256; `scripts/dev.sh` and the README show how to
+    /// compute it for a key a producer names (`printf %s KEY | sha256sum | cut -c1-16`).
+    pub fn hashed(&self) -> String {
+        let digest = Sha256::digest(self.0.as_bytes());
+        hex::encode(&digest[..8])
+    }
+
     /// The `biz_opaque_callback_data` a send under this key carries.
     pub fn callback_marker(&self) -> String {
         format!("{CALLBACK_PREFIX}{}", self.0)
@@ -128,6 +136,20 @@ pub const MAX_PROBLEMS_NAMED: usize = 20;
 /// And at most this many bytes of them.
 pub const MAX_REASON_BYTES: usize = 1024;
 
+/// A reason cut at [`MAX_REASON_BYTES`] on a character boundary (an SQS attribute and a ledger item
+/// must hold it, whatever Meta or a producer wrote).
+pub fn cap_reason(mut text: String) -> String {
+    if text.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// The problems as one line: the first [`MAX_PROBLEMS_NAMED`], cut at [`MAX_REASON_BYTES`] on a
 /// character boundary, and how many more there were.
 pub fn summarize(problems: &[Problem]) -> String {
@@ -137,14 +159,7 @@ pub fn summarize(problems: &[Problem]) -> String {
         .map(|p| format!("{}: {}", p.field, p.message))
         .collect::<Vec<_>>()
         .join("; ");
-    if text.len() > MAX_REASON_BYTES {
-        let mut cut = MAX_REASON_BYTES;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
+    text = cap_reason(text);
     if problems.len() > MAX_PROBLEMS_NAMED {
         text.push_str(&format!(
             " (and {} more problems)",
@@ -531,6 +546,25 @@ fn parse_category(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_name_a_key_by_a_hash_that_does_not_show_it() {
+        let key = IdempotencyKey::parse("order-5215512345678-77").unwrap();
+        let h = key.hashed();
+        assert_eq!(h.len(), 16);
+        assert!(!h.contains("5512345678"));
+        assert_eq!(
+            h,
+            IdempotencyKey::parse("order-5215512345678-77")
+                .unwrap()
+                .hashed()
+        );
+        // `printf %s order-1 | sha256sum | cut -c1-16`
+        assert_eq!(IdempotencyKey::parse("order-1").unwrap().hashed(), {
+            let d = Sha256::digest(b"order-1");
+            hex::encode(&d[..8])
+        });
+    }
 
     fn parse(json: &str) -> Result<SendRequest, InvalidSendRequest> {
         SendRequest::parse(json)

@@ -12,6 +12,10 @@ pub enum ErrorClass {
     Policy,
     /// This recipient cannot get this message (not on WhatsApp, stopped marketing…).
     Recipient,
+    /// The business account itself cannot send (token, permission, payment, locked, unregistered,
+    /// blocked): every queued send would fail the same way until a person fixes the account, so
+    /// the line stops and the sends wait (`held`) instead of being burnt as `failed`.
+    Account,
 }
 
 impl ErrorClass {
@@ -21,6 +25,7 @@ impl ErrorClass {
             ErrorClass::FixRequest => "fix_request",
             ErrorClass::Policy => "policy",
             ErrorClass::Recipient => "recipient",
+            ErrorClass::Account => "account",
         }
     }
 }
@@ -36,17 +41,38 @@ pub const MARKETING_STOPPED: i64 = 131_050;
 /// The account is in maintenance (e.g. a throughput upgrade, up to a minute).
 pub const MAINTENANCE: i64 = 131_057;
 
+/// Codes about the account, not the message (whatsapp-platform.md §12): 0 and 190 (token invalid or
+/// expired), 10 and 200–299 (permission), 131005 (access denied), 131031 (account locked), 131042
+/// (payment problem), 133010 (number not registered), 368 (temporarily blocked for policy). One
+/// table: a code Meta adds to the list is one entry here.
+pub const ACCOUNT_CODES: &[std::ops::RangeInclusive<i64>] = &[
+    0..=0,
+    10..=10,
+    190..=190,
+    200..=299,
+    368..=368,
+    131_005..=131_005,
+    131_031..=131_031,
+    131_042..=131_042,
+    133_010..=133_010,
+];
+
+/// Whether `code` says the account (not the message) is what fails.
+pub fn is_account_code(code: i64) -> bool {
+    ACCOUNT_CODES.iter().any(|r| r.contains(&code))
+}
+
 pub fn classify(code: Option<i64>, http_status: u16) -> ErrorClass {
     use ErrorClass::*;
     match code {
+        Some(c) if is_account_code(c) => Account,
         Some(
             1 | 2 | 4 | 80_007 | 130_429 | 131_000 | 131_016 | 131_056 | 131_057 | 132_069
             | 133_004 | 133_015 | 133_016,
         ) => Transient,
-        Some(
-            368 | 130_472 | 130_497 | 131_031 | 131_048 | 131_049 | 131_064 | 132_007 | 132_015
-            | 132_016,
-        ) => Policy,
+        Some(130_472 | 130_497 | 131_048 | 131_049 | 131_064 | 132_007 | 132_015 | 132_016) => {
+            Policy
+        }
         Some(130_403 | 131_026 | 131_050 | 131_052) => Recipient,
         Some(_) => FixRequest,
         // No code: the HTTP status is all there is.
@@ -86,10 +112,15 @@ mod tests {
         for code in [130_429, 131_056, 131_000, 131_016, 131_057, 2, 4] {
             assert_eq!(classify(Some(code), 400), ErrorClass::Transient, "{code}");
         }
-        for code in [131_047, 132_001, 132_000, 100, 190, 131_009] {
+        for code in [131_047, 132_001, 132_000, 100, 131_009] {
             assert_eq!(classify(Some(code), 400), ErrorClass::FixRequest, "{code}");
         }
-        for code in [368, 131_049, 132_015, 131_048] {
+        for code in [
+            0, 10, 190, 200, 250, 299, 368, 131_005, 131_031, 131_042, 133_010,
+        ] {
+            assert_eq!(classify(Some(code), 401), ErrorClass::Account, "{code}");
+        }
+        for code in [131_049, 132_015, 131_048] {
             assert_eq!(classify(Some(code), 400), ErrorClass::Policy, "{code}");
         }
         for code in [131_050, 131_026, 130_403] {

@@ -4,6 +4,7 @@
 pub mod errors;
 pub mod message;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -39,11 +40,47 @@ impl Default for GraphConfig {
     }
 }
 
+/// The most of an answer we read. Meta's answers are well under 4 KiB; anything bigger is not Meta
+/// (a proxy's page, a misconfigured base URL) and is not worth the memory.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Why a Graph client could not be built (at start-up, before any send).
 #[derive(Debug, thiserror::Error)]
 pub enum GraphSetupError {
     #[error("could not build the HTTP client for the Graph API: {0}")]
     HttpClient(#[source] reqwest::Error),
+    #[error("WAHOOK_GRAPH_BASE_URL {url:?} {problem}: use https://graph.facebook.com (plain http only for a simulator on 127.0.0.1 or localhost)")]
+    BaseUrl { url: String, problem: &'static str },
+}
+
+/// The bearer token goes to `base_url` only over TLS, except to a simulator on this machine.
+pub fn check_base_url(url: &str) -> Result<(), GraphSetupError> {
+    let bad = |problem| {
+        Err(GraphSetupError::BaseUrl {
+            url: url.to_owned(),
+            problem,
+        })
+    };
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return bad("is not a URL");
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return bad("carries credentials");
+    }
+    let Some(host) = parsed.host_str() else {
+        return bad("has no host");
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => bad("is plain http to another machine (the access token would travel in clear)"),
+        _ => bad("is not http(s)"),
+    }
 }
 
 /// Meta accepted the message (delivery comes later, in status webhooks).
@@ -82,12 +119,13 @@ pub enum GraphError {
     Unknown(String),
 }
 
-/// Calls Graph with the access token. Cheap to clone (one connection pool).
+/// Calls Graph with the access token. Cheap to clone (one connection pool, one token: a re-read
+/// token reaches every clone).
 #[derive(Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
     config: GraphConfig,
-    token: SecretString,
+    token: Arc<RwLock<SecretString>>,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -142,21 +180,37 @@ struct ErrorData {
 
 impl GraphClient {
     pub fn new(config: GraphConfig, token: SecretString) -> Result<Self, GraphSetupError> {
+        check_base_url(&config.base_url)?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
+            // Graph never redirects a send; following one would hand the bearer token (and the
+            // message) to wherever a proxy or a hijacked DNS name points.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wahook/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(GraphSetupError::HttpClient)?;
         Ok(Self {
             http,
             config,
-            token,
+            token: Arc::new(RwLock::new(token)),
         })
     }
 
     pub fn config(&self) -> &GraphConfig {
         &self.config
+    }
+
+    /// Replaces the access token (re-read after Meta refused it). `true` if it changed.
+    pub fn set_token(&self, token: SecretString) -> bool {
+        let mut current = self.token.write().unwrap_or_else(|p| p.into_inner());
+        let changed = current.expose() != token.expose();
+        *current = token;
+        changed
+    }
+
+    fn bearer(&self) -> SecretString {
+        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// `POST {base}/{version}/{from}/messages` with `body` (Meta's message JSON).
@@ -167,20 +221,42 @@ impl GraphClient {
             self.config.api_version,
             from.as_str()
         );
-        let response = self
+        let token = self.bearer();
+        let mut response = self
             .http
             .post(url)
-            .bearer_auth(self.token.expose())
+            .bearer_auth(token.expose())
             .header("content-type", "application/json")
             .body(serde_json::to_vec(body).expect("a JSON value serializes"))
             .send()
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| GraphError::Unknown(format!("reading the answer failed: {e}")))?;
+        // Read in chunks up to the cap: a huge answer is not Meta's, and must not cost the memory.
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if bytes.len() + chunk.len() > MAX_ANSWER_BYTES => {
+                    return Err(GraphError::Unknown(format!(
+                        "HTTP {status} with an answer over {MAX_ANSWER_BYTES} bytes, which is not Meta's; the message may or may not have been sent"
+                    )));
+                }
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(GraphError::Unknown(format!(
+                        "reading the answer failed: {}",
+                        error_chain(&e)
+                    )))
+                }
+            }
+        }
+        if (300..400).contains(&status) {
+            // Redirects are not followed; the request was written, so Meta may have it.
+            return Err(GraphError::Unknown(format!(
+                "HTTP {status} (a redirect, not followed: check WAHOOK_GRAPH_BASE_URL)"
+            )));
+        }
         if (200..300).contains(&status) {
             return parse_success(&bytes);
         }
@@ -314,6 +390,37 @@ mod tests {
         let e = parse_error(503, b"Service Unavailable");
         assert_eq!((e.code, e.class), (None, ErrorClass::Transient));
         assert!(e.message.contains("HTTP 503"));
+    }
+
+    #[test]
+    fn the_token_goes_over_tls_or_to_this_machine_only() {
+        for ok in [
+            "https://graph.facebook.com",
+            "http://127.0.0.1:9000",
+            "http://localhost:9000/",
+            "http://[::1]:9000",
+        ] {
+            assert!(check_base_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://graph.facebook.com",
+            "http://10.0.0.5:8080",
+            "ftp://graph.facebook.com",
+            "https://user:pw@graph.facebook.com",
+            "graph.facebook.com",
+        ] {
+            let e = check_base_url(bad).unwrap_err().to_string();
+            assert!(e.contains("WAHOOK_GRAPH_BASE_URL"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_new_token_reaches_every_clone() {
+        let c = GraphClient::new(GraphConfig::default(), SecretString::new("old")).unwrap();
+        let clone = c.clone();
+        assert!(!c.set_token(SecretString::new("old")), "unchanged");
+        assert!(c.set_token(SecretString::new("new")));
+        assert_eq!(clone.bearer().expose(), "new");
     }
 
     #[test]

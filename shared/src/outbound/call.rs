@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use super::breaker::{Answer, Permit};
 use super::prepare::Prepared;
 use super::queue::QueuedSend;
 use super::{Next, Outcome, Sender};
@@ -16,7 +17,7 @@ use crate::domain::send_request::{IdempotencyKey, OutboundMessage};
 use crate::domain::time::UnixTime;
 use crate::graph::errors::{MARKETING_STOPPED, WINDOW_CLOSED};
 use crate::graph::message::message_body;
-use crate::graph::{retry_delay_secs, Accepted, ErrorClass, GraphError};
+use crate::graph::{retry_delay_secs, Accepted, ErrorClass, GraphError, MetaApiError};
 use crate::retry::{backoff, jitter, MAX_ATTEMPTS};
 use crate::store::messages::OutboundSend;
 use crate::store::sends::Finish;
@@ -26,7 +27,9 @@ type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Next, StoreError>> + Se
 
 impl Sender {
     /// Calls Meta with `message` and records the answer under `token`. Boxed because a closed window
-    /// reported by Meta sends the fallback template through the same path once.
+    /// reported by Meta sends the fallback template through the same path once, and a token that
+    /// changed in its secret after Meta refused the old one is tried once (`new_token`).
+    #[allow(clippy::too_many_arguments)] // one delivery's context, passed through once
     pub(super) fn call<'a>(
         &'a self,
         record: &'a QueuedSend,
@@ -35,6 +38,7 @@ impl Sender {
         message: &'a OutboundMessage,
         fallback: bool,
         token: &'a ClaimToken,
+        new_token: bool,
     ) -> CallFuture<'a> {
         Box::pin(async move {
             let req = &p.request;
@@ -42,8 +46,47 @@ impl Sender {
             // Never a phone the person gave up: Meta uses `to` over `recipient`.
             let known_phone = contact.as_ref().and_then(|(_, c)| c.current_phone());
             let body = message_body(req, message, known_phone);
+            // A number whose account Meta refused gets no calls until the breaker lets a probe go.
+            let probe = match self
+                .breaker
+                .permit(&p.from, self.graph.config().timeout)
+                .await
+            {
+                Permit::Go => None,
+                Permit::Probe(probe) => Some(probe),
+                Permit::Halted { code, reason, .. } => {
+                    let why = format!(
+                        "the account of number {} is halted (no call made): {reason}",
+                        p.from.as_str()
+                    );
+                    let finish = Finish::Held {
+                        code,
+                        message: &why,
+                    };
+                    self.store
+                        .finish_send(key, token, &finish, UnixTime::now())
+                        .await?;
+                    return Ok(Next::Held {
+                        delay_secs: self.settings.account.hold_secs,
+                        code,
+                        why,
+                    });
+                }
+            };
             self.pacer.acquire(&p.from).await;
             let result = self.graph.send(&p.from, &body).await;
+            let answer = match &result {
+                Err(GraphError::Meta(e)) if e.class == ErrorClass::Account => Answer::Halted {
+                    code: e.code,
+                    reason: account_reason(e),
+                },
+                Ok(_) | Err(GraphError::Meta(_)) => Answer::Works,
+                Err(GraphError::NotSent(_) | GraphError::Unknown(_)) => Answer::Unclear,
+            };
+            match probe {
+                Some(probe) => probe.report(answer),
+                None => self.breaker.report(&p.from, answer),
+            }
             let now = UnixTime::now();
             match result {
                 Ok(accepted) => {
@@ -75,7 +118,7 @@ impl Sender {
                     if !ours {
                         // Our lease ran out during the call (the function ran longer than the lease):
                         // keep the message record; the ledger's new holder will reconcile from it.
-                        tracing::warn!(event = "claim_lost_after_send", idempotency_key = key.as_str(), wamid = accepted.wamid.as_str(), "Meta accepted the send after this worker's lease ran out: raise WAHOOK_LEASE_SECONDS above the function timeout");
+                        tracing::warn!(event = "claim_lost_after_send", key_hash = %key.hashed(), wamid = accepted.wamid.as_str(), "Meta accepted the send after this worker's lease ran out: raise WAHOOK_LEASE_SECONDS above the function timeout");
                         self.store.record_outbound(&outbound).await?;
                     }
                     self.learn_identity(p, contact, &accepted, now).await;
@@ -98,7 +141,27 @@ impl Sender {
                     let template = OutboundMessage::Template(
                         req.fallback_template.clone().expect("checked above"),
                     );
-                    self.call(record, p, contact, &template, true, token).await
+                    self.call(record, p, contact, &template, true, token, new_token)
+                        .await
+                }
+                Err(GraphError::Meta(e)) if e.class == ErrorClass::Account => {
+                    if self.account_refused(p, &e).await && !new_token {
+                        // The secret holds another token now: the claim is still ours, try it.
+                        return self
+                            .call(record, p, contact, message, fallback, token, true)
+                            .await;
+                    }
+                    let why = account_reason(&e);
+                    let finish = Finish::Held {
+                        code: e.code,
+                        message: &why,
+                    };
+                    self.store.finish_send(key, token, &finish, now).await?;
+                    Ok(Next::Held {
+                        delay_secs: self.settings.account.hold_secs,
+                        code: e.code,
+                        why,
+                    })
                 }
                 Err(GraphError::Meta(e)) if e.class == ErrorClass::Transient => {
                     let finish = Finish::Retry {
@@ -126,7 +189,8 @@ impl Sender {
                         self.opt_out_of_marketing(p, now).await?;
                     }
                     if e.class == ErrorClass::Policy {
-                        tracing::error!(event = "policy_refusal", idempotency_key = key.as_str(), code = e.code, "Meta refused for policy reasons: {reason}; a human should look at the account");
+                        // Meta's free-text details stay in the ledger: they can quote the message.
+                        tracing::error!(event = "policy_refusal", key_hash = %key.hashed(), code = e.code, fbtrace_id = e.fbtrace_id.as_deref(), "Meta refused for policy reasons: {}; a human should look at the account", e.message);
                     }
                     Ok(Next::Done(Outcome::Failed { code: e.code }))
                 }
@@ -149,6 +213,39 @@ impl Sender {
                 }
             }
         })
+    }
+
+    /// Meta refused for the account: tell a human, and read the token again (a secret rotated in
+    /// place, or fixed by a person, is picked up now; a new token lets a probe through at once).
+    /// `true` if the token changed.
+    async fn account_refused(&self, p: &Prepared, e: &MetaApiError) -> bool {
+        tracing::error!(
+            event = "account_halted",
+            number = p.from.as_str(),
+            code = e.code,
+            http_status = e.http_status,
+            fbtrace_id = e.fbtrace_id.as_deref(),
+            "Meta refused for the account: {}; sends from this number are held (not failed) until it works again. Check the access token, payment method, and the number's registration in WhatsApp Manager",
+            e.message
+        );
+        let Some(source) = &self.token_source else {
+            return false;
+        };
+        match source.reread(&self.graph).await {
+            super::token::Reread::Changed => {
+                tracing::warn!(
+                    event = "access_token_reread",
+                    "the access token changed in its secret; probing the account again with it"
+                );
+                self.breaker.token_changed();
+                true
+            }
+            super::token::Reread::Failed(why) => {
+                tracing::error!(event = "access_token_reread_failed", error = %why, "could not read the access token again");
+                false
+            }
+            super::token::Reread::Unchanged | super::token::Reread::TooSoon => false,
+        }
     }
 
     /// A lost answer comes back once Meta's status webhooks have had time to arrive.
@@ -186,14 +283,14 @@ impl Sender {
             {
                 Ok(ours) => return Ok(ours),
                 Err(e) => {
-                    tracing::warn!(event = "record_sent_retry", idempotency_key = key.as_str(), attempt, error = %e, "recording an accepted send failed; trying again");
+                    tracing::warn!(event = "record_sent_retry", key_hash = %key.hashed(), attempt, error = %e, "recording an accepted send failed; trying again");
                     last = Some(e);
                     backoff(attempt + 1).await;
                 }
             }
         }
         if let Err(e) = self.store.record_outbound(outbound).await {
-            tracing::error!(event = "record_sent_failed", idempotency_key = key.as_str(), wamid = accepted.wamid.as_str(), error = %e, "Meta accepted the send but neither the ledger nor the message record could be written");
+            tracing::error!(event = "record_sent_failed", key_hash = %key.hashed(), wamid = accepted.wamid.as_str(), error = %e, "Meta accepted the send but neither the ledger nor the message record could be written");
         }
         Err(last.expect("at least one attempt"))
     }
@@ -311,4 +408,13 @@ impl Sender {
             .await
             .map(|_| ())
     }
+}
+
+/// What the ledger and the breaker say about an account refusal (Meta's message, not its details).
+fn account_reason(e: &MetaApiError) -> String {
+    format!(
+        "Meta refused for the account: {} (code {}); the send waits until the account works",
+        e.message,
+        e.code.map_or_else(|| "none".into(), |c| c.to_string())
+    )
 }

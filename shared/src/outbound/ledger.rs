@@ -109,9 +109,16 @@ impl Sender {
                     then,
                 } => {
                     let Some(seen) = &entry else { break };
+                    let summary = summary_of(p, decision);
                     let Some(token) = self
                         .store
-                        .reclaim_send(seen, now, settings.lease_secs, resend_after_unknown)
+                        .reclaim_send(
+                            seen,
+                            &summary,
+                            now,
+                            settings.lease_secs,
+                            resend_after_unknown,
+                        )
                         .await?
                     else {
                         break;
@@ -119,7 +126,7 @@ impl Sender {
                     if resend_after_unknown {
                         tracing::warn!(
                             event = "resend_after_lost_answer",
-                            idempotency_key = key.as_str(),
+                            key_hash = %key.hashed(),
                             "no status webhook names the earlier attempt; sending once more (the one duplicate wahook allows)"
                         );
                     }
@@ -184,7 +191,7 @@ impl Sender {
                     .await?;
                 tracing::info!(
                     event = "lost_answer_reconciled",
-                    idempotency_key = key.as_str(),
+                    key_hash = %key.hashed(),
                     wamid = wamid.as_str(),
                     message_id = %record.message_id,
                     "a status webhook shows the earlier attempt reached Meta; not sending again"
@@ -201,7 +208,7 @@ impl Sender {
                     .await?;
                 tracing::error!(
                     event = "outcome_unknown",
-                    idempotency_key = key.as_str(),
+                    key_hash = %key.hashed(),
                     "{message}"
                 );
                 Ok(done(Outcome::OutcomeUnknown))

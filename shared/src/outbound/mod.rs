@@ -10,23 +10,28 @@
 //! its own visibility backoff), or dead-lettered at once with a reason. One record never fails its
 //! neighbours.
 
+pub mod breaker;
 mod call;
 mod consent;
 mod ledger;
 pub mod pacer;
 mod prepare;
 pub mod queue;
+pub mod token;
 
 use std::collections::HashMap;
 
 pub use crate::config::SenderSettings;
+pub use breaker::AccountBreaker;
 pub use pacer::Pacer;
 pub use queue::{DeadLetter, QueuedSend, SendQueue};
+pub use token::TokenSource;
 
 use crate::domain::contact::ContactState;
 use crate::domain::ids::ContactKey;
 use crate::domain::ledger::SendState;
 use crate::domain::policy::decide;
+use crate::domain::send_request::IdempotencyKey;
 use crate::domain::time::UnixTime;
 use crate::graph::{retry_delay_secs, GraphClient};
 use crate::retry::{bounded, jitter};
@@ -50,6 +55,12 @@ pub enum Outcome {
     Failed {
         code: Option<i64>,
     },
+    /// The account cannot send (Meta's code, or the breaker after it): comes back after
+    /// `delay_secs`, and goes once the account works.
+    Held {
+        code: Option<i64>,
+        delay_secs: u32,
+    },
     OutcomeUnknown,
     DeadLettered(&'static str),
     /// A producer's consent request was merged into the contact (`changed`: it was news).
@@ -69,6 +80,7 @@ impl Outcome {
             Outcome::Duplicate(_) => "duplicate",
             Outcome::Withheld(state) => state.as_str(),
             Outcome::Failed { .. } => "failed",
+            Outcome::Held { .. } => "held",
             Outcome::OutcomeUnknown => "outcome_unknown",
             Outcome::DeadLettered(_) => "dead_lettered",
             Outcome::ConsentRecorded { .. } => "consent_recorded",
@@ -88,7 +100,16 @@ pub struct BatchResult {
 /// Where a record goes next.
 enum Next {
     Done(Outcome),
-    Retry { delay_secs: u32, why: String },
+    Retry {
+        delay_secs: u32,
+        why: String,
+    },
+    /// Like a retry, for an account that cannot send.
+    Held {
+        delay_secs: u32,
+        code: Option<i64>,
+        why: String,
+    },
     DeadLetter(DeadLetter),
 }
 
@@ -116,6 +137,9 @@ pub struct Sender {
     pacer: Pacer,
     settings: SenderSettings,
     metrics: Metrics,
+    breaker: AccountBreaker,
+    /// Where the access token is read again from after Meta refuses it (`None`: it cannot change).
+    token_source: Option<TokenSource>,
 }
 
 impl Sender {
@@ -128,13 +152,21 @@ impl Sender {
         metrics: Metrics,
     ) -> Self {
         Self {
+            breaker: AccountBreaker::new(settings.account.pause),
             store,
             graph,
             queue,
             pacer,
             settings,
             metrics,
+            token_source: None,
         }
+    }
+
+    /// Re-reads the access token from `source` when Meta refuses it for the account.
+    pub fn with_token_source(mut self, source: TokenSource) -> Self {
+        self.token_source = Some(source);
+        self
     }
 
     /// Builds a sender from its configuration and the AWS SDK configuration.
@@ -143,6 +175,8 @@ impl Sender {
         sdk: &aws_config::SdkConfig,
         metrics: Metrics,
     ) -> Result<Self, SenderError> {
+        // Every AWS call of the sender within its deadlines (checked against the function timeout).
+        let sdk = &config.deadlines.apply(sdk);
         let store = config.storage.store(aws_sdk_dynamodb::Client::new(sdk));
         let graph = GraphClient::new(config.graph.clone(), config.access_token.clone())?;
         let queue = SendQueue::new(
@@ -151,14 +185,16 @@ impl Sender {
             config.dlq_url.clone(),
         );
         let pacer = Pacer::new(config.rate_per_second, config.burst);
-        Ok(Self::new(
-            store,
-            graph,
-            queue,
-            pacer,
-            config.settings.clone(),
-            metrics,
-        ))
+        let sender = Self::new(store, graph, queue, pacer, config.settings.clone(), metrics);
+        Ok(match &config.access_token_source {
+            crate::config::SecretRef::Value(_) => sender,
+            source => sender.with_token_source(TokenSource::new(
+                "WAHOOK_ACCESS_TOKEN",
+                source.clone(),
+                crate::config::SecretResolver::new(sdk.clone()),
+                config.token_reread_interval,
+            )),
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -170,7 +206,7 @@ impl Sender {
         let now = UnixTime::now();
         let prepared: Vec<_> = records
             .iter()
-            .map(|r| prepare::prepare(r, self.settings.default_from.as_ref(), now))
+            .map(|r| prepare::prepare(r, &self.settings, now))
             .collect();
 
         // Consent records first, so an opt-out recorded in this batch holds for the sends beside it
@@ -215,6 +251,10 @@ impl Sender {
                     Ok(Request::Consent(_)) => "consent",
                     Err(_) => "unknown",
                 };
+                let key = match &prepared {
+                    Ok(Request::Send(p)) => Some(p.request.idempotency_key.clone()),
+                    _ => None,
+                };
                 async move {
                     let next = match (prepared, contacts) {
                         (Err(refusal), _) => self.refuse(refusal, now).await,
@@ -231,7 +271,11 @@ impl Sender {
                     };
                     let next =
                         next.unwrap_or_else(|e| Next::retry(record, format!("storage: {e}")));
-                    (record, category, self.settle(record, next, now).await)
+                    (
+                        record,
+                        category,
+                        self.settle(record, key.as_ref(), next, now).await,
+                    )
                 }
             })
             .collect::<Vec<_>>();
@@ -242,7 +286,7 @@ impl Sender {
         let mut counts: HashMap<(&'static str, &'static str), u64> = HashMap::new();
         for (record, category, outcome) in results {
             *counts.entry((outcome.name(), category)).or_default() += 1;
-            if matches!(outcome, Outcome::Retry { .. }) {
+            if matches!(outcome, Outcome::Retry { .. } | Outcome::Held { .. }) {
                 batch.failures.push(record.message_id.clone());
             }
             batch.outcomes.push((record.message_id.clone(), outcome));
@@ -252,6 +296,11 @@ impl Sender {
                 &[("Outcome", outcome), ("Category", category)],
                 &[("Sends", n)],
             );
+        }
+        let halted = self.breaker.halted_numbers();
+        if halted > 0 {
+            // One datum per batch while any number is halted: the alarm's signal.
+            self.metrics.emit(&[("AccountHalted", halted as u64)]);
         }
         batch
     }
@@ -280,29 +329,53 @@ impl Sender {
                 message,
                 fallback,
             } => {
-                self.call(record, p, &contact, &message, fallback, &token)
+                self.call(record, p, &contact, &message, fallback, &token, false)
                     .await
             }
         }
     }
 
     /// Applies a record's fate to the queue. A queue call that fails turns the record into a retry.
-    async fn settle(&self, record: &QueuedSend, next: Next, now: UnixTime) -> Outcome {
+    /// A record that would be retried on its last allowed delivery is dead-lettered here instead,
+    /// with its last error, so it does not vanish into the DLQ without a reason.
+    async fn settle(
+        &self,
+        record: &QueuedSend,
+        key: Option<&IdempotencyKey>,
+        next: Next,
+        now: UnixTime,
+    ) -> Outcome {
+        let next = match next {
+            Next::Retry { why, .. } | Next::Held { why, .. }
+                if record.receive_count >= self.settings.max_receive_count =>
+            {
+                self.retries_exhausted(record, key, why, now).await
+            }
+            other => other,
+        };
         match next {
             Next::Done(outcome) => {
                 tracing::info!(event = "send_outcome", message_id = %record.message_id, outcome = outcome.name(), detail = ?outcome, "record done");
                 outcome
             }
             Next::Retry { delay_secs, why } => {
-                if let Err(e) = self.queue.delay(record, delay_secs).await {
-                    tracing::warn!(event = "visibility_change_failed", message_id = %record.message_id, error = %e, "the record will come back after the queue's visibility timeout");
-                }
+                self.delay(record, delay_secs).await;
                 tracing::info!(event = "send_retry", message_id = %record.message_id, delay_secs, receive_count = record.receive_count, reason = %why, "record will be retried");
                 Outcome::Retry { delay_secs }
             }
+            Next::Held {
+                delay_secs,
+                code,
+                why,
+            } => {
+                self.delay(record, delay_secs).await;
+                tracing::warn!(event = "send_held", message_id = %record.message_id, delay_secs, code, receive_count = record.receive_count, reason = %why, "the account cannot send; the record waits");
+                Outcome::Held { code, delay_secs }
+            }
             Next::DeadLetter(letter) => match self.queue.dead_letter(record, &letter, now).await {
                 Ok(()) => {
-                    tracing::warn!(event = "dead_lettered", message_id = %record.message_id, code = letter.code, reason = %letter.reason, "request moved to the DLQ");
+                    // The reason is on the DLQ message (`wahook-reason`): it can name the key.
+                    tracing::warn!(event = "dead_lettered", message_id = %record.message_id, code = letter.code, "request moved to the DLQ");
                     Outcome::DeadLettered(letter.code)
                 }
                 Err(e) => {
@@ -311,6 +384,41 @@ impl Sender {
                 }
             },
         }
+    }
+
+    async fn delay(&self, record: &QueuedSend, secs: u32) {
+        if let Err(e) = self.queue.delay(record, secs).await {
+            tracing::warn!(event = "visibility_change_failed", message_id = %record.message_id, error = %e, "the record will come back after the queue's visibility timeout");
+        }
+    }
+
+    /// The record's last allowed delivery would end in another retry: dead-letter it with the
+    /// last error, and note it on the ledger entry (which stays retryable, so a redrive from the
+    /// DLQ sends it).
+    async fn retries_exhausted(
+        &self,
+        record: &QueuedSend,
+        key: Option<&IdempotencyKey>,
+        why: String,
+        now: UnixTime,
+    ) -> Next {
+        let reason = crate::domain::send_request::cap_reason(format!(
+            "still failing after {} deliveries (WAHOOK_MAX_RECEIVE_COUNT {}); last error: {why}. Fix the cause, then redrive the DLQ: the ledger lets the redriven request through once",
+            record.receive_count, self.settings.max_receive_count
+        ));
+        if let Some(key) = key {
+            if let Err(e) = self
+                .store
+                .note_dead_lettered(key, "retries_exhausted", &reason, now)
+                .await
+            {
+                tracing::warn!(event = "ledger_note_failed", key_hash = %key.hashed(), error = %e, "could not note the dead letter on the ledger entry");
+            }
+        }
+        Next::DeadLetter(DeadLetter {
+            code: "retries_exhausted",
+            reason,
+        })
     }
 }
 

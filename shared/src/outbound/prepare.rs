@@ -2,7 +2,7 @@
 //! refused with a reason the producer can act on (recorded under its key when it has one).
 
 use super::queue::{DeadLetter, QueuedSend};
-use super::{Next, Sender};
+use super::{Next, Sender, SenderSettings};
 use crate::domain::consent_request::ConsentRequest;
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef};
 use crate::domain::send_request::{IdempotencyKey, SendRequest};
@@ -56,22 +56,34 @@ struct Kind<'a> {
 
 pub(super) fn prepare(
     record: &QueuedSend,
-    default_from: Option<&PhoneNumberId>,
+    settings: &SenderSettings,
     now: UnixTime,
 ) -> Result<Request, Refusal> {
+    let numbers = Numbers {
+        default_from: settings.default_from.as_ref(),
+        allowed: &settings.allowed_from,
+    };
     let kind = serde_json::from_str::<Kind>(&record.body)
         .ok()
         .and_then(|k| k.kind);
     match kind.as_deref() {
-        Some("consent") => prepare_consent(record, default_from, now).map(Request::Consent),
+        Some("consent") => prepare_consent(record, numbers, now).map(Request::Consent),
         // A missing or unknown kind is read as a send, whose parser says what is wrong.
-        _ => prepare_send(record, default_from).map(Request::Send),
+        _ => prepare_send(record, numbers).map(Request::Send),
     }
+}
+
+/// The business numbers a request may name.
+#[derive(Clone, Copy)]
+struct Numbers<'a> {
+    default_from: Option<&'a PhoneNumberId>,
+    /// Empty: any.
+    allowed: &'a [PhoneNumberId],
 }
 
 fn prepare_consent(
     record: &QueuedSend,
-    default_from: Option<&PhoneNumberId>,
+    numbers: Numbers<'_>,
     now: UnixTime,
 ) -> Result<PreparedConsent, Refusal> {
     let request = ConsentRequest::parse(&record.body, now).map_err(|e| Refusal {
@@ -81,29 +93,41 @@ fn prepare_consent(
         },
         key: None,
     })?;
-    let from = sender_number(request.from.as_ref(), default_from, None)?;
+    let from = sender_number(request.from.as_ref(), numbers, None)?;
     Ok(PreparedConsent { request, from })
 }
 
-/// The request's own `from`, else the configured default, else a refusal saying how to set one.
+/// The request's own `from`, else the configured default, else a refusal saying how to set one. A
+/// number outside the allow-list is refused: a producer (or whoever can write to the queue) must
+/// not send as another of the business' numbers.
 fn sender_number(
     from: Option<&PhoneNumberId>,
-    default_from: Option<&PhoneNumberId>,
+    numbers: Numbers<'_>,
     key: Option<&IdempotencyKey>,
 ) -> Result<PhoneNumberId, Refusal> {
-    from.or(default_from).cloned().ok_or_else(|| Refusal {
+    let from = from.or(numbers.default_from).cloned().ok_or_else(|| Refusal {
         letter: DeadLetter {
             code: "no_sender_number",
             reason: "from: not set, and no WAHOOK_DEFAULT_PHONE_NUMBER_ID is configured: set one of them".into(),
         },
         key: key.cloned(),
-    })
+    })?;
+    if !numbers.allowed.is_empty() && !numbers.allowed.contains(&from) {
+        return Err(Refusal {
+            letter: DeadLetter {
+                code: "from_not_allowed",
+                reason: format!(
+                    "from: {} is not one of this sender's numbers (WAHOOK_ALLOWED_PHONE_NUMBER_IDS): add it there, or send from an allowed number",
+                    from.as_str()
+                ),
+            },
+            key: key.cloned(),
+        });
+    }
+    Ok(from)
 }
 
-fn prepare_send(
-    record: &QueuedSend,
-    default_from: Option<&PhoneNumberId>,
-) -> Result<Prepared, Refusal> {
+fn prepare_send(record: &QueuedSend, numbers: Numbers<'_>) -> Result<Prepared, Refusal> {
     let request = SendRequest::parse(&record.body).map_err(|e| Refusal {
         letter: DeadLetter {
             code: "invalid_request",
@@ -113,7 +137,7 @@ fn prepare_send(
     })?;
     let from = sender_number(
         request.from.as_ref(),
-        default_from,
+        numbers,
         Some(&request.idempotency_key),
     )?;
     let contact_key = ContactKey::new(&from, &request.to);

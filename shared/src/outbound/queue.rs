@@ -32,7 +32,7 @@ pub struct QueueDef {
 
 pub const SENDS_QUEUE: QueueDef = QueueDef {
     visibility_timeout_secs: 180,
-    max_receive_count: 10,
+    max_receive_count: crate::config::sender::DEFAULT_MAX_RECEIVE_COUNT,
     retention_secs: 1_209_600,
 };
 

@@ -34,6 +34,7 @@ fn entry_from_item(item: &Item) -> Option<LedgerEntry> {
         attempts: get_n(item, "attempts").unwrap_or(0).max(0) as u32,
         wamid: get_s(item, "wamid").and_then(|w| Wamid::parse(w).ok()),
         reason: get_s(item, "reason").map(str::to_owned),
+        dead_letter: get_s(item, "dead_letter").map(str::to_owned),
         updated_at: get_n(item, "updated_at").map(UnixTime::from_secs),
     })
 }
@@ -68,6 +69,9 @@ pub enum Finish<'a> {
     },
     /// Meta refused for now (or was unreachable): another attempt may claim it again.
     Retry { code: Option<i64>, message: &'a str },
+    /// The account cannot send (Meta said so, or the breaker is open after it did): waits for a
+    /// person to fix the account, then goes like a retry.
+    Held { code: Option<i64>, message: &'a str },
     /// The request may have reached Meta: reconcile before any resend.
     Unknown { message: &'a str },
     /// Lost twice: give up, tell a human.
@@ -198,17 +202,33 @@ impl Store {
         }
     }
 
-    /// Takes over an entry seen in `seen` (a retry, an expired lease, or an unknown outcome after the
-    /// wait) for another call. `None` if someone else changed it first.
+    /// Takes over an entry seen in `seen` (a retry, a held send, an expired lease, an unknown outcome
+    /// after the wait, or a rejected request) for another call. A rejected entry gets the new
+    /// request's `summary` (it never had one, or had the refused request's); the refusal stays
+    /// readable as `rejected_reason`. `None` if someone else changed it first.
     pub async fn reclaim_send(
         &self,
         seen: &LedgerEntry,
+        summary: &SendSummary<'_>,
         now: UnixTime,
         lease_secs: i64,
         resend_after_unknown: bool,
     ) -> Result<Option<ClaimToken>, StoreError> {
         let token = new_token();
         let mut u = UpdateBuilder::default();
+        if seen.state == SendState::Rejected {
+            u.set("fingerprint", s(summary.fingerprint))
+                .set("to", s(summary.to))
+                .set("number", s(summary.from))
+                .set("category", s(summary.category))
+                .set("type", s(summary.kind))
+                .set_opt("template_name", summary.template_name.map(s))
+                .set(
+                    "rejected_reason",
+                    s(seen.reason.as_deref().unwrap_or("rejected")),
+                )
+                .set("reason", s("a valid request took over this rejected key"));
+        }
         u.set("state", s(SendState::InFlight.as_str()))
             .set("claim_token", s(token.as_str()))
             .set("lease_until", n(now.secs() + lease_secs))
@@ -249,6 +269,12 @@ impl Store {
                     .set_opt("error_code", code.map(n))
                     .set("reason", s(*message));
             }
+            Finish::Held { code, message } => {
+                u.set("state", s(SendState::Held.as_str()))
+                    .set_opt("error_code", code.map(n))
+                    .set("error_class", s("account"))
+                    .set("reason", s(*message));
+            }
             Finish::Unknown { message } => {
                 u.set("state", s(SendState::Unknown.as_str()))
                     .set("unknown_since", n(now.secs()))
@@ -266,6 +292,32 @@ impl Store {
             }
         }
         let condition = token_condition(&mut u, token);
+        self.update_send(key.as_str(), u, condition).await
+    }
+
+    /// Notes on the entry that the sender dead-lettered its record (`code`, with the last error), if
+    /// the entry is still waiting to be retried. The state is left as it is: a redrive from the DLQ
+    /// is a new delivery under the same key, and goes through the ledger like any other.
+    pub async fn note_dead_lettered(
+        &self,
+        key: &IdempotencyKey,
+        code: &str,
+        reason: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut u = UpdateBuilder::default();
+        u.set("dead_letter", s(code))
+            .set("dead_letter_reason", s(reason))
+            .set("dead_lettered_at", n(now.secs()))
+            .set("updated_at", n(now.secs()));
+        u.names.insert("#waiting".into(), "state".into());
+        u.values
+            .insert(":w_retry".into(), s(SendState::Retry.as_str()));
+        u.values
+            .insert(":w_held".into(), s(SendState::Held.as_str()));
+        u.values
+            .insert(":w_unknown".into(), s(SendState::Unknown.as_str()));
+        let condition = "#waiting IN (:w_retry, :w_held, :w_unknown)".to_owned();
         self.update_send(key.as_str(), u, condition).await
     }
 

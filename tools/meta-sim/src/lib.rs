@@ -7,6 +7,8 @@
 //! - Faults scripted per recipient (`POST /_sim/faults`): 5xx, any Meta error code, a slow answer, a
 //!   hang, or `lost_answer` (the message is accepted and its statuses flow, but the HTTP answer never
 //!   comes: the case wahook must not turn into a duplicate).
+//! - An account fault (`POST /_sim/account {"code":190}`, `DELETE` clears it): every send gets that
+//!   Meta error until cleared, as when a token is revoked or billing fails.
 //! - `GET /_sim/messages` lists what was accepted, with the wamids given.
 //! - With a webhook target, accepted messages get signed status webhooks (sent → delivered → read),
 //!   and `POST /_sim/inbound` / `POST /_sim/statuses` post signed webhooks on demand.
@@ -87,6 +89,9 @@ pub enum Fault {
     /// Accepted (listed, statuses sent), but a proxy in front answers 502 with an HTML page, no
     /// Meta error object: the request reached Meta.
     BadGateway,
+    /// Accepted (listed, statuses sent), then the connection breaks mid-answer: the request was
+    /// read, the answer never arrives whole.
+    Reset,
 }
 
 impl Fault {
@@ -97,6 +102,7 @@ impl Fault {
             "hang" => Fault::Hang,
             "lost_answer" => Fault::LostAnswer,
             "502" => Fault::BadGateway,
+            "reset" => Fault::Reset,
             _ => match s.strip_prefix("slow:") {
                 Some(ms) => Fault::Slow(Duration::from_millis(ms.parse().ok()?)),
                 None => Fault::Code(s.parse().ok()?),
@@ -121,6 +127,11 @@ struct SimState {
     config: Mutex<Option<SimConfig>>,
     accepted: Mutex<Vec<AcceptedMessage>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    /// A Meta error code every send gets, whoever the recipient, until cleared: the account is
+    /// broken (190 token revoked, 131042 payment, 131031 locked…).
+    account_fault: Mutex<Option<i64>>,
+    /// Every `POST …/messages` that reached the simulator, answered or refused.
+    calls: AtomicU64,
     counter: AtomicU64,
     http: Option<reqwest::Client>,
 }
@@ -167,6 +178,7 @@ impl MetaSim {
             .route("/{version}/{number}/messages", post(send_message))
             .route("/_sim/messages", get(list_messages))
             .route("/_sim/faults", post(add_fault).delete(clear_faults))
+            .route("/_sim/account", post(set_account).delete(clear_account))
             .route("/_sim/inbound", post(post_inbound))
             .route("/_sim/statuses", post(post_status))
             .route("/_sim/health", get(|| async { "ok" }))
@@ -200,6 +212,16 @@ impl MetaSim {
     /// What was accepted so far, in order.
     pub fn accepted(&self) -> Vec<AcceptedMessage> {
         self.state.accepted.lock().unwrap().clone()
+    }
+
+    /// Every send gets Meta's `code` (an account-level error) until `None` clears it.
+    pub fn set_account_fault(&self, code: Option<i64>) {
+        *self.state.account_fault.lock().unwrap() = code;
+    }
+
+    /// How many send requests reached the simulator, refused ones included.
+    pub fn calls(&self) -> u64 {
+        self.state.calls.load(Ordering::SeqCst)
     }
 
     /// The next `times` sends to `to` misbehave as `fault`.
@@ -255,6 +277,7 @@ async fn send_message(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
+    state.calls.fetch_add(1, Ordering::SeqCst);
     let config = state.config();
     let token = headers
         .get("authorization")
@@ -272,6 +295,18 @@ async fn send_message(
             "Invalid OAuth access token - Cannot parse access token",
             "Invalid OAuth access token",
         );
+    }
+    let account_fault = *state.account_fault.lock().unwrap();
+    if let Some(code) = account_fault {
+        let (status, message) = match code {
+            190 => (StatusCode::UNAUTHORIZED, "Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons."),
+            131_042 => (StatusCode::BAD_REQUEST, "Business eligibility payment issue"),
+            131_031 => (StatusCode::BAD_REQUEST, "Business Account locked"),
+            133_010 => (StatusCode::BAD_REQUEST, "Phone number Not Registered"),
+            10 | 200..=299 => (StatusCode::FORBIDDEN, "Application does not have permission for this action"),
+            _ => (StatusCode::BAD_REQUEST, "Simulated account error"),
+        };
+        return meta_error(status, code, message, "simulated account fault");
     }
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return meta_error(
@@ -370,6 +405,7 @@ async fn send_message(
 
     let mut lost = false;
     let mut bad_gateway = false;
+    let mut reset = false;
     match state.next_fault(to) {
         Some(Fault::ServerError) => {
             return meta_error(
@@ -396,6 +432,7 @@ async fn send_message(
         }
         Some(Fault::LostAnswer) => lost = true,
         Some(Fault::BadGateway) => bad_gateway = true,
+        Some(Fault::Reset) => reset = true,
         None => {}
     }
 
@@ -419,6 +456,18 @@ async fn send_message(
     if lost {
         // The message went out; the answer never comes back.
         tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if reset {
+        // Headers promise a body; the stream fails, and the server drops the connection.
+        let broken = futures::stream::once(async {
+            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("simulated reset"))
+        });
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .header("content-length", "512")
+            .body(axum::body::Body::from_stream(broken))
+            .expect("a valid response");
     }
     if bad_gateway {
         return (
@@ -462,7 +511,7 @@ async fn add_fault(State(state): State<Arc<SimState>>, Json(req): Json<FaultRequ
         return (
             StatusCode::BAD_REQUEST,
             format!(
-                "unknown fault {:?}: use 5xx, a Meta error code, slow:<ms>, hang or lost_answer",
+                "unknown fault {:?}: use 5xx, a Meta error code, slow:<ms>, hang, lost_answer, 502 or reset",
                 req.fault
             ),
         )
@@ -474,6 +523,25 @@ async fn add_fault(State(state): State<Arc<SimState>>, Json(req): Json<FaultRequ
         .or_default()
         .extend(std::iter::repeat_n(fault, req.times));
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct AccountFaultRequest {
+    /// The Meta error code every send gets (190, 131042, 131031, 133010…).
+    code: i64,
+}
+
+async fn set_account(
+    State(state): State<Arc<SimState>>,
+    Json(req): Json<AccountFaultRequest>,
+) -> StatusCode {
+    *state.account_fault.lock().unwrap() = Some(req.code);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_account(State(state): State<Arc<SimState>>) -> StatusCode {
+    *state.account_fault.lock().unwrap() = None;
+    StatusCode::NO_CONTENT
 }
 
 async fn clear_faults(State(state): State<Arc<SimState>>) -> StatusCode {

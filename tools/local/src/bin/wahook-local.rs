@@ -34,7 +34,7 @@ async fn main() -> Result<(), String> {
     let service = Arc::new(
         WebhookService::new(
             &webhook_config,
-            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_dynamodb::Client::new(&webhook_config.deadlines.apply(&sdk)),
             Metrics::disabled("webhook"),
         )
         .map_err(|e| e.to_string())?,
