@@ -28,6 +28,10 @@ bin_dir() {
     fi
 }
 
+random_hex() {
+    od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
+}
+
 running() {
     local f
     for f in "$STATE"/pids/*.pid; do
@@ -36,13 +40,29 @@ running() {
     return 1
 }
 
+# ours PIDFILE PATTERN: whether the PID in the file is still the process we started (its command
+# line names PATTERN). A PID left from a crash may since belong to something else: never signal that.
+ours() {
+    local pid args
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    args=$(ps -p "$pid" -o args= 2>/dev/null) || return 1
+    case "$args" in *"$2"*) return 0 ;; *) return 1 ;; esac
+}
+
 down() {
-    local f any=
+    local f any= pattern
     for name in wahook-local meta-sim moto; do
         f="$STATE/pids/$name.pid"
         if [ -f "$f" ]; then
             any=1
-            stop_pid_file "$f"
+            pattern=$name
+            [ "$name" = moto ] && pattern=moto_server.py
+            if ours "$f" "$pattern"; then
+                stop_pid_file "$f"
+            else
+                log "$name (pid $(cat "$f")) is gone or is another program now; not signalling it"
+                rm -f "$f"
+            fi
         fi
     done
     rm -f "$STATE/dev.env"
@@ -62,7 +82,10 @@ up() {
         die "a local stack is already running from $STATE: use it (scripts/dev.sh timeline …), or stop it first with scripts/dev.sh down"
     fi
     require_python
+    # Settings hold the local secrets: only this user may read them.
+    umask 077
     mkdir -p "$STATE/pids" "$STATE/logs"
+    chmod 700 "$STATE"
     rm -f "$STATE"/pids/*.pid "$STATE/dev.env"
     # Anything started from here on is stopped again if the start fails half-way.
     trap 'status=$?; if [ $status -ne 0 ]; then log "start failed; stopping what was started"; down; fi' EXIT
@@ -98,8 +121,10 @@ up() {
     log "creating the tables and the sends queue with its DLQ"
     eval "$("$bins/wahook-dev" provision wahook-local-sends | sed 's/^/export /')"
 
-    export WAHOOK_APP_SECRET="local-app-secret-$RANDOM$RANDOM"
-    export WAHOOK_VERIFY_TOKEN="local-verify-token-$RANDOM$RANDOM"
+    # From the OS random source: a local stack listens on 127.0.0.1, but other users of the machine
+    # should not be able to guess its secrets.
+    export WAHOOK_APP_SECRET="local-app-secret-$(random_hex)"
+    export WAHOOK_VERIFY_TOKEN="local-verify-token-$(random_hex)"
     export WAHOOK_ACCESS_TOKEN=local-access-token
     export WAHOOK_DEFAULT_PHONE_NUMBER_ID=$NUMBER
     export WAHOOK_WEBHOOK_PORT=$webhook_port
@@ -129,6 +154,7 @@ up() {
             echo "$k=${!k}"
         done
     } >"$STATE/dev.env"
+    chmod 600 "$STATE/dev.env"
     trap - EXIT
     log "up. Settings in ${STATE#$WAHOOK_ROOT/}/dev.env; logs in ${STATE#$WAHOOK_ROOT/}/logs/"
 }

@@ -272,3 +272,35 @@ async fn a_reset_after_meta_read_the_request_is_reconciled_not_resent() {
     assert_eq!(w.ledger("reset-1").await.unwrap().state, SendState::Sent);
     assert_eq!(w.sent().len(), 1, "no second send");
 }
+
+#[tokio::test]
+async fn a_send_held_on_its_last_allowed_delivery_goes_back_on_the_queue_not_to_the_dlq() {
+    let w = World::with("fault-held-requeue", |o| {
+        o.max_receive_count = 1;
+        o.account.pause = Duration::from_millis(300);
+        o.account.hold_secs = 1;
+    })
+    .await;
+    w.sim.set_account_fault(Some(131_042));
+    w.enqueue(&template("requeue-1", "+5511987654321")).await;
+    let first = w.run().await;
+    assert_eq!(
+        (first.failed, first.deleted),
+        (0, 1),
+        "this copy is done; a fresh one waits on the queue"
+    );
+    assert!(
+        w.dead_letters().await.is_empty(),
+        "an account outage never dead-letters"
+    );
+    assert_eq!(w.ledger("requeue-1").await.unwrap().state, SendState::Held);
+
+    w.sim.set_account_fault(None);
+    let until = Instant::now() + Duration::from_secs(15);
+    while w.ledger("requeue-1").await.unwrap().state != SendState::Sent {
+        assert!(Instant::now() < until, "the requeued copy was not sent");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.run().await;
+    }
+    assert_eq!(w.sent().len(), 1);
+}

@@ -356,9 +356,52 @@ fn the_sender_drains_the_sends_queue_which_dead_letters_to_the_dlq() {
             "{q} retention"
         );
     }
+    let window: i64 = s(&t["Parameters"]["SenderBatchingWindowSeconds"]["MaxValue"])
+        .parse()
+        .unwrap();
     assert!(
-        visibility >= 6 * timeout,
-        "visibility {visibility} s < 6 x function timeout {timeout} s"
+        visibility >= 6 * timeout + window,
+        "visibility {visibility} s < 6 x function timeout {timeout} s + batching window {window} s"
+    );
+    // The code checks its deadlines against the timeout the template gives it.
+    assert_eq!(
+        s(&env["WAHOOK_FUNCTION_TIMEOUT_SECONDS"]),
+        timeout.to_string()
+    );
+    assert_eq!(
+        s(&env["WAHOOK_MAX_RECEIVE_COUNT"]),
+        "DlqMaxReceiveCount",
+        "the sender dead-letters on the same receive count SQS would"
+    );
+    // Pacing is derived in the code from the template's inputs, with the same defaults.
+    use wahook::config::sender::{
+        DEFAULT_NUMBER_RATE_LIMIT, DEFAULT_RATE_HEADROOM, DEFAULT_SENDER_MAX_CONCURRENCY,
+    };
+    assert!(
+        !env.contains_key("WAHOOK_SEND_RATE_PER_SECOND"),
+        "no hand-matched rate"
+    );
+    let param = |name: &str| s(&t["Parameters"][name]["Default"]);
+    assert_eq!(
+        param("NumberRateLimit").parse::<f64>().unwrap(),
+        DEFAULT_NUMBER_RATE_LIMIT
+    );
+    assert_eq!(
+        param("RateHeadroom").parse::<f64>().unwrap(),
+        DEFAULT_RATE_HEADROOM
+    );
+    assert_eq!(
+        param("SenderMaximumConcurrency").parse::<u32>().unwrap(),
+        DEFAULT_SENDER_MAX_CONCURRENCY
+    );
+    assert_eq!(
+        s(&env["WAHOOK_SENDER_MAX_CONCURRENCY"]),
+        "SenderMaximumConcurrency"
+    );
+    let webhook_timeout = s(&resource(&t, "WebhookFunction")["Properties"]["Timeout"]);
+    assert_eq!(
+        s(&environment(&t, "WebhookFunction")["WAHOOK_FUNCTION_TIMEOUT_SECONDS"]),
+        webhook_timeout
     );
     let lease: i64 = s(&env["WAHOOK_LEASE_SECONDS"]).parse().unwrap();
     assert!(
@@ -370,7 +413,11 @@ fn the_sender_drains_the_sends_queue_which_dead_letters_to_the_dlq() {
 #[test]
 fn each_function_may_read_only_its_own_secrets_and_queues() {
     let t = template();
-    let policy = |function: &str| format!("{:?}", resource(&t, function)["Properties"]["Policies"]);
+    let policy = |function: &str| {
+        let role = s(&resource(&t, function)["Properties"]["Role"]);
+        let role = role.trim_end_matches(".Arn");
+        format!("{:?}", resource(&t, role)["Properties"]["Policies"])
+    };
     let webhook = policy("WebhookFunction");
     assert!(
         !webhook.contains("AccessTokenArn") && !webhook.contains("sqs:"),
@@ -385,6 +432,75 @@ fn each_function_may_read_only_its_own_secrets_and_queues() {
         !sender.contains("EventsTable"),
         "the sender does not write webhook events"
     );
+}
+
+#[test]
+fn no_function_gets_an_aws_managed_policy_or_a_wildcard_beyond_xray() {
+    let t = template();
+    for function in ["WebhookFunction", "SenderFunction"] {
+        let props = &resource(&t, function)["Properties"];
+        // With an explicit Role, SAM attaches nothing (no AWSLambdaBasicExecutionRole, no
+        // AWSLambdaSQSQueueExecutionRole, no AWSXrayWriteOnlyAccess: each grants on "*").
+        assert_eq!(
+            tag_of(&props["Role"]).as_deref(),
+            Some("!GetAtt"),
+            "{function} names its role"
+        );
+        assert!(
+            props["Policies"].is_null(),
+            "{function}: policies belong on its role"
+        );
+        let role_name = s(&props["Role"]);
+        let role = &resource(&t, role_name.trim_end_matches(".Arn"))["Properties"];
+        assert!(
+            role["ManagedPolicyArns"].is_null(),
+            "{function}'s role has managed policies"
+        );
+        for policy in role["Policies"].as_sequence().unwrap() {
+            for statement in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+                if s(&statement["Resource"]) == "*" {
+                    let actions = format!("{:?}", statement["Action"]);
+                    assert!(
+                        statement["Action"]
+                            .as_sequence()
+                            .unwrap()
+                            .iter()
+                            .all(|a| s(a).starts_with("xray:")),
+                        "{function}: only X-Ray may have Resource \"*\": {actions}"
+                    );
+                }
+            }
+        }
+    }
+    for table in [
+        "ContactsTable",
+        "MessagesTable",
+        "EventsTable",
+        "SendsTable",
+    ] {
+        let r = resource(&t, table);
+        assert_eq!(s(&r["DeletionPolicy"]), "Retain", "{table}");
+        assert_eq!(s(&r["UpdateReplacePolicy"]), "Retain", "{table}");
+    }
+    assert_eq!(s(&t["Globals"]["Function"]["Tracing"]), "Active");
+    let dlq = &resource(&t, "SendsDeadLetterQueue")["Properties"];
+    assert_eq!(
+        s(&dlq["RedriveAllowPolicy"]["redrivePermission"]),
+        "byQueue"
+    );
+    let tls = format!("{:?}", resource(&t, "SendsQueuesPolicy")["Properties"]);
+    assert!(
+        tls.contains("aws:SecureTransport") && tls.contains("Deny"),
+        "{tls}"
+    );
+    for alarm in [
+        "AccountHaltedAlarm",
+        "FailedSendsAlarm",
+        "SendsBacklogAlarm",
+        "WebhookNearTimeoutAlarm",
+    ] {
+        assert_eq!(s(&resource(&t, alarm)["Type"]), "AWS::CloudWatch::Alarm");
+    }
 }
 
 /// After `infra/rehearse.py deploy`: what the emulator created.

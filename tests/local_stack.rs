@@ -179,6 +179,15 @@ async fn the_detached_stack_carries_a_conversation_end_to_end() {
         s.env.values().all(|v| !v.contains("0.0.0.0")),
         "127.0.0.1 only"
     );
+    // The settings hold the local secrets: this user's only, and not guessable.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "the state directory");
+    assert_eq!(mode(&state.join("dev.env")), 0o600, "dev.env");
+    assert!(
+        s.env["WAHOOK_APP_SECRET"].len() >= "local-app-secret-".len() + 32,
+        "128 random bits"
+    );
 
     // The handshake, over real HTTP.
     let get = s
@@ -440,3 +449,26 @@ async fn the_plain_command_plays_the_demo_and_ctrl_c_stops_everything() {
 
 /// One stack at a time: each is three processes, and CI machines have two cores.
 static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test]
+async fn down_never_signals_a_process_that_reused_a_stale_pid() {
+    // A crash left pid files behind, and the PIDs now belong to other programs.
+    let state = tempdir("stale-pids");
+    std::fs::create_dir_all(state.join("pids")).unwrap();
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("start a stand-in process");
+    let pid = stranger.id().to_string();
+    for name in ["moto", "meta-sim", "wahook-local"] {
+        std::fs::write(state.join(format!("pids/{name}.pid")), &pid).unwrap();
+    }
+    let down = dev_sh(&state, &["down"]);
+    let still_alive = alive(&pid);
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(still_alive, "down signalled a process it did not start");
+    assert!(text(&down).contains("not signalling it"), "{}", text(&down));
+    let _ = std::fs::remove_dir_all(&state);
+}

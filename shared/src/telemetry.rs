@@ -42,6 +42,8 @@ pub const PINNED_AT_INFO: &[&str] = &[
     "aws_smithy_http",
     "aws_smithy_http_client",
     "aws_config",
+    "aws_runtime",
+    "aws_sigv4",
     "aws_sdk_dynamodb",
     "aws_sdk_sqs",
     "aws_sdk_secretsmanager",
@@ -51,6 +53,8 @@ pub const PINNED_AT_INFO: &[&str] = &[
     "h2",
     "reqwest",
     "rustls",
+    "tower",
+    "tower_http",
 ];
 
 /// `filter` with every crate of [`PINNED_AT_INFO`] at info (the later directive wins).

@@ -14,6 +14,45 @@ use crate::graph::{
 };
 use crate::secret::SecretString;
 
+/// Meta's default messages per second for one business number.
+pub const DEFAULT_NUMBER_RATE_LIMIT: f64 = 80.0;
+/// The share of that limit the sender uses.
+pub const DEFAULT_RATE_HEADROOM: f64 = 0.8;
+/// Concurrent sender invocations: the template's `SenderMaximumConcurrency` default.
+pub const DEFAULT_SENDER_MAX_CONCURRENCY: u32 = 2;
+
+/// The one place the per-invocation send rate is computed: Meta's per-number limit, times the
+/// headroom, shared among the concurrent invocations. `WAHOOK_SEND_RATE_PER_SECOND` overrides it
+/// (the local stack, a test). The template passes the three inputs, so it never hand-matches a rate.
+pub fn per_invocation_rate(limit: f64, headroom: f64, invocations: u32) -> f64 {
+    limit * headroom / f64::from(invocations.max(1))
+}
+
+fn pacing(env: &Env) -> Result<f64, ConfigError> {
+    if env.get("WAHOOK_SEND_RATE_PER_SECOND").is_some() {
+        return parse_number(env, "WAHOOK_SEND_RATE_PER_SECOND", 32.0, 0.1..=1_000.0);
+    }
+    let limit = parse_number(
+        env,
+        "WAHOOK_NUMBER_RATE_LIMIT",
+        DEFAULT_NUMBER_RATE_LIMIT,
+        1.0..=10_000.0,
+    )?;
+    let headroom = parse_number(
+        env,
+        "WAHOOK_RATE_HEADROOM",
+        DEFAULT_RATE_HEADROOM,
+        0.1..=1.0,
+    )?;
+    let invocations = parse_number(
+        env,
+        "WAHOOK_SENDER_MAX_CONCURRENCY",
+        DEFAULT_SENDER_MAX_CONCURRENCY,
+        1..=1_000,
+    )?;
+    Ok(per_invocation_rate(limit, headroom, invocations).max(0.1))
+}
+
 /// Deliveries before SQS itself moves a send to the DLQ: the template's `MaxReceiveCount` default
 /// (`outbound::queue::SENDS_QUEUE` is built from this).
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 10;
@@ -145,8 +184,7 @@ impl SenderConfig {
                 ),
             });
         }
-        let rate_per_second: f64 =
-            parse_number(env, "WAHOOK_SEND_RATE_PER_SECOND", 70.0, 0.1..=1_000.0)?;
+        let rate_per_second = pacing(env)?;
         let consent_required = match list(env, "WAHOOK_REQUIRE_CONSENT") {
             None => Vec::new(),
             Some(names) => parse_categories("WAHOOK_REQUIRE_CONSENT", &names)?,
@@ -205,7 +243,7 @@ impl SenderConfig {
                 "the URL of the sends dead-letter queue",
             )?,
             rate_per_second,
-            burst: parse_number(env, "WAHOOK_SEND_BURST", 10, 1..=1_000)?,
+            burst: parse_number(env, "WAHOOK_SEND_BURST", 5, 1..=1_000)?,
             settings: SenderSettings {
                 default_from,
                 policy: PolicyConfig {

@@ -130,7 +130,8 @@ fn a_minimal_sender_configuration_loads_with_defaults() {
     assert_eq!(cfg.graph.base_url, "https://graph.facebook.com");
     assert_eq!(
         (cfg.rate_per_second, cfg.burst, cfg.settings.concurrency),
-        (70.0, 10, 10)
+        (32.0, 5, 10),
+        "80 mps x 0.8 headroom / 2 invocations"
     );
     assert_eq!(cfg.settings.policy.window_margin_secs, 600);
     assert!(cfg.settings.default_from.is_none());
@@ -222,7 +223,13 @@ fn sender_settings_are_checked_against_each_other() {
     pairs.push(("WAHOOK_SEND_RATE_PER_SECOND", "17.5"));
     pairs.push(("WAHOOK_REQUIRE_CONSENT", "marketing"));
     let cfg = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver())).unwrap();
-    assert_eq!(cfg.rate_per_second, 17.5);
+    assert_eq!(cfg.rate_per_second, 17.5, "an explicit rate wins");
+    let mut pairs = sender_base();
+    pairs.push(("WAHOOK_NUMBER_RATE_LIMIT", "1000"));
+    pairs.push(("WAHOOK_RATE_HEADROOM", "0.5"));
+    pairs.push(("WAHOOK_SENDER_MAX_CONCURRENCY", "5"));
+    let derived = block(SenderConfig::load(&Env::from_pairs(pairs), &resolver())).unwrap();
+    assert_eq!(derived.rate_per_second, 100.0);
     assert_eq!(
         cfg.settings.policy.consent_required,
         vec![Category::Marketing]

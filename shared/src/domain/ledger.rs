@@ -228,9 +228,14 @@ pub fn step(
         resend_after_unknown: false,
         then,
     };
-    if entry.state == SendState::Rejected {
-        // Nothing under a rejected key ever reached Meta: a request that passes the edge takes it
-        // over (whatever it asks: the rejected one was never sent), without looking for attempts.
+    if entry.state == SendState::Rejected
+        && entry.claim_token.is_none()
+        && entry.attempts == 0
+        && entry.wamid.is_none()
+    {
+        // Rejected before any claim: nothing under the key ever reached Meta, so a request that
+        // passes the edge takes it over (whatever it asks), without looking for attempts. A key that
+        // was claimed and later ended `rejected` may have reached Meta: it stays final.
         return take_over(again);
     }
     if entry

@@ -133,6 +133,28 @@ fn a_key_with_a_final_outcome_is_a_duplicate() {
 }
 
 #[test]
+fn a_key_claimed_before_it_ended_rejected_stays_final() {
+    // A claim was made (Meta may have the message), then a later delivery's policy rejected it: a
+    // takeover could send a second copy, so the key is final like any other.
+    let e = entry(SendState::Rejected);
+    assert_eq!(
+        step(
+            Some(&e),
+            &send(),
+            "fp-other",
+            &Evidence::Unchecked,
+            NOW,
+            &SETTINGS
+        ),
+        LedgerStep::KeyReused(SendState::Rejected)
+    );
+    assert_eq!(
+        run(Some(&e), &send(), &Evidence::Unchecked, NOW),
+        LedgerStep::Duplicate(SendState::Rejected)
+    );
+}
+
+#[test]
 fn a_rejected_key_is_taken_over_by_the_next_valid_request() {
     // Nothing under a rejected key reached Meta: the corrected request (another fingerprint, or
     // none recorded) takes it over at once, without looking for earlier attempts.
@@ -140,6 +162,7 @@ fn a_rejected_key_is_taken_over_by_the_next_valid_request() {
         let rejected = LedgerEntry {
             fingerprint,
             claim_token: None,
+            attempts: 0,
             ..entry(SendState::Rejected)
         };
         for (decision, then) in [

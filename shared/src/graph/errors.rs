@@ -65,6 +65,9 @@ pub fn is_account_code(code: i64) -> bool {
 pub fn classify(code: Option<i64>, http_status: u16) -> ErrorClass {
     use ErrorClass::*;
     match code {
+        // 0 is Meta's generic AuthException: about the account only when the status says auth, so a
+        // proxy's stray `code: 0` cannot halt a number.
+        Some(0) if !matches!(http_status, 401 | 403) => FixRequest,
         Some(c) if is_account_code(c) => Account,
         Some(
             1 | 2 | 4 | 80_007 | 130_429 | 131_000 | 131_016 | 131_056 | 131_057 | 132_069
@@ -126,6 +129,12 @@ mod tests {
         for code in [131_050, 131_026, 130_403] {
             assert_eq!(classify(Some(code), 400), ErrorClass::Recipient, "{code}");
         }
+    }
+
+    #[test]
+    fn code_zero_halts_the_account_only_with_an_auth_status() {
+        assert_eq!(classify(Some(0), 401), ErrorClass::Account);
+        assert_eq!(classify(Some(0), 400), ErrorClass::FixRequest);
     }
 
     #[test]

@@ -26,8 +26,8 @@ use crate::domain::ids::PhoneNumberId;
 enum Gate {
     /// Nothing known: the next call is a probe.
     Unproven,
-    /// A probe is out; the others wait on `done`.
-    Probing { done: Arc<Notify> },
+    /// A probe is out (`id`); the others wait on `done`.
+    Probing { id: u64, done: Arc<Notify> },
     /// The last answer said the account works.
     Proven,
     /// Meta refused for the account; no calls until `until`.
@@ -62,20 +62,22 @@ pub enum Permit {
 pub struct Probe {
     breaker: Arc<Inner>,
     number: String,
+    id: u64,
     reported: bool,
 }
 
 impl Probe {
     pub fn report(mut self, answer: Answer) {
         self.reported = true;
-        self.breaker.settle(&self.number, answer);
+        self.breaker.settle(&self.number, Some(self.id), answer);
     }
 }
 
 impl Drop for Probe {
     fn drop(&mut self) {
         if !self.reported {
-            self.breaker.settle(&self.number, Answer::Unclear);
+            self.breaker
+                .settle(&self.number, Some(self.id), Answer::Unclear);
         }
     }
 }
@@ -95,12 +97,20 @@ pub enum Answer {
 struct Inner {
     pause: Duration,
     gates: Mutex<HashMap<String, Gate>>,
+    next_probe: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
-    fn settle(&self, number: &str, answer: Answer) {
+    /// `probe`: the probe answering (`None`: a call made under `Go`). A probe's answer counts only
+    /// while its own probe is the one out, so a late answer cannot undo a newer state; an account
+    /// refusal from anyone always counts (halting is the safe side).
+    fn settle(&self, number: &str, probe: Option<u64>, answer: Answer) {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         let gate = gates.entry(number.to_owned()).or_insert(Gate::Unproven);
+        let current = matches!(gate, Gate::Probing { id, .. } if Some(*id) == probe);
+        if !current && !matches!(answer, Answer::Halted { .. }) {
+            return;
+        }
         let next = match answer {
             Answer::Works => Gate::Proven,
             Answer::Halted { code, reason } => Gate::Open {
@@ -113,7 +123,7 @@ impl Inner {
                 _ => Gate::Unproven,
             },
         };
-        if let Gate::Probing { done } = std::mem::replace(gate, next) {
+        if let Gate::Probing { done, .. } = std::mem::replace(gate, next) {
             done.notify_waiters();
         }
     }
@@ -132,6 +142,7 @@ impl AccountBreaker {
             inner: Arc::new(Inner {
                 pause,
                 gates: Mutex::new(HashMap::new()),
+                next_probe: std::sync::atomic::AtomicU64::new(1),
             }),
         }
     }
@@ -159,15 +170,21 @@ impl AccountBreaker {
                             retry_in: until.saturating_duration_since(Instant::now()),
                         }
                     }
-                    Gate::Probing { done } => done.clone(),
+                    Gate::Probing { done, .. } => done.clone(),
                     // Unproven, or open with its pause over: this caller probes.
                     _ => {
+                        let id = self
+                            .inner
+                            .next_probe
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         *gate = Gate::Probing {
+                            id,
                             done: Arc::new(Notify::new()),
                         };
                         return Permit::Probe(Probe {
                             breaker: self.inner.clone(),
                             number: number.as_str().to_owned(),
+                            id,
                             reported: false,
                         });
                     }
@@ -189,7 +206,7 @@ impl AccountBreaker {
     pub fn report(&self, number: &PhoneNumberId, answer: Answer) {
         match answer {
             // Only what changes the gate: a working answer under `Go` changes nothing.
-            Answer::Halted { .. } => self.inner.settle(number.as_str(), answer),
+            Answer::Halted { .. } => self.inner.settle(number.as_str(), None, answer),
             Answer::Works | Answer::Unclear => {}
         }
     }
@@ -289,6 +306,33 @@ mod tests {
         assert!(matches!(
             b.permit(&number(), Duration::from_secs(1)).await,
             Permit::Probe(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_of_an_older_probe_changes_nothing() {
+        let b = AccountBreaker::new(Duration::from_secs(60));
+        let Permit::Probe(old) = b.permit(&number(), Duration::from_secs(1)).await else {
+            panic!("probe")
+        };
+        // The old probe is given up on (its gate freed) and a newer one is out.
+        b.inner
+            .settle(number().as_str(), Some(old.id), Answer::Unclear);
+        let Permit::Probe(newer) = b.permit(&number(), Duration::from_secs(1)).await else {
+            panic!("a second probe")
+        };
+        old.report(Answer::Works);
+        assert!(
+            matches!(
+                b.permit(&number(), Duration::from_millis(20)).await,
+                Permit::Go
+            ),
+            "the waiter's wait ran out, but the gate is still the newer probe's"
+        );
+        newer.report(halted());
+        assert!(matches!(
+            b.permit(&number(), Duration::from_secs(1)).await,
+            Permit::Halted { .. }
         ));
     }
 

@@ -23,6 +23,10 @@ use crate::store::messages::OutboundSend;
 use crate::store::sends::Finish;
 use crate::store::StoreError;
 
+/// How long a record waits for a probe's answer before calling anyway: short, so the wait plus the
+/// call stay well inside the function's timeout.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Next, StoreError>> + Send + 'a>>;
 
 impl Sender {
@@ -49,7 +53,7 @@ impl Sender {
             // A number whose account Meta refused gets no calls until the breaker lets a probe go.
             let probe = match self
                 .breaker
-                .permit(&p.from, self.graph.config().timeout)
+                .permit(&p.from, PROBE_WAIT.min(self.graph.config().timeout))
                 .await
             {
                 Permit::Go => None,
@@ -67,7 +71,7 @@ impl Sender {
                         .finish_send(key, token, &finish, UnixTime::now())
                         .await?;
                     return Ok(Next::Held {
-                        delay_secs: self.settings.account.hold_secs,
+                        delay_secs: self.hold_delay(p),
                         code,
                         why,
                     });
@@ -158,7 +162,7 @@ impl Sender {
                     };
                     self.store.finish_send(key, token, &finish, now).await?;
                     Ok(Next::Held {
-                        delay_secs: self.settings.account.hold_secs,
+                        delay_secs: self.hold_delay(p),
                         code: e.code,
                         why,
                     })
@@ -245,6 +249,19 @@ impl Sender {
                 false
             }
             super::token::Reread::Unchanged | super::token::Reread::TooSoon => false,
+        }
+    }
+
+    /// How long a held record waits: the configured hold, but never past its `not_after` (it comes
+    /// back in time to be recorded `expired`).
+    fn hold_delay(&self, p: &Prepared) -> u32 {
+        let hold = self.settings.account.hold_secs;
+        match p.request.not_after {
+            Some(deadline) => {
+                let left = deadline.secs().saturating_sub(UnixTime::now().secs()) + 1;
+                hold.min(left.clamp(1, i64::from(u32::MAX)) as u32)
+            }
+            None => hold,
         }
     }
 

@@ -62,6 +62,10 @@ pub enum Outcome {
         delay_secs: u32,
     },
     OutcomeUnknown,
+    /// Held on its last allowed delivery: a fresh copy went back on the queue (this one is done).
+    Requeued {
+        code: Option<i64>,
+    },
     DeadLettered(&'static str),
     /// A producer's consent request was merged into the contact (`changed`: it was news).
     ConsentRecorded {
@@ -82,6 +86,7 @@ impl Outcome {
             Outcome::Failed { .. } => "failed",
             Outcome::Held { .. } => "held",
             Outcome::OutcomeUnknown => "outcome_unknown",
+            Outcome::Requeued { .. } => "held_requeued",
             Outcome::DeadLettered(_) => "dead_lettered",
             Outcome::ConsentRecorded { .. } => "consent_recorded",
             Outcome::Retry { .. } => "retry",
@@ -185,6 +190,9 @@ impl Sender {
             config.dlq_url.clone(),
         );
         let pacer = Pacer::new(config.rate_per_second, config.burst);
+        if config.settings.allowed_from.is_empty() {
+            tracing::warn!(event = "any_sender_number", "neither WAHOOK_ALLOWED_PHONE_NUMBER_IDS nor WAHOOK_DEFAULT_PHONE_NUMBER_ID is set: requests may send from any number the access token reaches");
+        }
         let sender = Self::new(store, graph, queue, pacer, config.settings.clone(), metrics);
         Ok(match &config.access_token_source {
             crate::config::SecretRef::Value(_) => sender,
@@ -297,6 +305,15 @@ impl Sender {
                 &[("Sends", n)],
             );
         }
+        let failed = batch
+            .outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+            .count();
+        if failed > 0 {
+            // Across categories, for the failed-sends alarm (the per-category counts are above).
+            self.metrics.emit(&[("FailedSends", failed as u64)]);
+        }
         let halted = self.breaker.halted_numbers();
         if halted > 0 {
             // One datum per batch while any number is halted: the alarm's signal.
@@ -345,12 +362,24 @@ impl Sender {
         next: Next,
         now: UnixTime,
     ) -> Outcome {
+        let last = record.receive_count >= self.settings.max_receive_count;
         let next = match next {
-            Next::Retry { why, .. } | Next::Held { why, .. }
-                if record.receive_count >= self.settings.max_receive_count =>
-            {
-                self.retries_exhausted(record, key, why, now).await
-            }
+            // An account outage can outlast any receive count: a held send is never given up on.
+            Next::Held {
+                delay_secs,
+                code,
+                why,
+            } if last => match self.queue.requeue(record, delay_secs).await {
+                Ok(()) => {
+                    tracing::warn!(event = "send_held_requeued", message_id = %record.message_id, code, delay_secs, reason = %why, "held on its last allowed delivery: a fresh copy is back on the queue");
+                    return Outcome::Requeued { code };
+                }
+                Err(e) => {
+                    let why = format!("{why}; requeueing it failed: {e}");
+                    self.retries_exhausted(record, key, why, now).await
+                }
+            },
+            Next::Retry { why, .. } if last => self.retries_exhausted(record, key, why, now).await,
             other => other,
         };
         match next {
@@ -403,7 +432,7 @@ impl Sender {
         now: UnixTime,
     ) -> Next {
         let reason = crate::domain::send_request::cap_reason(format!(
-            "still failing after {} deliveries (WAHOOK_MAX_RECEIVE_COUNT {}); last error: {why}. Fix the cause, then redrive the DLQ: the ledger lets the redriven request through once",
+            "still failing after {} deliveries (WAHOOK_MAX_RECEIVE_COUNT {}); last error: {why}. Fix the cause, then redrive this message from the DLQ (never resend it under a new key: if the last error says the message may have been sent, the ledger reconciles a redrive, a new key would send it twice)",
             record.receive_count, self.settings.max_receive_count
         ));
         if let Some(key) = key {

@@ -15,6 +15,9 @@ pub struct QueuedSend {
     pub receive_count: u32,
 }
 
+/// SQS caps a message's delay at 15 minutes.
+pub const MAX_DELAY_SECS: u32 = 900;
+
 /// SQS caps the visibility timeout at 12 hours.
 pub const MAX_VISIBILITY_SECS: u32 = 43_200;
 
@@ -22,7 +25,8 @@ pub const MAX_VISIBILITY_SECS: u32 = 43_200;
 /// check holds `infra/template.yaml` to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueDef {
-    /// Six times the sender's function timeout (30 s), as AWS recommends.
+    /// Six times the sender's function timeout (30 s) plus the largest batching window (20 s), as AWS
+    /// recommends.
     pub visibility_timeout_secs: u32,
     /// Deliveries before SQS moves a message to the DLQ (the template's default).
     pub max_receive_count: u32,
@@ -31,7 +35,7 @@ pub struct QueueDef {
 }
 
 pub const SENDS_QUEUE: QueueDef = QueueDef {
-    visibility_timeout_secs: 180,
+    visibility_timeout_secs: 200,
     max_receive_count: crate::config::sender::DEFAULT_MAX_RECEIVE_COUNT,
     retention_secs: 1_209_600,
 };
@@ -96,6 +100,25 @@ impl SendQueue {
             .map(|_| ())
             .map_err(|e| QueueError::Sqs {
                 operation: "SendMessage (to the DLQ)",
+                message: aws_sdk_sqs::Error::from(e).to_string(),
+            })
+    }
+
+    /// Puts a fresh copy of the record on the sends queue, visible in `secs` (at most SQS's 15
+    /// minutes): a held send that has used its receives starts counting again instead of reaching
+    /// the DLQ during an account outage. The ledger keeps the copy and any leftover original from
+    /// both being sent.
+    pub async fn requeue(&self, record: &QueuedSend, secs: u32) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&record.body)
+            .delay_seconds(secs.min(MAX_DELAY_SECS) as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError::Sqs {
+                operation: "SendMessage (requeue a held send)",
                 message: aws_sdk_sqs::Error::from(e).to_string(),
             })
     }

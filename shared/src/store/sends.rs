@@ -193,9 +193,10 @@ impl Store {
                 // rather than report a claim nobody wrote.
                 None => match self.get_send(key).await? {
                     Some(entry) => Ok(Some(entry)),
+                    // Errors reach logs: the key is named by its hash (see IdempotencyKey::hashed).
                     None => Err(StoreError::Unreadable {
                         table: self.tables.sends.clone(),
-                        key: key.as_str().to_owned(),
+                        key: format!("with key hash {}", key.hashed()),
                     }),
                 },
             },

@@ -23,12 +23,18 @@ use wahook::outbound::Sender;
 use wahook::webhook::WebhookService;
 
 /// Serves the webhook function on `listener` until the future is dropped.
+/// A synchronous Lambda invocation's payload limit.
+pub const LAMBDA_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
 pub async fn serve_webhook(
     service: Arc<WebhookService>,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
         .fallback(invoke_webhook)
+        // Lambda's limit, not axum's 2 MB: a 3 MB delivery must reach the handler (which answers 413
+        // above Meta's 3 MB) locally as it does behind API Gateway.
+        .layer(axum::extract::DefaultBodyLimit::max(LAMBDA_PAYLOAD_BYTES))
         .with_state(service);
     axum::serve(listener, app).await
 }
