@@ -42,11 +42,17 @@ running() {
 
 # ours PIDFILE PATTERN: whether the PID in the file is still the process we started (its command
 # line names PATTERN). A PID left from a crash may since belong to something else: never signal that.
-ours() {
-    local pid args
+ours() { # PIDFILE PROGRAM: is that pid still PROGRAM (its argv[0], or the script python runs)?
+    local pid args prog script
     pid=$(cat "$1" 2>/dev/null) || return 1
     args=$(ps -p "$pid" -o args= 2>/dev/null) || return 1
-    case "$args" in *"$2"*) return 0 ;; *) return 1 ;; esac
+    read -r prog script _ <<<"$args"
+    # The program itself, not a mention of it (`tail -f .../wahook-local.log` is not ours).
+    [ "$(basename "$prog")" = "$2" ] && return 0
+    case "$(basename "$prog")" in
+        python*) [ "$(basename "${script:-}")" = "$2" ] ;;
+        *) return 1 ;;
+    esac
 }
 
 down() {

@@ -452,11 +452,22 @@ static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_n
 
 #[tokio::test]
 async fn down_never_signals_a_process_that_reused_a_stale_pid() {
-    // A crash left pid files behind, and the PIDs now belong to other programs.
+    // A crash left pid files behind, and the PIDs now belong to another program: one whose command
+    // line even names ours (someone tailing the stack's logs).
     let state = tempdir("stale-pids");
     std::fs::create_dir_all(state.join("pids")).unwrap();
-    let mut stranger = std::process::Command::new("sleep")
-        .arg("30")
+    let named: Vec<_> = ["wahook-local.log", "meta-sim.log", "moto_server.py"]
+        .iter()
+        .map(|f| {
+            let path = state.join(f);
+            std::fs::write(&path, "").unwrap();
+            path
+        })
+        .collect();
+    let mut stranger = std::process::Command::new("tail")
+        .arg("-f")
+        .args(&named)
+        .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start a stand-in process");
     let pid = stranger.id().to_string();

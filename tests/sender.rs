@@ -736,3 +736,28 @@ async fn the_sample_sqs_event_runs_through_the_lambda_adapter() {
         SendState::Rejected
     );
 }
+
+#[tokio::test]
+async fn a_send_is_not_started_when_the_invocation_has_too_little_time_left() {
+    let w = World::new("send-late").await;
+    w.enqueue(&template("late-1", ANA, "utility")).await;
+    // 2 s of invocation, and a send needs the Graph timeout (1.5 s) + two storage operations.
+    let short = w
+        .poller
+        .clone()
+        .with_function_timeout(std::time::Duration::from_secs(2));
+    let report = short.poll_once(0).await.expect("poll");
+    assert_eq!((report.failed, report.deleted), (1, 0), "back to the queue");
+    assert_eq!(w.sim.calls(), 0, "Meta was not called");
+    assert!(
+        w.ledger("late-1").await.is_none(),
+        "and nothing was claimed"
+    );
+
+    w.eventually("the next invocation sends it", || async {
+        w.run().await;
+        w.ledger("late-1").await.map(|e| e.state) == Some(SendState::Sent)
+    })
+    .await;
+    assert_eq!(w.sent().len(), 1);
+}

@@ -644,3 +644,42 @@ async fn a_number_change_carries_the_opt_out_and_frees_the_old_number() {
         );
     }
 }
+
+#[tokio::test]
+async fn with_the_number_filter_on_another_numbers_messages_are_kept_raw_and_move_nothing() {
+    const OTHER: &str = "106540352249999";
+    let h = Harness::with_config("other-number", |c| {
+        c.inbound_numbers = Some(vec![PhoneNumberId::parse(NUMBER).unwrap()]);
+    })
+    .await;
+    let mut theirs = build::text("wamid.theirs", Some(JOAO_PHONE), None, T, "STOP");
+    theirs["metadata"]["phone_number_id"] = serde_json::json!(OTHER);
+    let ours = build::text("wamid.ours", Some(ANA_PHONE), None, T, "hola");
+    ok(&h, &build::envelope(vec![theirs, ours])).await;
+
+    assert!(
+        h.message_item("wamid.ours").await.is_some(),
+        "ours is stored"
+    );
+    assert!(
+        h.message_item("wamid.theirs").await.is_none(),
+        "theirs is no message of ours"
+    );
+    let state = h.state().await;
+    assert_eq!(
+        state.contacts.len(),
+        1,
+        "only Ana's window: {:?}",
+        state.contacts
+    );
+    let kept: Vec<_> = state
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "other_number")
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", state.events);
+    assert!(
+        kept[0]["raw"].contains("wamid.theirs"),
+        "kept whole: {kept:?}"
+    );
+}

@@ -28,6 +28,7 @@ fn service() -> WebhookService {
             retention_days: 90,
         },
         keywords: KeywordRules::default(),
+        inbound_numbers: None,
         write_concurrency: 32,
         deadlines: wahook::config::Deadlines::load(
             &wahook::config::Env::from_pairs::<&str, &str>([]),

@@ -136,13 +136,18 @@ fn emf_line(
         .collect();
     let mut dimension_names = vec!["Service"];
     dimension_names.extend(dimensions.iter().map(|(name, _)| *name));
+    // Every prefix is its own metric too (`[Service]`, `[Service, Outcome]`, …): CloudWatch keeps one
+    // metric per dimension set, so an alarm on `Outcome` alone needs that set declared.
+    let dimension_sets: Vec<&[&str]> = (1..=dimension_names.len())
+        .map(|k| &dimension_names[..k])
+        .collect();
     root.insert(
         "_aws".into(),
         serde_json::json!({
             "Timestamp": timestamp_ms as u64,
             "CloudWatchMetrics": [{
                 "Namespace": METRIC_NAMESPACE,
-                "Dimensions": [dimension_names],
+                "Dimensions": dimension_sets,
                 "Metrics": definitions,
             }]
         }),
@@ -206,8 +211,13 @@ mod tests {
         .unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
-            serde_json::json!(["Service", "Outcome", "Category"])
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([
+                ["Service"],
+                ["Service", "Outcome"],
+                ["Service", "Outcome", "Category"]
+            ]),
+            "each prefix is a metric an alarm can watch (the outcome_unknown alarm uses Outcome alone)"
         );
         assert_eq!(
             (

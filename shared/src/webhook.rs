@@ -10,9 +10,8 @@ use std::time::Instant;
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::config::WebhookConfig;
-use crate::domain::keywords::KeywordRules;
 use crate::domain::time::UnixTime;
-use crate::inbound::{plan, ApplyReport, InboundWriter, Plan};
+use crate::inbound::{plan, ApplyReport, InboundRules, InboundWriter, Plan};
 use crate::secret::SecretString;
 use crate::signature::{SignatureConfigError, SignatureError, SignatureVerifier, SIGNATURE_HEADER};
 use crate::store::Store;
@@ -63,7 +62,7 @@ pub const VERIFICATION_REFUSED: &str = "verification failed: check hub.mode and 
 pub struct WebhookService {
     verifier: SignatureVerifier,
     verify_token: SecretString,
-    rules: KeywordRules,
+    rules: InboundRules,
     writer: InboundWriter,
     delivery_deadline: std::time::Duration,
     metrics: Metrics,
@@ -79,7 +78,10 @@ impl WebhookService {
         Ok(Self {
             verifier: SignatureVerifier::new(&config.app_secrets)?,
             verify_token: config.verify_token.clone(),
-            rules: config.keywords.clone(),
+            rules: InboundRules {
+                keywords: config.keywords.clone(),
+                numbers: config.inbound_numbers.clone(),
+            },
             writer: InboundWriter::new(store, config.write_concurrency),
             delivery_deadline: config.delivery_deadline,
             metrics,
@@ -226,6 +228,7 @@ impl WebhookService {
             unparsed = c.unparsed,
             unattributed = c.unattributed,
             crashed = c.crashed,
+            other_numbers = c.other_numbers,
             messages_stored = r.messages_stored,
             messages_duplicate = r.messages_duplicate,
             statuses_written = r.statuses_written,

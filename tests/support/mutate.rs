@@ -10,10 +10,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde_json::{json, Map, Value};
 use wahook::domain::consent_request::ConsentRequest;
-use wahook::domain::keywords::KeywordRules;
 use wahook::domain::send_request::SendRequest;
 use wahook::domain::time::UnixTime;
 use wahook::inbound::plan;
+use wahook::inbound::InboundRules;
 
 use crate::fixtures::{payload, payload_names};
 
@@ -208,7 +208,7 @@ pub struct Report {
 /// Runs `cases` mutations from `seed`: each payload through the webhook planner, each request through
 /// the send and consent parsers.
 pub fn run(corpus: &Corpus, cases: u64, seed: u64) -> Report {
-    let rules = KeywordRules::default();
+    let rules = InboundRules::default();
     let now = UnixTime::from_secs(1_796_119_200);
     let mut rng = Rng::new(seed);
     let mut report = Report::default();

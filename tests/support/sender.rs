@@ -336,6 +336,7 @@ fn make_sender(
             allowed_from: vec![wahook::domain::ids::PhoneNumberId::parse(NUMBER).unwrap()],
             account: options.account,
             max_receive_count: options.max_receive_count,
+            record_budget: options.graph_timeout + Duration::from_secs(2),
         },
         Metrics::disabled("sender"),
     );

@@ -26,11 +26,25 @@ pub async fn handle(
             body: m.body.unwrap_or_default(),
         })
         .collect();
-    let result = sender.handle_batch(records).await;
+    let result = sender
+        .handle_batch_before(records, invocation_deadline(&event.context))
+        .await;
     let mut response = SqsBatchResponse::default();
     for id in result.failures {
         // Lambda treats an empty identifier as a failure of the whole batch, which is the safe side.
         response.add_failure(id);
     }
     Ok(response)
+}
+
+/// The invocation's deadline as an `Instant`; `None` when the runtime gave none (a zero `deadline`).
+fn invocation_deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let left = context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(std::time::Instant::now() + left)
 }

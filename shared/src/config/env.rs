@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::domain::ids::PhoneNumberId;
 use crate::domain::keywords::KeywordConfigError;
 use crate::domain::preferences::Category;
 
@@ -124,4 +125,52 @@ pub(super) fn list(env: &Env, var: &str) -> Option<Vec<String>> {
             .filter(|s| !s.is_empty())
             .collect()
     })
+}
+
+/// `WAHOOK_DEFAULT_PHONE_NUMBER_ID`, if set: Meta's numeric id of the number sends go from by default.
+pub(super) fn default_phone_number_id(env: &Env) -> Result<Option<PhoneNumberId>, ConfigError> {
+    let var = "WAHOOK_DEFAULT_PHONE_NUMBER_ID";
+    env.get(var)
+        .map(|raw| {
+            PhoneNumberId::parse(raw.trim()).map_err(|_| ConfigError::Invalid {
+                var: var.into(),
+                value: raw.clone(),
+                expected: "Meta's numeric phone number id (WhatsApp Manager > Phone numbers)"
+                    .into(),
+            })
+        })
+        .transpose()
+}
+
+/// `WAHOOK_ALLOWED_PHONE_NUMBER_IDS`: the business numbers that are ours; unset means just the
+/// default number (none if that is unset too). It must include the default number.
+pub(super) fn allowed_phone_number_ids(
+    env: &Env,
+    default: Option<&PhoneNumberId>,
+) -> Result<Vec<PhoneNumberId>, ConfigError> {
+    let var = "WAHOOK_ALLOWED_PHONE_NUMBER_IDS";
+    let allowed = match list(env, var) {
+        Some(ids) => ids
+            .iter()
+            .map(|raw| {
+                PhoneNumberId::parse(raw).map_err(|_| ConfigError::Invalid {
+                    var: var.into(),
+                    value: raw.clone(),
+                    expected: "a comma-separated list of Meta's numeric phone number ids".into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => default.into_iter().cloned().collect(),
+    };
+    if let Some(d) = default.filter(|d| !allowed.contains(d)) {
+        return Err(ConfigError::Invalid {
+            var: var.into(),
+            value: env.get(var).unwrap_or_default(),
+            expected: format!(
+                "a list that includes WAHOOK_DEFAULT_PHONE_NUMBER_ID ({})",
+                d.as_str()
+            ),
+        });
+    }
+    Ok(allowed)
 }

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use super::deadlines::{Deadlines, Function};
-use super::env::{list, parse_categories, parse_number, required, ConfigError, Env};
+use super::env::{
+    allowed_phone_number_ids, default_phone_number_id, list, parse_categories, parse_number,
+    required, ConfigError, Env,
+};
 use super::secrets::{SecretRef, SecretResolver};
 use super::StorageConfig;
 use crate::domain::ids::PhoneNumberId;
@@ -92,6 +95,9 @@ pub struct SenderSettings {
     /// The sends queue's `maxReceiveCount`: on that delivery a record that would be retried is
     /// dead-lettered by the sender itself, with its last error (`retries_exhausted`).
     pub max_receive_count: u32,
+    /// The time a send needs from its start: the Graph call and the storage calls around it. A
+    /// record is not started with less left in the invocation (it goes back to the queue unclaimed).
+    pub record_budget: Duration,
 }
 
 /// What an account failure (token, payment, lock…) does to the line.
@@ -112,25 +118,17 @@ impl Default for AccountSettings {
     }
 }
 
+/// The longest a record may be set aside: SQS refuses a visibility past 12 h from its receive, and a
+/// batch has already used some of that.
+const MAX_WAIT_SECS: u32 = 42_000;
+
 impl SenderConfig {
     pub async fn load(env: &Env, secrets: &SecretResolver) -> Result<Self, ConfigError> {
         let access_token = secrets.required(env, "WAHOOK_ACCESS_TOKEN").await?;
         let access_token_source = SecretRef::from_env(env, "WAHOOK_ACCESS_TOKEN")?
             .expect("the token was just resolved from one of its forms");
         let deadlines = Deadlines::load(env, Function::Sender)?;
-        let default_from =
-            match env.get("WAHOOK_DEFAULT_PHONE_NUMBER_ID") {
-                None => None,
-                Some(raw) => Some(PhoneNumberId::parse(raw.trim()).map_err(|_| {
-                    ConfigError::Invalid {
-                        var: "WAHOOK_DEFAULT_PHONE_NUMBER_ID".into(),
-                        value: raw.clone(),
-                        expected:
-                            "Meta's numeric phone number id (WhatsApp Manager > Phone numbers)"
-                                .into(),
-                    }
-                })?),
-            };
+        let default_from = default_phone_number_id(env)?;
         let api_version = env
             .get("WAHOOK_GRAPH_API_VERSION")
             .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.into());
@@ -170,6 +168,9 @@ impl SenderConfig {
             graph.timeout + deadlines.aws_operation * 2,
             Duration::from_secs(1),
         )?;
+        // What the check above fits inside the function: the call and two storage operations (the
+        // claim before it, the outcome's write after it).
+        let record_budget = graph.timeout + deadlines.aws_operation * 2;
         let lease_secs: i64 = parse_number(env, "WAHOOK_LEASE_SECONDS", 60, 5..=900)?;
         // A claim must outlive the call it protects, or a second worker could send again meanwhile;
         // and the function, or a worker Lambda has not yet ended could still call.
@@ -189,32 +190,7 @@ impl SenderConfig {
             None => Vec::new(),
             Some(names) => parse_categories("WAHOOK_REQUIRE_CONSENT", &names)?,
         };
-        let allowed_from = match list(env, "WAHOOK_ALLOWED_PHONE_NUMBER_IDS") {
-            Some(ids) => ids
-                .iter()
-                .map(|raw| {
-                    PhoneNumberId::parse(raw).map_err(|_| ConfigError::Invalid {
-                        var: "WAHOOK_ALLOWED_PHONE_NUMBER_IDS".into(),
-                        value: raw.clone(),
-                        expected: "a comma-separated list of Meta's numeric phone number ids"
-                            .into(),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None => default_from.iter().cloned().collect(),
-        };
-        if let Some(d) = default_from.as_ref().filter(|d| !allowed_from.contains(d)) {
-            return Err(ConfigError::Invalid {
-                var: "WAHOOK_ALLOWED_PHONE_NUMBER_IDS".into(),
-                value: env
-                    .get("WAHOOK_ALLOWED_PHONE_NUMBER_IDS")
-                    .unwrap_or_default(),
-                expected: format!(
-                    "a list that includes WAHOOK_DEFAULT_PHONE_NUMBER_ID ({})",
-                    d.as_str()
-                ),
-            });
-        }
+        let allowed_from = allowed_phone_number_ids(env, default_from.as_ref())?;
         let account = AccountSettings {
             pause: Duration::from_secs(parse_number(
                 env,
@@ -222,7 +198,8 @@ impl SenderConfig {
                 60,
                 1..=3_600,
             )?),
-            hold_secs: parse_number(env, "WAHOOK_ACCOUNT_HOLD_SECONDS", 300, 1..=43_200)?,
+            // Below SQS's 12 h visibility ceiling, which counts from the receive.
+            hold_secs: parse_number(env, "WAHOOK_ACCOUNT_HOLD_SECONDS", 300, 1..=MAX_WAIT_SECS)?,
         };
         Ok(Self {
             access_token,
@@ -262,11 +239,12 @@ impl SenderConfig {
                         env,
                         "WAHOOK_RECONCILE_WAIT_SECONDS",
                         120,
-                        0..=43_200,
+                        0..=MAX_WAIT_SECS as i64,
                     )?,
                 },
                 allowed_from,
                 account,
+                record_budget,
                 max_receive_count: parse_number(
                     env,
                     "WAHOOK_MAX_RECEIVE_COUNT",

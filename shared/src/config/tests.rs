@@ -172,6 +172,55 @@ fn the_allowed_sender_numbers_default_to_the_default_number_and_must_include_it(
 }
 
 #[test]
+fn the_inbound_number_filter_is_off_by_default_and_needs_our_numbers_when_on() {
+    let load = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = base();
+        pairs.extend_from_slice(extra);
+        block(WebhookConfig::load(&Env::from_pairs(pairs), &resolver()))
+    };
+    let ours = |cfg: WebhookConfig| {
+        cfg.inbound_numbers
+            .map(|ns| ns.iter().map(|n| n.as_str().to_owned()).collect::<Vec<_>>())
+    };
+    assert_eq!(ours(load(&[]).unwrap()), None, "off unless asked");
+    let ids = (
+        "WAHOOK_ALLOWED_PHONE_NUMBER_IDS",
+        "106540352242922, 106540352242923",
+    );
+    assert_eq!(
+        ours(load(&[ids]).unwrap()),
+        None,
+        "the list alone does not filter"
+    );
+    assert_eq!(
+        ours(load(&[ids, ("WAHOOK_INBOUND_NUMBER_FILTER", "on")]).unwrap()),
+        Some(vec![
+            "106540352242922".to_owned(),
+            "106540352242923".to_owned()
+        ])
+    );
+    assert_eq!(
+        ours(
+            load(&[
+                ("WAHOOK_DEFAULT_PHONE_NUMBER_ID", "106540352242924"),
+                ("WAHOOK_INBOUND_NUMBER_FILTER", "on")
+            ])
+            .unwrap()
+        ),
+        Some(vec!["106540352242924".to_owned()]),
+        "the default number stands for the list"
+    );
+    let err = load(&[("WAHOOK_INBOUND_NUMBER_FILTER", "on")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("WAHOOK_ALLOWED_PHONE_NUMBER_IDS"), "{err}");
+    let err = load(&[("WAHOOK_INBOUND_NUMBER_FILTER", "yes")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("on or off"), "{err}");
+}
+
+#[test]
 fn sender_settings_are_checked_against_each_other() {
     let mut pairs = sender_base();
     pairs.push(("WAHOOK_GRAPH_TIMEOUT_MS", "8000"));

@@ -3,9 +3,13 @@
 use std::time::Duration;
 
 use super::deadlines::{Deadlines, Function};
-use super::env::{list, parse_categories, parse_number, ConfigError, Env};
+use super::env::{
+    allowed_phone_number_ids, default_phone_number_id, list, parse_categories, parse_number,
+    ConfigError, Env,
+};
 use super::secrets::SecretResolver;
 use super::StorageConfig;
+use crate::domain::ids::PhoneNumberId;
 use crate::domain::keywords::{
     KeywordRules, DEFAULT_KEYWORD_CATEGORIES, DEFAULT_START_KEYWORDS, DEFAULT_STOP_KEYWORDS,
     DEFAULT_STOP_PROMOTIONS_LABELS,
@@ -20,6 +24,8 @@ pub struct WebhookConfig {
     pub verify_token: SecretString,
     pub storage: StorageConfig,
     pub keywords: KeywordRules,
+    /// `Some` when `WAHOOK_INBOUND_NUMBER_FILTER=on`: the numbers whose changes we act on.
+    pub inbound_numbers: Option<Vec<PhoneNumberId>>,
     /// How many DynamoDB writes one delivery may have in flight.
     pub write_concurrency: usize,
     pub deadlines: Deadlines,
@@ -54,8 +60,35 @@ impl WebhookConfig {
             verify_token,
             storage: StorageConfig::load(env)?,
             keywords: keyword_rules(env)?,
+            inbound_numbers: inbound_numbers(env)?,
             write_concurrency: parse_number(env, "WAHOOK_WRITE_CONCURRENCY", 32, 1..=256)?,
         })
+    }
+}
+
+/// `WAHOOK_INBOUND_NUMBER_FILTER`: `off` (default) acts on every number the app's webhook reports;
+/// `on` acts only on `WAHOOK_ALLOWED_PHONE_NUMBER_IDS` (the sender's list) and keeps the rest raw.
+fn inbound_numbers(env: &Env) -> Result<Option<Vec<PhoneNumberId>>, ConfigError> {
+    let var = "WAHOOK_INBOUND_NUMBER_FILTER";
+    // Read (and so checked) either way: the stack hands both functions the same list.
+    let numbers = allowed_phone_number_ids(env, default_phone_number_id(env)?.as_ref())?;
+    match env.get(var).as_deref().map(str::trim) {
+        None | Some("off") => Ok(None),
+        Some("on") => {
+            if numbers.is_empty() {
+                return Err(ConfigError::Invalid {
+                    var: var.into(),
+                    value: "on".into(),
+                    expected: "on only with WAHOOK_ALLOWED_PHONE_NUMBER_IDS (or WAHOOK_DEFAULT_PHONE_NUMBER_ID) set: the filter needs the numbers that are ours".into(),
+                });
+            }
+            Ok(Some(numbers))
+        }
+        Some(other) => Err(ConfigError::Invalid {
+            var: var.into(),
+            value: other.into(),
+            expected: "on or off".into(),
+        }),
     }
 }
 

@@ -58,6 +58,8 @@ pub enum EventKind {
     UserPreferences,
     /// A part we could not read, at this level of the payload.
     Unparsed(Level),
+    /// A change for a business number that is not ours (the inbound number filter): kept, not acted on.
+    OtherNumber,
 }
 
 /// Where in a delivery a part could not be read.
@@ -103,6 +105,7 @@ impl fmt::Display for EventKind {
             EventKind::MessagesErrors => f.write_str("messages_errors"),
             EventKind::UserPreferences => f.write_str("user_preferences"),
             EventKind::Unparsed(level) => write!(f, "unparsed_{}", level.as_str()),
+            EventKind::OtherNumber => f.write_str("other_number"),
         }
     }
 }
@@ -114,6 +117,7 @@ impl PartialEq<&str> for EventKind {
             EventKind::Unparsed(level) => other.strip_prefix("unparsed_") == Some(level.as_str()),
             EventKind::MessagesErrors => *other == "messages_errors",
             EventKind::UserPreferences => *other == "user_preferences",
+            EventKind::OtherNumber => *other == "other_number",
         }
     }
 }

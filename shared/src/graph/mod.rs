@@ -340,9 +340,11 @@ fn parse_error(status: u16, bytes: &[u8]) -> MetaApiError {
         Err(_) => MetaApiError {
             http_status: status,
             code: None,
+            // Not Meta's words: a proxy's page may echo the request (the message text), so only
+            // its size goes into reasons and logs.
             message: format!(
-                "HTTP {status} without Meta's error object: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                "HTTP {status} without Meta's error object ({} bytes of something else)",
+                bytes.len()
             ),
             details: None,
             fbtrace_id: None,

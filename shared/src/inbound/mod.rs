@@ -10,4 +10,4 @@ pub mod plan;
 mod properties;
 
 pub use apply::{ApplyReport, InboundWriter};
-pub use plan::{plan, Plan, PlanCounts};
+pub use plan::{plan, InboundRules, Plan, PlanCounts};

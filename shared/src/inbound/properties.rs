@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
-use super::plan::{plan, ContactUpdate, Plan};
+use super::plan::{plan, ContactUpdate, InboundRules, Plan};
 use crate::domain::identity::{
     apply_to_snapshot, resolve, ContactRecord, ContactSnapshot, ResolveStep,
 };
 use crate::domain::ids::{ContactKey, Wamid};
-use crate::domain::keywords::KeywordRules;
 use crate::domain::status::StatusLog;
 
 const NUMBER: &str = "106540352242922";
@@ -150,7 +149,7 @@ impl Model {
 }
 
 fn run(deliveries: &[String], order: &[usize]) -> Model {
-    let rules = KeywordRules::default();
+    let rules = InboundRules::default();
     let mut model = Model::default();
     for &i in order {
         model.apply(&plan(deliveries[i].as_bytes(), &rules));

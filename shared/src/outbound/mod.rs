@@ -20,6 +20,7 @@ pub mod queue;
 pub mod token;
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 pub use crate::config::SenderSettings;
 pub use breaker::AccountBreaker;
@@ -209,9 +210,22 @@ impl Sender {
         &self.store
     }
 
-    /// Handles one SQS batch. Never fails as a whole: every record gets its own fate.
+    /// Handles one SQS batch with no invocation deadline (tests, benchmarks).
     pub async fn handle_batch(&self, records: Vec<QueuedSend>) -> BatchResult {
+        self.handle_batch_before(records, None).await
+    }
+
+    /// Handles one SQS batch. Never fails as a whole: every record gets its own fate. A send is
+    /// started only while `deadline` (the invocation's) leaves `record_budget` for its Graph call and
+    /// its records; a later one goes back to the queue unclaimed, so Lambda never ends us mid-call.
+    pub async fn handle_batch_before(
+        &self,
+        records: Vec<QueuedSend>,
+        deadline: Option<Instant>,
+    ) -> BatchResult {
         let now = UnixTime::now();
+        let budget = self.settings.record_budget;
+        let time_left = |d: Instant| d.saturating_duration_since(Instant::now());
         let prepared: Vec<_> = records
             .iter()
             .map(|r| prepare::prepare(r, &self.settings, now))
@@ -268,6 +282,17 @@ impl Sender {
                         (Err(refusal), _) => self.refuse(refusal, now).await,
                         (Ok(Request::Consent(_)), _) => {
                             early.expect("every consent record was recorded above")
+                        }
+                        (Ok(Request::Send(_)), _)
+                            if deadline.is_some_and(|d| time_left(d) < budget) =>
+                        {
+                            Ok(Next::Retry {
+                                delay_secs: 0,
+                                why: format!(
+                                    "less than {} ms left in this invocation: not started, back to the queue unclaimed",
+                                    budget.as_millis()
+                                ),
+                            })
                         }
                         (Ok(Request::Send(p)), Ok(contacts)) => {
                             let contact = person_of(&p, contacts);
@@ -409,6 +434,7 @@ impl Sender {
                 }
                 Err(e) => {
                     tracing::error!(event = "dead_letter_failed", message_id = %record.message_id, error = %e, "could not write to the DLQ; retrying the record");
+                    self.delay(record, 30).await;
                     Outcome::Retry { delay_secs: 30 }
                 }
             },

@@ -22,10 +22,10 @@ pub mod dev;
 use wahook::outbound::Sender;
 use wahook::webhook::WebhookService;
 
-/// Serves the webhook function on `listener` until the future is dropped.
 /// A synchronous Lambda invocation's payload limit.
 pub const LAMBDA_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
+/// Serves the webhook function on `listener` until the future is dropped.
 pub async fn serve_webhook(
     service: Arc<WebhookService>,
     listener: tokio::net::TcpListener,
@@ -109,6 +109,8 @@ pub struct SqsPoller {
     queue_arn: String,
     region: String,
     sender: Arc<Sender>,
+    /// Each batch gets Lambda's deadline, this long from its start, as the real runtime gives it.
+    function_timeout: std::time::Duration,
 }
 
 impl SqsPoller {
@@ -129,7 +131,14 @@ impl SqsPoller {
             queue_arn,
             region,
             sender,
+            function_timeout: std::time::Duration::from_secs(30),
         }
+    }
+
+    /// The sender function's timeout (`WAHOOK_FUNCTION_TIMEOUT_SECONDS`), for each batch's deadline.
+    pub fn with_function_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.function_timeout = timeout;
+        self
     }
 
     /// Receives one batch (up to 10, waiting up to `wait_secs` for the first) and runs it through the
@@ -174,10 +183,15 @@ impl SqsPoller {
             }
             event.records.push(record);
         }
-        let response =
-            wahook_sender::handle(&self.sender, LambdaEvent::new(event, Context::default()))
-                .await
-                .map_err(|e| format!("the sender handler failed the whole batch: {e}"))?;
+        let mut context = Context::default();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        context.deadline = now_ms + self.function_timeout.as_millis() as u64;
+        let response = wahook_sender::handle(&self.sender, LambdaEvent::new(event, context))
+            .await
+            .map_err(|e| format!("the sender handler failed the whole batch: {e}"))?;
         let failed: Vec<String> = response
             .batch_item_failures
             .iter()

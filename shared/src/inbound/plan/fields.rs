@@ -1,5 +1,5 @@
 //! What we keep raw without acting on it: other webhook fields (template, quality, account
-//! updates…) and `value.errors[]`. Nothing authentic is dropped (DESIGN rule 5).
+//! updates…), `value.errors[]`, and changes for a number that is not ours. Nothing authentic is dropped (DESIGN rule 5).
 
 use serde_json::value::RawValue;
 
@@ -24,6 +24,28 @@ impl<'a> Builder<'_, 'a> {
             waba_id: waba.map(str::to_owned),
             reason: None,
             at: time,
+            raw: bytes,
+        });
+    }
+
+    /// A `messages` change for a business number that is not ours: kept whole, acted on never, so a
+    /// number shared with another team's app cannot move our windows, contacts or ledger.
+    pub(super) fn other_number(
+        &mut self,
+        bytes: &'a [u8],
+        number: &PhoneNumberId,
+        waba: Option<&str>,
+    ) {
+        self.plan.counts.other_numbers += 1;
+        self.plan.events.push(RawEvent {
+            kind: EventKind::OtherNumber,
+            number: Some(number.clone()),
+            waba_id: waba.map(str::to_owned),
+            reason: Some(format!(
+                "phone_number_id {} is not one of this webhook's numbers (WAHOOK_ALLOWED_PHONE_NUMBER_IDS with WAHOOK_INBOUND_NUMBER_FILTER=on): kept raw, not acted on",
+                number.as_str()
+            )),
+            at: None,
             raw: bytes,
         });
     }

@@ -60,6 +60,8 @@ pub struct PlanCounts {
     pub unattributed: usize,
     /// Items that made the planner panic (a bug): kept raw, counted in `unparsed` too.
     pub crashed: usize,
+    /// Changes for a business number that is not ours (`WAHOOK_INBOUND_NUMBER_FILTER`): kept raw.
+    pub other_numbers: usize,
 }
 
 /// The writes one delivery calls for.
@@ -74,10 +76,30 @@ pub struct Plan<'a> {
     pub counts: PlanCounts,
 }
 
+/// What planning applies to a delivery.
+#[derive(Debug, Clone, Default)]
+pub struct InboundRules {
+    pub keywords: KeywordRules,
+    /// `Some`: the business numbers that are ours. A change for any other `phone_number_id` (another
+    /// team's number on the same app, say) is kept raw as `other_number` and moves no window, contact
+    /// or ledger entry. `None`: every number is ours.
+    pub numbers: Option<Vec<PhoneNumberId>>,
+}
+
+impl From<KeywordRules> for InboundRules {
+    fn from(keywords: KeywordRules) -> Self {
+        Self {
+            keywords,
+            numbers: None,
+        }
+    }
+}
+
 /// Plans the writes for a verified webhook body.
-pub fn plan<'a>(body: &'a [u8], rules: &KeywordRules) -> Plan<'a> {
+pub fn plan<'a>(body: &'a [u8], rules: &InboundRules) -> Plan<'a> {
     let mut b = Builder {
-        rules,
+        rules: &rules.keywords,
+        numbers: rules.numbers.as_deref(),
         plan: Plan::default(),
         message_index: HashMap::new(),
         status_index: HashMap::new(),
@@ -89,6 +111,7 @@ pub fn plan<'a>(body: &'a [u8], rules: &KeywordRules) -> Plan<'a> {
 
 struct Builder<'r, 'a> {
     rules: &'r KeywordRules,
+    numbers: Option<&'r [PhoneNumberId]>,
     plan: Plan<'a>,
     message_index: HashMap<Wamid, ()>,
     status_index: HashMap<Wamid, usize>,
@@ -209,6 +232,9 @@ impl<'a> Builder<'_, 'a> {
                 "no valid metadata.phone_number_id: cannot tell which business number it is for";
             return self.unparsed(Level::Change, bytes, reason.into(), None, waba);
         };
+        if self.numbers.is_some_and(|ours| !ours.contains(&number)) {
+            return self.other_number(bytes, &number, waba);
+        }
 
         // Each item in its own guard: one that trips a bug is kept raw, the rest are planned.
         for m in &value.messages {
@@ -389,13 +415,49 @@ mod tests {
     }
 
     fn plan_of(body: &str) -> Plan<'_> {
-        plan(body.as_bytes(), &KeywordRules::default())
+        plan(body.as_bytes(), &InboundRules::default())
     }
 
     fn text_message(id: &str, from: &str, ts: i64, body: &str) -> String {
         format!(
             r#"{{"from":"{from}","id":"{id}","timestamp":"{ts}","type":"text","text":{{"body":"{body}"}}}}"#
         )
+    }
+
+    #[test]
+    fn a_change_for_a_number_that_is_not_ours_is_kept_raw_and_moves_nothing() {
+        let body = wrap(
+            &format!(
+                r#""contacts":[{{"wa_id":"15551234567"}}],"messages":[{}],"statuses":[{{"id":"wamid.O","status":"read","timestamp":"51","recipient_id":"15551234567"}}]"#,
+                text_message("wamid.X", "15551234567", 1_795_000_000, "STOP")
+            ),
+            "messages",
+        );
+        let mine = |numbers: Vec<&str>| InboundRules {
+            keywords: KeywordRules::default(),
+            numbers: Some(
+                numbers
+                    .into_iter()
+                    .map(|n| PhoneNumberId::parse(n).unwrap())
+                    .collect(),
+            ),
+        };
+
+        let p = plan(body.as_bytes(), &mine(vec!["106540352242999"]));
+        assert!(p.messages.is_empty() && p.statuses.is_empty() && p.contacts.is_empty());
+        assert_eq!(p.counts.other_numbers, 1);
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.events[0].kind, "other_number");
+        assert_eq!(p.events[0].number.as_ref().unwrap().as_str(), NUMBER);
+        let change = &body.as_bytes()[body.find("{\"value\"").unwrap()..body.len() - 4];
+        assert_eq!(p.events[0].raw, change, "the whole change, as Meta sent it");
+
+        let p = plan(body.as_bytes(), &mine(vec!["106540352242999", NUMBER]));
+        assert_eq!(
+            (p.messages.len(), p.statuses.len(), p.contacts.len()),
+            (1, 1, 1)
+        );
+        assert_eq!(p.counts.other_numbers, 0);
     }
 
     #[test]

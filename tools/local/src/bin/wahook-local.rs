@@ -52,7 +52,8 @@ async fn main() -> Result<(), String> {
         sender_config.queue_url.clone(),
         region,
         sender,
-    );
+    )
+    .with_function_timeout(sender_config.deadlines.function_timeout);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}. Another stack may be running (scripts/dev.sh down), or choose another WAHOOK_WEBHOOK_PORT"))?;
