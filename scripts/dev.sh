@@ -124,6 +124,7 @@ up() {
 
     export WAHOOK_CONTACTS_TABLE=wahook-local-contacts WAHOOK_MESSAGES_TABLE=wahook-local-messages
     export WAHOOK_EVENTS_TABLE=wahook-local-events WAHOOK_SENDS_TABLE=wahook-local-sends
+    export WAHOOK_TEMPLATES_TABLE=wahook-local-templates
     log "creating the tables and the sends queue with its DLQ"
     eval "$("$bins/wahook-dev" provision wahook-local-sends | sed 's/^/export /')"
 
@@ -133,6 +134,8 @@ up() {
     export WAHOOK_VERIFY_TOKEN="local-verify-token-$(random_hex)"
     export WAHOOK_ACCESS_TOKEN=local-access-token
     export WAHOOK_DEFAULT_PHONE_NUMBER_ID=$NUMBER
+    # The simulator's business account: the template registry is read under it.
+    export WAHOOK_WABA_ID=102290129340398
     export WAHOOK_WEBHOOK_PORT=$webhook_port
     export WAHOOK_WEBHOOK_URL="http://127.0.0.1:$webhook_port/webhook"
     export WAHOOK_META_SIM_PORT=$sim_port
@@ -155,8 +158,8 @@ up() {
     {
         for k in WAHOOK_WEBHOOK_URL WAHOOK_META_SIM_URL AWS_ENDPOINT_URL AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID \
             AWS_SECRET_ACCESS_KEY WAHOOK_SENDS_QUEUE_URL WAHOOK_SENDS_DLQ_URL WAHOOK_CONTACTS_TABLE \
-            WAHOOK_MESSAGES_TABLE WAHOOK_EVENTS_TABLE WAHOOK_SENDS_TABLE WAHOOK_APP_SECRET \
-            WAHOOK_VERIFY_TOKEN WAHOOK_DEFAULT_PHONE_NUMBER_ID; do
+            WAHOOK_MESSAGES_TABLE WAHOOK_EVENTS_TABLE WAHOOK_SENDS_TABLE WAHOOK_TEMPLATES_TABLE WAHOOK_APP_SECRET \
+            WAHOOK_VERIFY_TOKEN WAHOOK_DEFAULT_PHONE_NUMBER_ID WAHOOK_WABA_ID; do
             echo "$k=${!k}"
         done
     } >"$STATE/dev.env"

@@ -275,6 +275,7 @@ async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
             ("WAHOOK_MESSAGES_TABLE", "MessagesTable"),
             ("WAHOOK_EVENTS_TABLE", "EventsTable"),
             ("WAHOOK_SENDS_TABLE", "SendsTable"),
+            ("WAHOOK_TEMPLATES_TABLE", "TemplatesTable"),
         ] {
             if let Some(v) = env.get(var) {
                 assert_eq!(

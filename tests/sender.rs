@@ -5,7 +5,7 @@
 use serde_json::json;
 use wahook::domain::ledger::SendState;
 use wahook_meta_sim::Fault;
-use wahook_tests::fixtures::NUMBER;
+use wahook_tests::fixtures::{build, NUMBER};
 use wahook_tests::sender::World;
 
 const ANA: &str = "+5215512345678";
@@ -760,4 +760,181 @@ async fn a_send_is_not_started_when_the_invocation_has_too_little_time_left() {
     })
     .await;
     assert_eq!(w.sent().len(), 1);
+}
+
+/// Meta tells the webhook about `order_shipped (es_MX)` at `time`.
+async fn meta_says(w: &World, event: &str, category: &str, time: i64) {
+    let body = build::template_status("order_shipped", "es_MX", event, category, time);
+    let reply = w.harness.deliver(&body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// A little before now: the registry's times are Meta's, and a pause older than 7 h is stale.
+fn recently() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 600
+}
+
+#[tokio::test]
+async fn a_paused_template_waits_without_a_call_and_goes_once_when_meta_approves_it_again() {
+    let w = World::new("tpl-paused").await;
+    let t = recently();
+    meta_says(&w, "APPROVED", "UTILITY", t).await;
+    w.enqueue(&template("paused-1", ANA, "utility")).await;
+    // Paused between the enqueue and the send.
+    meta_says(&w, "PAUSED", "UTILITY", t + 60).await;
+    let first = w.run().await;
+    assert_eq!(
+        (first.failed, first.deleted),
+        (1, 0),
+        "it waits in the queue"
+    );
+    assert_eq!(w.sim.calls(), 0, "no call to Meta for a paused template");
+    assert!(w.ledger("paused-1").await.is_none(), "nothing claimed");
+
+    meta_says(&w, "REINSTATED", "UTILITY", t + 120).await;
+    w.expedite(&first).await;
+    let second = w.run().await;
+    assert_eq!((second.failed, second.deleted), (0, 1));
+    assert_eq!(w.ledger("paused-1").await.unwrap().state, SendState::Sent);
+    assert_eq!(w.sent().len(), 1, "sent once");
+}
+
+#[tokio::test]
+async fn a_disabled_template_is_unavailable_with_no_call() {
+    let w = World::new("tpl-disabled").await;
+    let t = recently();
+    meta_says(&w, "DISABLED", "UTILITY", t).await;
+    w.enqueue(&template("disabled-1", ANA, "utility")).await;
+    let report = w.run().await;
+    assert_eq!((report.failed, report.deleted), (0, 1), "final");
+    assert_eq!(w.sim.calls(), 0);
+    let e = w.ledger("disabled-1").await.unwrap();
+    assert_eq!(e.state, SendState::TemplateUnavailable);
+    let reason = e.reason.unwrap();
+    assert!(
+        reason.contains("order_shipped (es_MX) is DISABLED"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_marketing_template_labelled_utility_still_meets_the_marketing_opt_out() {
+    let w = World::new("tpl-mislabel").await;
+    let t = recently();
+    meta_says(&w, "APPROVED", "MARKETING", t).await;
+    w.user_writes(JOAO, "STOP", false).await;
+    w.enqueue(&template("mislabel-1", JOAO, "utility")).await;
+    w.run().await;
+    assert!(
+        w.sent().is_empty(),
+        "Meta's category gates the opt-out, not the label"
+    );
+    let e = w.ledger("mislabel-1").await.unwrap();
+    assert_eq!(e.state, SendState::Suppressed);
+    assert!(e.reason.unwrap().contains("opted out of marketing"));
+
+    // The same send, labelled utility, to someone who did not opt out goes.
+    w.enqueue(&template("mislabel-2", ANA, "utility")).await;
+    w.run().await;
+    assert_eq!(w.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_template_is_sent_by_default_and_refused_when_configured() {
+    let w = World::new("tpl-unknown-send").await;
+    w.enqueue(&template("unknown-1", ANA, "utility")).await;
+    w.run().await;
+    assert_eq!(
+        w.sent().len(),
+        1,
+        "the registry is still filling: Meta judges"
+    );
+
+    let w = World::with("tpl-unknown-refuse", |o| {
+        o.templates.unknown = wahook::domain::template::UnknownTemplates::Refuse;
+    })
+    .await;
+    w.enqueue(&template("unknown-2", ANA, "utility")).await;
+    w.run().await;
+    assert!(w.sent().is_empty());
+    let e = w.ledger("unknown-2").await.unwrap();
+    assert_eq!(e.state, SendState::TemplateUnavailable);
+    assert!(e.reason.unwrap().contains("not in the registry"));
+}
+
+#[tokio::test]
+async fn a_text_outside_the_window_falls_back_under_the_fallbacks_own_category() {
+    let w = World::new("tpl-fallback").await;
+    meta_says(&w, "APPROVED", "MARKETING", recently()).await;
+    // Joao stopped marketing from WhatsApp's own menu: an opt-out, and no message, so no window.
+    let stop = build::preference(JOAO.trim_start_matches('+'), true, recently());
+    assert_eq!(w.harness.deliver(&stop).await.status, 200);
+    // Labelled utility; the text cannot go, and its fallback is a template Meta calls marketing.
+    let mut req: serde_json::Value = serde_json::from_str(&text("fb-1", JOAO, json!({}))).unwrap();
+    req["category"] = json!("utility");
+    req["fallback_template"] = json!({"name": "order_shipped", "language": "es_MX"});
+    w.enqueue(&req.to_string()).await;
+    w.run().await;
+    let e = w.ledger("fb-1").await.unwrap();
+    assert_eq!(e.state, SendState::Suppressed, "{:?}", e.reason);
+    assert!(e.reason.unwrap().contains("opted out of marketing"));
+    assert!(w.sent().is_empty());
+}
+
+#[tokio::test]
+async fn the_simulator_pauses_a_template_through_metas_webhook_and_the_send_waits_for_it() {
+    use wahook_meta_sim::SimTemplate;
+    let w = World::new("tpl-sim").await;
+    let set = |status: &str| SimTemplate {
+        name: "order_shipped".into(),
+        language: "es_MX".into(),
+        status: status.into(),
+        category: "UTILITY".into(),
+    };
+    // Meta pauses it: the simulator refuses sends of it (132015) and posts the status webhook.
+    assert_eq!(w.sim.set_template(set("PAUSED")).await.unwrap(), vec![200]);
+    w.enqueue(&template("sim-paused-1", ANA, "utility")).await;
+    let first = w.run().await;
+    assert_eq!(first.failed, 1, "held");
+    assert_eq!(w.sim.calls(), 0, "the registry knew: Meta was not asked");
+
+    // Meta approves it again (a second later, so the newer event is the later one).
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(
+        w.sim.set_template(set("APPROVED")).await.unwrap(),
+        vec![200]
+    );
+    w.expedite(&first).await;
+    let second = w.run().await;
+    assert_eq!((second.failed, second.deleted), (0, 1));
+    assert_eq!(w.sent().len(), 1, "sent once");
+    assert_eq!(
+        w.ledger("sim-paused-1").await.unwrap().state,
+        SendState::Sent
+    );
+}
+
+#[tokio::test]
+async fn without_the_registry_the_simulator_refuses_a_disabled_template_as_meta_does() {
+    use wahook_meta_sim::SimTemplate;
+    let w = World::with("tpl-sim-noreg", |o| o.templates.waba_id = None).await;
+    w.sim
+        .set_template(SimTemplate {
+            name: "order_shipped".into(),
+            language: "es_MX".into(),
+            status: "DISABLED".into(),
+            category: "UTILITY".into(),
+        })
+        .await
+        .unwrap();
+    w.enqueue(&template("sim-disabled-1", ANA, "utility")).await;
+    w.run().await;
+    assert_eq!(w.sim.calls(), 1, "no registry: Meta is the judge");
+    let e = w.ledger("sim-disabled-1").await.unwrap();
+    assert_eq!(e.state, SendState::Failed);
+    assert!(e.reason.unwrap_or_default().contains("132016"));
 }

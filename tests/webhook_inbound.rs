@@ -683,3 +683,154 @@ async fn with_the_number_filter_on_another_numbers_messages_are_kept_raw_and_mov
         "kept whole: {kept:?}"
     );
 }
+
+/// Meta's `message_template_status_update` for a template, delivered and acknowledged.
+async fn meta_says(
+    h: &Harness,
+    name: &str,
+    language: &str,
+    event: &str,
+    category: &str,
+    time: i64,
+) {
+    ok(
+        h,
+        &build::template_status(name, language, event, category, time),
+    )
+    .await;
+}
+
+/// The registry's record of the fixtures' `order_shipped (es_MX)`.
+async fn registry(h: &Harness) -> Option<wahook::domain::template::TemplateRecord> {
+    let key = wahook::domain::template::TemplateKey::new(
+        wahook_tests::fixtures::WABA,
+        "order_shipped",
+        "es_MX",
+    );
+    h.store()
+        .find_templates(std::slice::from_ref(&key))
+        .await
+        .expect("read the registry")
+        .remove(&key)
+}
+
+#[tokio::test]
+async fn template_webhooks_feed_the_registry_and_a_late_older_one_changes_nothing() {
+    let h = Harness::new("templates").await;
+    // The fixture: APPROVED, UTILITY, at 1795401000.
+    ok_fixture(&h, "template-status-update").await;
+    let r = registry(&h).await.expect("the template is known");
+    assert_eq!(r.status.as_ref().unwrap().value, "APPROVED");
+    assert_eq!(r.category.as_ref().unwrap().value, Category::Utility);
+
+    // Paused later; then an older REJECTED arrives late (and is stored raw all the same).
+    meta_says(
+        &h,
+        "order_shipped",
+        "es_MX",
+        "PAUSED",
+        "UTILITY",
+        1_795_402_000,
+    )
+    .await;
+    meta_says(
+        &h,
+        "order_shipped",
+        "es_MX",
+        "REJECTED",
+        "UTILITY",
+        1_795_400_500,
+    )
+    .await;
+    let r = registry(&h).await.unwrap();
+    assert_eq!(
+        r.status.as_ref().unwrap().value,
+        "PAUSED",
+        "the newest status wins"
+    );
+    assert_eq!(
+        r.status.as_ref().unwrap().at,
+        UnixTime::from_secs(1_795_402_000)
+    );
+
+    // An impending re-categorisation is notice only; the completed one moves the category.
+    ok(
+        &h,
+        &build::template_category(
+            "order_shipped",
+            "es_MX",
+            "UTILITY",
+            Some("MARKETING"),
+            1_795_403_000,
+        ),
+    )
+    .await;
+    let r = registry(&h).await.unwrap();
+    assert_eq!(r.category.as_ref().unwrap().value, Category::Utility);
+    assert_eq!(
+        r.impending_category.as_ref().unwrap().value,
+        Category::Marketing
+    );
+    ok(
+        &h,
+        &build::template_category("order_shipped", "es_MX", "MARKETING", None, 1_795_404_000),
+    )
+    .await;
+    let r = registry(&h).await.unwrap();
+    assert_eq!(r.category.as_ref().unwrap().value, Category::Marketing);
+    assert!(
+        r.impending_category.is_none(),
+        "the change made ends its notice"
+    );
+
+    // A template webhook that names no template is stored raw, 200, and moves nothing.
+    ok(
+        &h,
+        &build::template_field(
+            "message_template_status_update",
+            serde_json::json!({"event": "DISABLED", "unknown_field": [1, 2]}),
+            1_795_405_000,
+        ),
+    )
+    .await;
+    assert_eq!(registry(&h).await.unwrap().status.unwrap().value, "PAUSED");
+    let kinds: Vec<String> = h
+        .state()
+        .await
+        .events
+        .iter()
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "field:message_template_status_update")
+            .count(),
+        4,
+        "every template webhook is kept raw: {kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_template_webhook_from_the_future_or_with_a_name_no_send_could_use_moves_nothing() {
+    let h = Harness::new("templates-odd").await;
+    ok_fixture(&h, "template-status-update").await;
+    // Dated a year ahead: nothing could ever overwrite it, so it is stored raw and not applied.
+    let ahead = UnixTime::now().secs() + 365 * 24 * 3600;
+    meta_says(&h, "order_shipped", "es_MX", "DISABLED", "UTILITY", ahead).await;
+    // A 3 KB name (beyond DynamoDB's key limit) and one with the key's separator: raw only, 200.
+    let huge = "a".repeat(3_000);
+    meta_says(&h, &huge, "es_MX", "DISABLED", "UTILITY", 1_795_402_000).await;
+    meta_says(
+        &h,
+        "order_shipped#es_MX",
+        "x",
+        "DISABLED",
+        "UTILITY",
+        1_795_402_000,
+    )
+    .await;
+    let r = registry(&h).await.unwrap();
+    assert_eq!(r.status.unwrap().value, "APPROVED", "none of them moved it");
+    assert_eq!(h.state().await.events.len(), 4, "all four kept raw");
+}

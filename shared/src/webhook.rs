@@ -238,6 +238,10 @@ impl WebhookService {
             contacts_moved = r.contacts_moved,
             events_stored = r.events_stored,
             conflicts = r.conflicts,
+            templates_written = r.templates_written,
+            templates_older = r.templates_older,
+            templates_future = r.templates_future,
+            template_unusable = c.template_unusable,
             elapsed_ms,
             "delivery stored"
         );
@@ -251,6 +255,8 @@ impl WebhookService {
             ("UnknownMessageTypes", c.unknown_message_types as u64),
             ("OtherFields", c.other_fields as u64),
             ("WriteConflicts", r.conflicts as u64),
+            ("TemplateUpdates", r.templates_written as u64),
+            ("OtherNumberChanges", c.other_numbers as u64),
         ]);
     }
 }

@@ -212,6 +212,9 @@ pub fn generated_events() -> Vec<(String, String)> {
 /// The business number every fixture and builder uses.
 pub const NUMBER: &str = "106540352242922";
 
+/// The business account (WABA) of the fixtures: every `entry.id`.
+pub const WABA: &str = "102290129340398";
+
 /// Builds Meta-shaped payloads for scenarios the fixture files do not cover.
 pub mod build {
     use serde_json::{json, Value};
@@ -288,5 +291,49 @@ pub mod build {
             "entry": [{"id": "102290129340398", "changes": [{"value": v, "field": "user_preferences"}]}]
         }))
         .unwrap()
+    }
+
+    /// One template webhook (`field` with `value`), for the fixtures' business account at `time`.
+    pub fn template_field(field: &str, value: Value, time: i64) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": super::WABA, "time": time, "changes": [{"value": value, "field": field}]}]
+        }))
+        .unwrap()
+    }
+
+    /// `message_template_status_update`: `event` is Meta's status word (`APPROVED`, `PAUSED`…).
+    pub fn template_status(
+        name: &str,
+        language: &str,
+        event: &str,
+        category: &str,
+        time: i64,
+    ) -> Vec<u8> {
+        template_field(
+            "message_template_status_update",
+            json!({"event": event, "message_template_id": 1281736273829142u64,
+                "message_template_name": name, "message_template_language": language,
+                "reason": "NONE", "message_template_category": category}),
+            time,
+        )
+    }
+
+    /// `template_category_update`: a change made (`previous_category` → `new_category`), or with
+    /// `correct` an impending one (notice only).
+    pub fn template_category(
+        name: &str,
+        language: &str,
+        new: &str,
+        correct: Option<&str>,
+        time: i64,
+    ) -> Vec<u8> {
+        let mut v = json!({"message_template_id": 1281736273829142u64,
+            "message_template_name": name, "message_template_language": language, "new_category": new});
+        match correct {
+            Some(c) => v["correct_category"] = json!(c),
+            None => v["previous_category"] = json!("UTILITY"),
+        }
+        template_field("template_category_update", v, time)
     }
 }

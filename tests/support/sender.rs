@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 use wahook::config::sender::AccountSettings;
-use wahook::config::{SecretRef, SecretResolver};
+use wahook::config::{SecretRef, SecretResolver, TemplateSettings};
 use wahook::domain::ledger::{LedgerEntry, LedgerSettings};
 use wahook::domain::policy::PolicyConfig;
 use wahook::domain::send_request::IdempotencyKey;
@@ -20,7 +20,7 @@ use wahook::telemetry::Metrics;
 use wahook_local::{PollReport, SqsPoller};
 use wahook_meta_sim::{MetaSim, SimConfig, WebhookTarget};
 
-use crate::fixtures::{FIXTURE_APP_SECRET, NUMBER};
+use crate::fixtures::{FIXTURE_APP_SECRET, NUMBER, WABA};
 use crate::{sdk_config, unique_prefix, Harness};
 
 pub const ACCESS_TOKEN: &str = "EAAG-sim-access-token";
@@ -45,6 +45,8 @@ pub struct WorldOptions {
     /// A Secrets Manager secret (in moto) the sender reads the token again from when Meta refuses
     /// it, with no rate limit.
     pub token_secret: Option<String>,
+    /// How the sender reads the template registry (by default under the fixtures' WABA).
+    pub templates: TemplateSettings,
 }
 
 impl Default for WorldOptions {
@@ -66,6 +68,10 @@ impl Default for WorldOptions {
             max_receive_count: 10,
             token: ACCESS_TOKEN.into(),
             token_secret: None,
+            templates: TemplateSettings {
+                waba_id: Some(WABA.into()),
+                unknown: Default::default(),
+            },
         }
     }
 }
@@ -337,6 +343,7 @@ fn make_sender(
             account: options.account,
             max_receive_count: options.max_receive_count,
             record_budget: options.graph_timeout + Duration::from_secs(2),
+            templates: options.templates.clone(),
         },
         Metrics::disabled("sender"),
     );

@@ -17,12 +17,12 @@ pub mod webhook;
 pub use deadlines::{Deadlines, Function};
 pub use env::{ConfigError, Env};
 pub use secrets::{SecretRef, SecretResolver};
-pub use sender::{SenderConfig, SenderSettings};
+pub use sender::{SenderConfig, SenderSettings, TemplateSettings};
 pub use webhook::WebhookConfig;
 
 use env::parse_number;
 
-use crate::store::tables::{TableNames, CONTACTS, EVENTS, MESSAGES, SENDS};
+use crate::store::tables::{TableNames, CONTACTS, EVENTS, MESSAGES, SENDS, TEMPLATES};
 use crate::store::Store;
 
 /// Minimum retention: Meta redelivers for up to 7 days, and dedupe needs the record to still exist.
@@ -59,6 +59,7 @@ pub fn table_names(env: &Env) -> TableNames {
         messages: env.get(MESSAGES.env_var).unwrap_or(defaults.messages),
         events: env.get(EVENTS.env_var).unwrap_or(defaults.events),
         sends: env.get(SENDS.env_var).unwrap_or(defaults.sends),
+        templates: env.get(TEMPLATES.env_var).unwrap_or(defaults.templates),
     }
 }
 

@@ -12,6 +12,7 @@ use super::StorageConfig;
 use crate::domain::ids::PhoneNumberId;
 use crate::domain::ledger::LedgerSettings;
 use crate::domain::policy::PolicyConfig;
+use crate::domain::template::UnknownTemplates;
 use crate::graph::{
     check_base_url, GraphConfig, DEFAULT_GRAPH_API_VERSION, DEFAULT_GRAPH_BASE_URL,
 };
@@ -98,6 +99,17 @@ pub struct SenderSettings {
     /// The time a send needs from its start: the Graph call and the storage calls around it. A
     /// record is not started with less left in the invocation (it goes back to the queue unclaimed).
     pub record_budget: Duration,
+    pub templates: TemplateSettings,
+}
+
+/// How the sender uses the template registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateSettings {
+    /// The business account (WABA) whose templates the sends use (`WAHOOK_WABA_ID`). Unset: the
+    /// registry is not consulted and Meta judges every template, as before the registry.
+    pub waba_id: Option<String>,
+    /// What a template the registry has never heard of does (`WAHOOK_UNKNOWN_TEMPLATES`).
+    pub unknown: UnknownTemplates,
 }
 
 /// What an account failure (token, payment, lock…) does to the line.
@@ -116,6 +128,41 @@ impl Default for AccountSettings {
             hold_secs: 300,
         }
     }
+}
+
+/// `WAHOOK_WABA_ID` and `WAHOOK_UNKNOWN_TEMPLATES` (`send`, the default, or `refuse`).
+fn template_settings(env: &Env) -> Result<TemplateSettings, ConfigError> {
+    let waba_id = match env.get("WAHOOK_WABA_ID") {
+        Some(raw) if raw.trim().is_empty() => None,
+        Some(raw) if raw.trim().bytes().all(|b| b.is_ascii_digit()) => Some(raw.trim().to_owned()),
+        Some(raw) => {
+            return Err(ConfigError::Invalid {
+                var: "WAHOOK_WABA_ID".into(),
+                value: raw,
+                expected: "the WhatsApp Business Account id, digits only (WhatsApp Manager > Account tools > Phone numbers, or the webhook's entry.id)".into(),
+            })
+        }
+        None => None,
+    };
+    let unknown = match env.get("WAHOOK_UNKNOWN_TEMPLATES").as_deref().map(str::trim) {
+        None | Some("send") => UnknownTemplates::Send,
+        Some("refuse") if waba_id.is_some() => UnknownTemplates::Refuse,
+        Some("refuse") => {
+            return Err(ConfigError::Invalid {
+                var: "WAHOOK_UNKNOWN_TEMPLATES".into(),
+                value: "refuse".into(),
+                expected: "refuse only with WAHOOK_WABA_ID set: without it the registry is not read, so every template would be unknown".into(),
+            })
+        }
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                var: "WAHOOK_UNKNOWN_TEMPLATES".into(),
+                value: other.into(),
+                expected: "send or refuse".into(),
+            })
+        }
+    };
+    Ok(TemplateSettings { waba_id, unknown })
 }
 
 /// The longest a record may be set aside: SQS refuses a visibility past 12 h from its receive, and a
@@ -171,6 +218,7 @@ impl SenderConfig {
         // What the check above fits inside the function: the call and two storage operations (the
         // claim before it, the outcome's write after it).
         let record_budget = graph.timeout + deadlines.aws_operation * 2;
+        let templates = template_settings(env)?;
         let lease_secs: i64 = parse_number(env, "WAHOOK_LEASE_SECONDS", 60, 5..=900)?;
         // A claim must outlive the call it protects, or a second worker could send again meanwhile;
         // and the function, or a worker Lambda has not yet ended could still call.
@@ -245,6 +293,7 @@ impl SenderConfig {
                 allowed_from,
                 account,
                 record_budget,
+                templates,
                 max_receive_count: parse_number(
                     env,
                     "WAHOOK_MAX_RECEIVE_COUNT",

@@ -45,6 +45,8 @@ pub enum SendState {
     Suppressed,
     WindowClosed,
     Rejected,
+    /// The template registry says Meta will not send the template (disabled, rejected, deleted…).
+    TemplateUnavailable,
     OutcomeUnknown,
 }
 
@@ -61,6 +63,7 @@ impl SendState {
             SendState::Suppressed => "suppressed",
             SendState::WindowClosed => "window_closed",
             SendState::Rejected => "rejected",
+            SendState::TemplateUnavailable => "template_unavailable",
             SendState::OutcomeUnknown => "outcome_unknown",
         }
     }
@@ -77,6 +80,7 @@ impl SendState {
             "suppressed" => SendState::Suppressed,
             "window_closed" => SendState::WindowClosed,
             "rejected" => SendState::Rejected,
+            "template_unavailable" => SendState::TemplateUnavailable,
             "outcome_unknown" => SendState::OutcomeUnknown,
             _ => return None,
         })

@@ -85,6 +85,7 @@ fn only_waiting_states_are_not_final() {
         SendState::Suppressed,
         SendState::WindowClosed,
         SendState::Rejected,
+        SendState::TemplateUnavailable,
         SendState::OutcomeUnknown,
     ];
     for state in all {

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod preferences;
 pub mod send_request;
 pub mod status;
+pub mod template;
 pub mod time;
 
 pub use contact::{ConsentRecord, ContactState, Referral, Stamped};

@@ -438,14 +438,7 @@ fn parse_template(t: &Object, field: &'static str, p: &mut Problems) -> Option<T
     p.unknown_fields(t, TEMPLATE_FIELDS, field);
     let name = match t.get("name") {
         None => p.none(field, "needs a name"),
-        Some(Value::String(n))
-            if !n.is_empty()
-                && n.chars().count() <= MAX_TEMPLATE_NAME_CHARS
-                && n.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
-        {
-            Some(n.clone())
-        }
+        Some(Value::String(n)) if is_template_name(n) => Some(n.clone()),
         Some(_) => p.none(
             field,
             "name must be the approved template's name: lowercase letters, digits and _",
@@ -482,7 +475,16 @@ fn parse_template(t: &Object, field: &'static str, p: &mut Problems) -> Option<T
     })
 }
 
-fn is_language_code(l: &str) -> bool {
+/// A template name as Meta allows it: lowercase letters, digits and `_`, at most 512.
+pub fn is_template_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= MAX_TEMPLATE_NAME_CHARS
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// A template language code: `en`, `en_US`, `pt_BR`.
+pub fn is_language_code(l: &str) -> bool {
     let (lang, region) = l.split_once('_').map_or((l, None), |(a, b)| (a, Some(b)));
     (2..=3).contains(&lang.len())
         && lang.bytes().all(|b| b.is_ascii_lowercase())

@@ -40,6 +40,8 @@ pub const WINDOW_CLOSED: i64 = 131_047;
 pub const MARKETING_STOPPED: i64 = 131_050;
 /// The account is in maintenance (e.g. a throughput upgrade, up to a minute).
 pub const MAINTENANCE: i64 = 131_057;
+/// The template is paused (Meta's code; the registry's `PAUSED` holds a send under it too).
+pub const TEMPLATE_PAUSED: i64 = 132_015;
 
 /// Codes about the account, not the message (whatsapp-platform.md §12): 0 and 190 (token invalid or
 /// expired), 10 and 200–299 (permission), 131005 (access denied), 131031 (account locked), 131042

@@ -10,6 +10,7 @@ use crate::domain::time::UnixTime;
 use crate::payload::status_facts;
 use crate::retry::{try_bounded, Rounds, MAX_ATTEMPTS};
 use crate::store::messages::StoredStatus;
+use crate::store::templates::RegistryWrite;
 use crate::store::{PutOutcome, Store, StoreError, WriteOutcome};
 
 /// What applying a plan did.
@@ -27,7 +28,15 @@ pub struct ApplyReport {
     pub events_duplicate: usize,
     /// Versioned writes that lost a race and were retried.
     pub conflicts: usize,
+    /// Template registry updates written, and those the registry already knew something newer than.
+    pub templates_written: usize,
+    pub templates_older: usize,
+    /// Template updates dated in the future (beyond the allowed skew): stored raw only.
+    pub templates_future: usize,
 }
+
+/// How far ahead of our clock a template webhook's `time` may be and still move the registry.
+pub const MAX_TEMPLATE_CLOCK_SKEW_SECS: i64 = 300;
 
 impl ApplyReport {
     fn add(mut self, o: ApplyReport) -> Self {
@@ -41,6 +50,9 @@ impl ApplyReport {
         self.events_stored += o.events_stored;
         self.events_duplicate += o.events_duplicate;
         self.conflicts += o.conflicts;
+        self.templates_written += o.templates_written;
+        self.templates_older += o.templates_older;
+        self.templates_future += o.templates_future;
         self
     }
 }
@@ -65,18 +77,50 @@ impl InboundWriter {
     }
 
     pub async fn apply(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {
-        let (events, messages, statuses, contacts) = tokio::try_join!(
+        let (events, messages, statuses, contacts, templates) = tokio::try_join!(
             self.events(plan, now),
             self.messages(plan, now),
             self.statuses(&plan.statuses),
             self.contacts(&plan.contacts),
+            self.templates(plan, now),
         )?;
         // After the deltas: a move carries what this delivery taught about the person too.
         let mut moved = ApplyReport::default();
         for m in &plan.moves {
             moved.contacts_moved += usize::from(self.store.move_identity(m).await?);
         }
-        Ok(events.add(messages).add(statuses).add(contacts).add(moved))
+        Ok(events
+            .add(messages)
+            .add(statuses)
+            .add(contacts)
+            .add(templates)
+            .add(moved))
+    }
+
+    /// One conditional write per template update, in the delivery's order: each part moves only to
+    /// something newer by Meta's time, so the order of writes does not change the end state.
+    ///
+    /// A time more than [`MAX_TEMPLATE_CLOCK_SKEW_SECS`] ahead is not written: nothing later could
+    /// ever overwrite it, so one odd event would pin the template for good.
+    async fn templates(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {
+        let mut report = ApplyReport::default();
+        let writes = plan
+            .templates
+            .iter()
+            .filter(|u| {
+                let ahead = u.at.secs() > now.secs() + MAX_TEMPLATE_CLOCK_SKEW_SECS;
+                report.templates_future += usize::from(ahead);
+                !ahead
+            })
+            .map(|u| self.store.apply_template_update(u, now))
+            .collect();
+        for written in try_bounded(writes, self.concurrency).await? {
+            match written {
+                RegistryWrite::Applied => report.templates_written += 1,
+                RegistryWrite::Older => report.templates_older += 1,
+            }
+        }
+        Ok(report)
     }
 
     async fn events(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {

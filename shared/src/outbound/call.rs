@@ -254,7 +254,7 @@ impl Sender {
 
     /// How long a held record waits: the configured hold, but never past its `not_after` (it comes
     /// back in time to be recorded `expired`).
-    fn hold_delay(&self, p: &Prepared) -> u32 {
+    pub(super) fn hold_delay(&self, p: &Prepared) -> u32 {
         let hold = self.settings.account.hold_secs;
         match p.request.not_after {
             Some(deadline) => {

@@ -17,6 +17,7 @@ mod ledger;
 pub mod pacer;
 mod prepare;
 pub mod queue;
+mod templates;
 pub mod token;
 
 use std::collections::HashMap;
@@ -31,9 +32,12 @@ pub use token::TokenSource;
 use crate::domain::contact::ContactState;
 use crate::domain::ids::ContactKey;
 use crate::domain::ledger::SendState;
-use crate::domain::policy::decide;
+use crate::domain::policy::{decide, Decision};
 use crate::domain::send_request::IdempotencyKey;
+use crate::domain::send_request::SendRequest;
+use crate::domain::template::TemplateVerdict;
 use crate::domain::time::UnixTime;
+use crate::graph::errors::TEMPLATE_PAUSED;
 use crate::graph::{retry_delay_secs, GraphClient};
 use crate::retry::{bounded, jitter};
 use crate::store::{Store, StoreError};
@@ -261,6 +265,13 @@ impl Sender {
         } else {
             self.store.find_contacts(&keys).await
         };
+        // And one of the template registry, for every template the batch may send.
+        let requests = || prepared.iter().filter_map(|p| p.as_ref().ok());
+        let registry = self.read_registry(requests()).await;
+        let mismatches = match &registry {
+            Ok(registry) => self.category_mismatches(requests(), registry),
+            Err(_) => 0,
+        };
 
         let work = records
             .iter()
@@ -268,6 +279,7 @@ impl Sender {
             .zip(early)
             .map(|((record, prepared), early)| {
                 let contacts = &contacts;
+                let registry = &registry;
                 let category = match &prepared {
                     Ok(Request::Send(p)) => p.request.category.as_str(),
                     Ok(Request::Consent(_)) => "consent",
@@ -294,10 +306,22 @@ impl Sender {
                                 ),
                             })
                         }
-                        (Ok(Request::Send(p)), Ok(contacts)) => {
-                            let contact = person_of(&p, contacts);
-                            self.process(record, &p, contact, now).await
-                        }
+                        (Ok(Request::Send(p)), Ok(contacts)) => match registry {
+                            Ok(registry) => {
+                                let contact = person_of(&p, contacts);
+                                self.process(record, &p, contact, registry, now).await
+                            }
+                            // Text that can send no template does not need the registry.
+                            Err(_) if !Self::needs_registry(&p) => {
+                                let contact = person_of(&p, contacts);
+                                let none = templates::Registry::new();
+                                self.process(record, &p, contact, &none, now).await
+                            }
+                            Err(e) => Ok(Next::retry(
+                                record,
+                                format!("could not read the template registry: {e}"),
+                            )),
+                        },
                         (Ok(Request::Send(_)), Err(e)) => {
                             Ok(Next::retry(record, format!("could not read contacts: {e}")))
                         }
@@ -333,11 +357,19 @@ impl Sender {
         let failed = batch
             .outcomes
             .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+            .filter(|(_, o)| {
+                matches!(
+                    o,
+                    Outcome::Failed { .. } | Outcome::Withheld(SendState::TemplateUnavailable)
+                )
+            })
             .count();
         if failed > 0 {
             // Across categories, for the failed-sends alarm (the per-category counts are above).
             self.metrics.emit(&[("FailedSends", failed as u64)]);
+        }
+        if mismatches > 0 {
+            self.metrics.emit(&[("CategoryMismatch", mismatches)]);
         }
         let halted = self.breaker.halted_numbers();
         if halted > 0 {
@@ -353,14 +385,62 @@ impl Sender {
         record: &QueuedSend,
         p: &Prepared,
         contact: Option<(ContactKey, ContactState)>,
+        registry: &templates::Registry,
         now: UnixTime,
     ) -> Result<Next, StoreError> {
-        let decision = decide(
-            &p.request,
+        // Meta's category, not the producer's label, is what the opt-outs and consent gate.
+        let relabelled = self
+            .meta_category(p, registry)
+            .filter(|meta| *meta != p.request.category)
+            .map(|meta| SendRequest {
+                category: meta,
+                ..p.request.clone()
+            });
+        let mut request = relabelled.as_ref().unwrap_or(&p.request);
+        let mut decision = decide(
+            request,
             contact.as_ref().map(|(_, c)| c),
             now,
             &self.settings.policy,
         );
+        // A text whose fallback goes instead: the fallback's own category is the one to meet.
+        let fallback_relabelled = match &decision {
+            Decision::Send {
+                message,
+                fallback: true,
+            } => self
+                .category_of(message, registry)
+                .filter(|meta| *meta != request.category)
+                .map(|meta| SendRequest {
+                    category: meta,
+                    ..request.clone()
+                }),
+            _ => None,
+        };
+        if let Some(r) = &fallback_relabelled {
+            request = r;
+            decision = decide(
+                request,
+                contact.as_ref().map(|(_, c)| c),
+                now,
+                &self.settings.policy,
+            );
+        }
+        let decision = match self.template_gate(&decision, registry) {
+            None | Some(TemplateVerdict::Send { .. }) => decision,
+            Some(TemplateVerdict::Unavailable { reason }) => Decision::Withhold {
+                state: SendState::TemplateUnavailable,
+                reason,
+            },
+            // Nothing is claimed: the record waits in the queue, like a send the account holds.
+            Some(TemplateVerdict::Wait { reason }) => {
+                return Ok(Next::Held {
+                    delay_secs: self.hold_delay(p),
+                    code: Some(TEMPLATE_PAUSED),
+                    why: reason,
+                })
+            }
+        };
         match self
             .through_ledger(record, p, &contact, &decision, now)
             .await?
@@ -423,7 +503,7 @@ impl Sender {
                 why,
             } => {
                 self.delay(record, delay_secs).await;
-                tracing::warn!(event = "send_held", message_id = %record.message_id, delay_secs, code, receive_count = record.receive_count, reason = %why, "the account cannot send; the record waits");
+                tracing::warn!(event = "send_held", message_id = %record.message_id, delay_secs, code, receive_count = record.receive_count, reason = %why, "the account or the template cannot send now; the record waits");
                 Outcome::Held { code, delay_secs }
             }
             Next::DeadLetter(letter) => match self.queue.dead_letter(record, &letter, now).await {

@@ -50,6 +50,28 @@ pub struct Change<'a> {
     pub value: Option<&'a RawValue>,
 }
 
+/// The `value` of the template fields (`message_template_status_update`, `template_category_update`,
+/// `message_template_quality_update`): only what the registry needs, each field lenient.
+#[derive(Debug, Default, Deserialize)]
+pub struct TemplateValue {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub message_template_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub message_template_language: Option<String>,
+    /// The status word (`APPROVED`, `PAUSED`…).
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub event: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub message_template_category: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub new_category: Option<String>,
+    /// Only on an impending category change.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub correct_category: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub new_quality_score: Option<String>,
+}
+
 /// The `value` of a `messages` or `user_preferences` change.
 #[derive(Debug, Deserialize)]
 pub struct ChangeValue<'a> {

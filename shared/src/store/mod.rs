@@ -10,6 +10,7 @@ pub mod events;
 pub mod messages;
 pub mod sends;
 pub mod tables;
+pub mod templates;
 
 use std::collections::HashMap;
 

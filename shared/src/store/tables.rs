@@ -136,8 +136,23 @@ pub const EVENTS: TableDef = TableDef {
     ttl_attribute: Some("expires_at"),
 };
 
+/// The template registry: one item per business account, template name and language
+/// (`{waba_id}#{name}#{language}`), fed by Meta's template webhooks. No TTL: a template lives until
+/// Meta says it is gone.
+pub const TEMPLATES: TableDef = TableDef {
+    logical: "templates",
+    env_var: "WAHOOK_TEMPLATES_TABLE",
+    partition_key: KeyAttr {
+        name: "template",
+        kind: AttrKind::S,
+    },
+    sort_key: None,
+    indexes: &[],
+    ttl_attribute: None,
+};
+
 /// Every table, in the order they are created.
-pub const ALL_TABLES: [TableDef; 4] = [CONTACTS, MESSAGES, EVENTS, SENDS];
+pub const ALL_TABLES: [TableDef; 5] = [CONTACTS, MESSAGES, EVENTS, SENDS, TEMPLATES];
 
 /// The physical names of the tables, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,16 +161,19 @@ pub struct TableNames {
     pub messages: String,
     pub events: String,
     pub sends: String,
+    pub templates: String,
 }
 
 impl TableNames {
-    /// `{prefix}-contacts`, `{prefix}-messages`, `{prefix}-events`, `{prefix}-sends`.
+    /// `{prefix}-contacts`, `{prefix}-messages`, `{prefix}-events`, `{prefix}-sends`,
+    /// `{prefix}-templates`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             contacts: format!("{prefix}-{}", CONTACTS.logical),
             messages: format!("{prefix}-{}", MESSAGES.logical),
             events: format!("{prefix}-{}", EVENTS.logical),
             sends: format!("{prefix}-{}", SENDS.logical),
+            templates: format!("{prefix}-{}", TEMPLATES.logical),
         }
     }
 
@@ -165,6 +183,7 @@ impl TableNames {
             "messages" => &self.messages,
             "events" => &self.events,
             "sends" => &self.sends,
+            "templates" => &self.templates,
             other => unreachable!("no table {other} in TableNames"),
         }
     }

@@ -132,6 +132,9 @@ struct SimState {
     account_fault: Mutex<Option<i64>>,
     /// Every `POST …/messages` that reached the simulator, answered or refused.
     calls: AtomicU64,
+    /// Templates as Meta knows them, by (name, language): set at `POST /_sim/templates`, which posts
+    /// the template webhooks as Meta does. A send of one that is not approved is refused.
+    catalogue: Mutex<HashMap<(String, String), SimTemplate>>,
     counter: AtomicU64,
     http: Option<reqwest::Client>,
 }
@@ -181,6 +184,7 @@ impl MetaSim {
             .route("/_sim/account", post(set_account).delete(clear_account))
             .route("/_sim/inbound", post(post_inbound))
             .route("/_sim/statuses", post(post_status))
+            .route("/_sim/templates", post(post_template))
             .route("/_sim/health", get(|| async { "ok" }))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(bind).await?;
@@ -372,7 +376,35 @@ async fn send_message(
                     "template.name and template.language.code are required",
                 );
             };
-            if !config.templates.is_empty() && !config.templates.iter().any(|t| t == name) {
+            let known = state
+                .catalogue
+                .lock()
+                .unwrap()
+                .get(&(name.to_owned(), language.to_owned()))
+                .cloned();
+            if let Some(t) = known {
+                let refusal = match t.status.as_str() {
+                    "APPROVED" | "REINSTATED" | "UNARCHIVED" | "FLAGGED" => None,
+                    "PAUSED" => Some((
+                        132_015,
+                        "Template is paused",
+                        "template is paused due to low quality",
+                    )),
+                    "DISABLED" => Some((
+                        132_016,
+                        "Template is disabled",
+                        "template was disabled due to low quality",
+                    )),
+                    _ => Some((
+                        132_001,
+                        "Template name does not exist in the translation",
+                        "template is not approved",
+                    )),
+                };
+                if let Some((code, message, details)) = refusal {
+                    return meta_error(StatusCode::BAD_REQUEST, code, message, details);
+                }
+            } else if !config.templates.is_empty() && !config.templates.iter().any(|t| t == name) {
                 return meta_error(
                     StatusCode::NOT_FOUND,
                     132_001,
@@ -819,6 +851,80 @@ async fn post_status(
     let payload = envelope(&config, &accepted.phone_number_id, "messages", value);
     match post_webhook(&http, &target, &payload).await {
         Ok(status) => Json(json!({ "webhook_status": status })).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+    }
+}
+
+/// A template in the simulator's catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SimTemplate {
+    pub name: String,
+    pub language: String,
+    /// Meta's status word: `APPROVED`, `PAUSED`, `DISABLED`…
+    pub status: String,
+    /// Meta's category word: `MARKETING`, `UTILITY`, `AUTHENTICATION`.
+    pub category: String,
+}
+
+impl MetaSim {
+    /// Sets a template as Meta knows it and posts the webhooks Meta would (the status, and the
+    /// category change if it moved); returns the webhook's answers.
+    pub async fn set_template(&self, template: SimTemplate) -> Result<Vec<u16>, String> {
+        set_template(&self.state, template).await
+    }
+}
+
+async fn set_template(state: &SimState, t: SimTemplate) -> Result<Vec<u16>, String> {
+    let previous = state
+        .catalogue
+        .lock()
+        .unwrap()
+        .insert((t.name.clone(), t.language.clone()), t.clone());
+    let config = state.config();
+    let (Some(target), Some(http)) = (config.webhook.clone(), state.http.clone()) else {
+        return Ok(Vec::new());
+    };
+    let template_entry = |field: &str, value: Value| {
+        json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": config.waba_id, "time": now_secs(), "changes": [{ "value": value, "field": field }] }]
+        })
+    };
+    let mut answers = Vec::new();
+    if let Some(before) = previous.as_ref().filter(|p| p.category != t.category) {
+        let value = json!({
+            "message_template_id": 1_281_736_273_829_142u64,
+            "message_template_name": t.name, "message_template_language": t.language,
+            "previous_category": before.category, "new_category": t.category,
+        });
+        answers.push(
+            post_webhook(
+                &http,
+                &target,
+                &template_entry("template_category_update", value),
+            )
+            .await?,
+        );
+    }
+    let value = json!({
+        "event": t.status, "message_template_id": 1_281_736_273_829_142u64,
+        "message_template_name": t.name, "message_template_language": t.language,
+        "message_template_category": t.category, "reason": "NONE",
+    });
+    answers.push(
+        post_webhook(
+            &http,
+            &target,
+            &template_entry("message_template_status_update", value),
+        )
+        .await?,
+    );
+    Ok(answers)
+}
+
+async fn post_template(State(state): State<Arc<SimState>>, Json(t): Json<SimTemplate>) -> Response {
+    match set_template(&state, t).await {
+        Ok(answers) => Json(json!({ "webhook_status": answers })).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
     }
 }

@@ -13,6 +13,7 @@ mod fields;
 mod messages;
 mod preferences;
 mod statuses;
+mod templates;
 
 use std::collections::HashMap;
 
@@ -24,6 +25,7 @@ use crate::domain::ids::{Bsuid, Phone, PhoneNumberId, UserId, UserRef, Wamid};
 pub use crate::domain::inbound::{EventKind, InboundMessage, Level, RawEvent};
 use crate::domain::keywords::KeywordRules;
 use crate::domain::status::StatusLog;
+use crate::domain::template::TemplateUpdate;
 use crate::domain::time::UnixTime;
 use crate::payload::{Change, ChangeValue, Entry, Envelope, ValueContact};
 
@@ -62,6 +64,9 @@ pub struct PlanCounts {
     pub crashed: usize,
     /// Changes for a business number that is not ours (`WAHOOK_INBOUND_NUMBER_FILTER`): kept raw.
     pub other_numbers: usize,
+    /// Template webhooks that became registry updates, and those that named too little to (raw only).
+    pub template_updates: usize,
+    pub template_unusable: usize,
 }
 
 /// The writes one delivery calls for.
@@ -73,6 +78,8 @@ pub struct Plan<'a> {
     /// Number and BSUID changes: applied after `contacts`.
     pub moves: Vec<IdentityMove>,
     pub events: Vec<RawEvent<'a>>,
+    /// What the template webhooks say, for the registry (each is in `events` too).
+    pub templates: Vec<TemplateUpdate>,
     pub counts: PlanCounts,
 }
 
@@ -209,6 +216,9 @@ impl<'a> Builder<'_, 'a> {
         // One arm per webhook field we act on; a new field is a new arm and a new file.
         match change.field.as_deref().unwrap_or("") {
             "messages" | "user_preferences" => self.value(change.value, bytes, waba),
+            f if templates::TEMPLATE_FIELDS.contains(&f) => {
+                self.template_field(f, change.value, bytes, waba, time)
+            }
             other => self.other_field(other, bytes, waba, time),
         }
     }
@@ -422,6 +432,77 @@ mod tests {
         format!(
             r#"{{"from":"{from}","id":"{id}","timestamp":"{ts}","type":"text","text":{{"body":"{body}"}}}}"#
         )
+    }
+
+    #[test]
+    fn template_webhooks_become_registry_updates_and_stay_raw_events() {
+        use crate::domain::preferences::Category;
+        use crate::domain::template::TemplateChange;
+        let entry = |field: &str, value: &str| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","time":1795401000,"changes":[{{"value":{value},"field":"{field}"}}]}}]}}"#
+            )
+        };
+        let names =
+            r#""message_template_name":"order_shipped","message_template_language":"es_MX""#;
+        let status = entry(
+            "message_template_status_update",
+            &format!(
+                r#"{{"event":"paused",{names},"message_template_category":"UTILITY","other_info":{{"title":"FIRST_PAUSE"}}}}"#
+            ),
+        );
+        let p = plan_of(&status);
+        assert_eq!(p.events.len(), 1, "kept raw");
+        assert_eq!(p.templates.len(), 1);
+        let u = &p.templates[0];
+        assert_eq!(
+            (u.key.item_key().as_str(), u.at.secs()),
+            ("102290129340398#order_shipped#es_MX", 1_795_401_000)
+        );
+        assert_eq!(
+            u.change,
+            TemplateChange::Status {
+                status: "PAUSED".into(),
+                category: Some(Category::Utility)
+            }
+        );
+
+        let impending = entry(
+            "template_category_update",
+            &format!(
+                r#"{{{names},"correct_category":"MARKETING","new_category":"UTILITY","category_update_timestamp":1795500000}}"#
+            ),
+        );
+        assert_eq!(
+            plan_of(&impending).templates[0].change,
+            TemplateChange::ImpendingCategory(Category::Marketing)
+        );
+        let made = entry(
+            "template_category_update",
+            &format!(r#"{{{names},"previous_category":"UTILITY","new_category":"MARKETING"}}"#),
+        );
+        assert_eq!(
+            plan_of(&made).templates[0].change,
+            TemplateChange::Category(Category::Marketing)
+        );
+        let quality = entry(
+            "message_template_quality_update",
+            &format!(
+                r#"{{{names},"previous_quality_score":"GREEN","new_quality_score":"yellow"}}"#
+            ),
+        );
+        assert_eq!(
+            plan_of(&quality).templates[0].change,
+            TemplateChange::Quality("YELLOW".into())
+        );
+
+        // No name, or no entry time to order it by: raw only.
+        let nameless = entry("message_template_status_update", r#"{"event":"DISABLED"}"#);
+        let p = plan_of(&nameless);
+        assert!(p.templates.is_empty());
+        assert_eq!((p.events.len(), p.counts.template_unusable), (1, 1));
+        let timeless = status.replace(r#""time":1795401000,"#, "");
+        assert!(plan_of(&timeless).templates.is_empty());
     }
 
     #[test]

@@ -1,0 +1,82 @@
+//! The three template webhooks (`message_template_status_update`, `template_category_update`,
+//! `message_template_quality_update`): each is kept raw like any other field, and what it says about
+//! the template becomes a registry update (DESIGN rule 20).
+
+use super::Builder;
+use crate::domain::send_request::{is_language_code, is_template_name};
+use crate::domain::template::{parse_meta_category, TemplateChange, TemplateKey, TemplateUpdate};
+use crate::domain::time::UnixTime;
+use crate::payload::TemplateValue;
+
+/// The webhook fields that feed the template registry.
+pub(super) const TEMPLATE_FIELDS: [&str; 3] = [
+    "message_template_status_update",
+    "template_category_update",
+    "message_template_quality_update",
+];
+
+impl<'a> Builder<'_, 'a> {
+    /// A template field's change: raw as always, and the registry update it carries. One that names
+    /// no template, no account or no time is kept raw only (the registry orders by Meta's time).
+    pub(super) fn template_field(
+        &mut self,
+        field: &str,
+        value: Option<&'a serde_json::value::RawValue>,
+        bytes: &'a [u8],
+        waba: Option<&str>,
+        time: Option<UnixTime>,
+    ) {
+        self.other_field(field, bytes, waba, time);
+        let (Some(value), Some(waba), Some(at)) = (value, waba, time) else {
+            self.plan.counts.template_unusable += 1;
+            return;
+        };
+        let Ok(v) = serde_json::from_str::<TemplateValue>(value.get()) else {
+            self.plan.counts.template_unusable += 1;
+            return;
+        };
+        // What a send could name, and nothing else: a key part that is not one (a 3 KB name, a `#`)
+        // would fail its write and turn the whole delivery into a 503 for a week.
+        let (Some(name), Some(language)) = (&v.message_template_name, &v.message_template_language)
+        else {
+            self.plan.counts.template_unusable += 1;
+            return;
+        };
+        if !is_template_name(name)
+            || !is_language_code(language)
+            || waba.is_empty()
+            || waba.len() > 32
+            || !waba.bytes().all(|b| b.is_ascii_digit())
+        {
+            self.plan.counts.template_unusable += 1;
+            return;
+        }
+        let category = |word: &Option<String>| word.as_deref().and_then(parse_meta_category);
+        let change = match field {
+            "message_template_status_update" => v.event.as_ref().map(|e| TemplateChange::Status {
+                status: e.to_ascii_uppercase(),
+                category: category(&v.message_template_category),
+            }),
+            // An impending change names `correct_category` (and the current one as `new_category`):
+            // notice only. A completed one names `previous_category` and `new_category`.
+            "template_category_update" => match category(&v.correct_category) {
+                Some(coming) => Some(TemplateChange::ImpendingCategory(coming)),
+                None => category(&v.new_category).map(TemplateChange::Category),
+            },
+            _ => v
+                .new_quality_score
+                .as_ref()
+                .map(|q| TemplateChange::Quality(q.to_ascii_uppercase())),
+        };
+        let Some(change) = change else {
+            self.plan.counts.template_unusable += 1;
+            return;
+        };
+        self.plan.counts.template_updates += 1;
+        self.plan.templates.push(TemplateUpdate {
+            key: TemplateKey::new(waba, name, language),
+            change,
+            at,
+        });
+    }
+}

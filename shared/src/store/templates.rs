@@ -1,0 +1,157 @@
+//! The template registry: one item per business account, template name and language (DESIGN rule
+//! 20). Each part (status, category, impending category, quality) carries Meta's time and is written
+//! only by something newer, so a late or redelivered webhook changes nothing.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::attrs::{get_n, get_s, n, s, Item};
+use super::{condition_failed, Store, StoreError};
+use crate::domain::preferences::Category;
+use crate::domain::template::{
+    Stamped, TemplateChange, TemplateKey, TemplateRecord, TemplateUpdate,
+};
+use crate::domain::time::UnixTime;
+
+const KEY: &str = "template";
+
+/// What a registry write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryWrite {
+    Applied,
+    /// The registry already knew something newer (or this very event): nothing changed.
+    Older,
+}
+
+impl Store {
+    /// Applies one of Meta's template changes, unless the registry holds a newer one of that part.
+    pub async fn apply_template_update(
+        &self,
+        update: &TemplateUpdate,
+        now: UnixTime,
+    ) -> Result<RegistryWrite, StoreError> {
+        let table = &self.tables.templates;
+        let at = n(update.at.secs());
+        // (attribute, value) pairs to set; the part's time attribute guards the write.
+        let (guard, mut sets, removes): (&str, Vec<(&str, AttributeValue)>, &[&str]) =
+            match &update.change {
+                TemplateChange::Status { status, .. } => (
+                    "status_at",
+                    vec![("status", s(status)), ("status_at", at.clone())],
+                    &[],
+                ),
+                TemplateChange::Category(c) => (
+                    "category_at",
+                    vec![("category", s(c.as_str())), ("category_at", at.clone())],
+                    // A change made ends the notice of it.
+                    &["impending_category", "impending_category_at"],
+                ),
+                TemplateChange::ImpendingCategory(c) => (
+                    "impending_category_at",
+                    vec![
+                        ("impending_category", s(c.as_str())),
+                        ("impending_category_at", at.clone()),
+                    ],
+                    &[],
+                ),
+                TemplateChange::Quality(q) => (
+                    "quality_at",
+                    vec![("quality", s(q)), ("quality_at", at.clone())],
+                    &[],
+                ),
+            };
+        sets.push(("waba_id", s(&update.key.waba_id)));
+        sets.push(("name", s(&update.key.name)));
+        sets.push(("language", s(&update.key.language)));
+        sets.push(("last_seen_at", n(now.secs())));
+
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut values: HashMap<String, AttributeValue> = HashMap::new();
+        let mut clauses: Vec<String> = Vec::new();
+        for (i, (name, value)) in sets.into_iter().enumerate() {
+            names.insert(format!("#s{i}"), name.to_owned());
+            values.insert(format!(":s{i}"), value);
+            clauses.push(format!("#s{i} = :s{i}"));
+        }
+        // A status update that names the category fills it in only while the registry has none:
+        // a category's own updates (with their times) are what move it.
+        if let TemplateChange::Status {
+            category: Some(c), ..
+        } = &update.change
+        {
+            names.insert("#cat".into(), "category".into());
+            names.insert("#cat_at".into(), "category_at".into());
+            values.insert(":cat".into(), s(c.as_str()));
+            values.insert(":cat_at".into(), at.clone());
+            clauses.push("#cat = if_not_exists(#cat, :cat)".into());
+            clauses.push("#cat_at = if_not_exists(#cat_at, :cat_at)".into());
+        }
+        let mut expression = format!("SET {}", clauses.join(", "));
+        if !removes.is_empty() {
+            let removed: Vec<String> = removes
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    names.insert(format!("#r{i}"), (*name).to_owned());
+                    format!("#r{i}")
+                })
+                .collect();
+            expression.push_str(&format!(" REMOVE {}", removed.join(", ")));
+        }
+        names.insert("#guard".into(), guard.to_owned());
+        values.insert(":at".into(), at);
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(KEY, s(update.key.item_key()))
+            .update_expression(expression)
+            // A tie goes to the later arrival: Meta sends a second's events in order (PENDING then
+            // APPROVED), and a redelivery of the same event writes the same values.
+            .condition_expression("attribute_not_exists(#guard) OR #guard <= :at")
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(RegistryWrite::Applied),
+            Err(e) if condition_failed(&e) => Ok(RegistryWrite::Older),
+            Err(e) => Err(StoreError::dynamo("UpdateItem", table, e)),
+        }
+    }
+
+    /// The registry's records for `keys` (one BatchGetItem per 100); a key with none is absent.
+    pub async fn find_templates(
+        &self,
+        keys: &[TemplateKey],
+    ) -> Result<HashMap<TemplateKey, TemplateRecord>, StoreError> {
+        let raw: Vec<String> = keys.iter().map(TemplateKey::item_key).collect();
+        let found = self.batch_get(&self.tables.templates, KEY, &raw).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                found
+                    .get(&k.item_key())
+                    .map(|item| (k.clone(), record_of(item)))
+            })
+            .collect())
+    }
+}
+
+fn stamped<T>(item: &Item, value: &str, parse: impl Fn(&str) -> Option<T>) -> Option<Stamped<T>> {
+    Some(Stamped {
+        value: parse(get_s(item, value)?)?,
+        at: UnixTime::from_secs(get_n(item, &format!("{value}_at"))?),
+    })
+}
+
+fn record_of(item: &Item) -> TemplateRecord {
+    let category = |word: &str| word.parse::<Category>().ok();
+    TemplateRecord {
+        status: stamped(item, "status", |w| Some(w.to_owned())),
+        category: stamped(item, "category", category),
+        impending_category: stamped(item, "impending_category", category),
+        quality: stamped(item, "quality", |w| Some(w.to_owned())),
+    }
+}
