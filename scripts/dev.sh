@@ -8,7 +8,7 @@
 #   scripts/dev.sh               start, play the demo, keep running until Ctrl-C, stop everything
 #   scripts/dev.sh --detach      start and return once healthy (settings in .wahook/dev.env)
 #   scripts/dev.sh down          stop what a detached start started
-#   scripts/dev.sh inbound|send|consent|status|timeline|dlq|demo ...
+#   scripts/dev.sh inbound|send|consent|status|timeline|dlq|templates|demo ...
 #                                talk to the running stack (see: scripts/dev.sh help)
 #
 # WAHOOK_WEBHOOK_PORT / WAHOOK_META_SIM_PORT choose ports (default: free ones); WAHOOK_DEV_DIR the
@@ -193,7 +193,7 @@ down)
     fi
     down
     ;;
-inbound | send | consent | status | timeline | dlq | demo)
+inbound | send | consent | status | timeline | dlq | templates | demo)
     [ -f "$STATE/dev.env" ] || die "the stack is not up: start it with scripts/dev.sh --detach"
     exec env WAHOOK_DEV_ENV="$STATE/dev.env" "$(bin_dir)/wahook-dev" "$@"
     ;;

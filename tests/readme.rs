@@ -280,6 +280,16 @@ fn the_local_stack_commands_work_as_written() {
                 assert!(shown.contains(want), "`{cmd}` lacks {want:?}:\n{shown}");
             }
         }
+        if cmd == "scripts/dev.sh templates" {
+            let shown = text(&out);
+            for want in [
+                "#ticket_update#es_MX",
+                "status    PAUSED",
+                "category  utility",
+            ] {
+                assert!(shown.contains(want), "`{cmd}` lacks {want:?}:\n{shown}");
+            }
+        }
         if cmd.starts_with("curl ") {
             let accepted: Vec<Value> = serde_json::from_slice(&out.stdout)
                 .unwrap_or_else(|e| panic!("`{cmd}` is not the JSON list of sends: {e}"));

@@ -139,6 +139,37 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every template in the registry, by key (a Scan: for operators and the local stack, never on a
+    /// hot path).
+    pub async fn list_templates(&self) -> Result<Vec<(String, TemplateRecord)>, StoreError> {
+        let table = &self.tables.templates;
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Scan", table, e))?;
+            for item in page.items.unwrap_or_default() {
+                if let Some(key) = get_s(&item, KEY) {
+                    out.push((key.to_owned(), record_of(&item)));
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
 fn stamped<T>(item: &Item, value: &str, parse: impl Fn(&str) -> Option<T>) -> Option<Stamped<T>> {
     Some(Stamped {
         value: parse(get_s(item, value)?)?,

@@ -163,12 +163,9 @@ pub struct Inbound {
     pub referral: bool,
 }
 
-pub async fn inbound(dev: &DevEnv, msg: &Inbound) -> Result<String, String> {
-    let url = format!("{}/_sim/inbound", dev.get("WAHOOK_META_SIM_URL")?);
-    let body = json!({
-        "from": msg.from, "from_user_id": msg.user_id, "name": msg.name, "text": msg.text,
-        "button": msg.button, "referral": msg.referral, "phone_number_id": dev.number()?.as_str(),
-    });
+/// POSTs `body` to the simulator's `path`; its JSON answer, and the text for errors.
+async fn post_to_sim(dev: &DevEnv, path: &str, body: &Value) -> Result<(Value, String), String> {
+    let url = format!("{}{path}", dev.get("WAHOOK_META_SIM_URL")?);
     let response = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
@@ -177,8 +174,16 @@ pub async fn inbound(dev: &DevEnv, msg: &Inbound) -> Result<String, String> {
         .await
         .map_err(|e| format!("could not reach the simulator at {url}: {e}"))?;
     let text = response.text().await.unwrap_or_default();
-    let v: Value =
-        serde_json::from_str(&text).map_err(|_| format!("the simulator said: {text}"))?;
+    let v = serde_json::from_str(&text).map_err(|_| format!("the simulator said: {text}"))?;
+    Ok((v, text))
+}
+
+pub async fn inbound(dev: &DevEnv, msg: &Inbound) -> Result<String, String> {
+    let body = json!({
+        "from": msg.from, "from_user_id": msg.user_id, "name": msg.name, "text": msg.text,
+        "button": msg.button, "referral": msg.referral, "phone_number_id": dev.number()?.as_str(),
+    });
+    let (v, text) = post_to_sim(dev, "/_sim/inbound", &body).await?;
     match v["webhook_status"].as_u64() {
         Some(200) => Ok(v["wamid"].as_str().unwrap_or_default().to_owned()),
         Some(status) => Err(format!(
@@ -186,6 +191,52 @@ pub async fn inbound(dev: &DevEnv, msg: &Inbound) -> Result<String, String> {
         )),
         None => Err(format!("the simulator said: {text}")),
     }
+}
+
+/// Changes a template in the simulator as Meta would (it posts the template webhooks to the stack).
+pub async fn set_template(
+    dev: &DevEnv,
+    name: &str,
+    language: &str,
+    status: &str,
+    category: &str,
+) -> Result<(), String> {
+    let body = json!({"name": name, "language": language, "status": status.to_ascii_uppercase(),
+        "category": category.to_ascii_uppercase()});
+    let (v, text) = post_to_sim(dev, "/_sim/templates", &body).await?;
+    match v["webhook_status"].as_array() {
+        Some(answers) if answers.iter().all(|a| a.as_u64() == Some(200)) => Ok(()),
+        Some(answers) => Err(format!(
+            "the webhook answered {answers:?} to the simulator's template webhooks"
+        )),
+        None => Err(format!("the simulator said: {text}")),
+    }
+}
+
+/// The registry, one line per template: key, status, category, quality, and since when.
+pub async fn templates(dev: &DevEnv) -> Result<String, String> {
+    let store = dev.store().await?;
+    let all = store.list_templates().await.map_err(|e| e.to_string())?;
+    if all.is_empty() {
+        return Ok("the template registry is empty: Meta's template webhooks fill it (scripts/dev.sh templates set NAME LANGUAGE STATUS CATEGORY, locally)\n".into());
+    }
+    let mut out = String::new();
+    for (key, r) in all {
+        let part = |v: Option<(String, wahook::domain::time::UnixTime)>| match v {
+            Some((value, at)) => format!("{value} (since {})", at.to_rfc3339()),
+            None => "-".into(),
+        };
+        out.push_str(&format!(
+            "{key}\n  status    {}\n  category  {}{}\n  quality   {}\n",
+            part(r.status.map(|s| (s.value, s.at))),
+            part(r.category.map(|c| (c.value.as_str().to_owned(), c.at))),
+            r.impending_category
+                .map(|c| format!(" (Meta announced {}, {})", c.value, c.at.to_rfc3339()))
+                .unwrap_or_default(),
+            part(r.quality.map(|q| (q.value, q.at))),
+        ));
+    }
+    Ok(out)
 }
 
 /// Checks a request like the sender will, then puts it on the sends queue; returns its key.

@@ -21,6 +21,10 @@ const USAGE: &str = "usage: wahook-dev <command>
   timeline +5215512345678 | MX.131…
                          a contact's window, opt-outs and messages
   dlq                    the dead-letter queue, with reasons
+  templates              the template registry (status, category, quality, since when)
+  templates set NAME LANGUAGE STATUS CATEGORY
+                         change a template in the simulator as Meta would (APPROVED, PAUSED,
+                         DISABLED…; UTILITY, MARKETING…): its webhooks feed the registry
   demo                   the walk-through of a plain scripts/dev.sh run
   provision QUEUE_NAME   create the tables and the sends queue (scripts/dev.sh does this)";
 
@@ -149,6 +153,26 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
             }
             Ok(())
         }
+        "templates" => match args.positional().as_deref() {
+            None => {
+                args.done()?;
+                print!("{}", dev::templates(&DevEnv::load()?).await?);
+                Ok(())
+            }
+            Some("set") => {
+                let mut next = |what: &str| {
+                    args.positional()
+                        .ok_or(format!("templates set needs {what}: NAME LANGUAGE STATUS CATEGORY"))
+                };
+                let (name, language, status, category) =
+                    (next("NAME")?, next("LANGUAGE")?, next("STATUS")?, next("CATEGORY")?);
+                args.done()?;
+                dev::set_template(&DevEnv::load()?, &name, &language, &status, &category).await?;
+                println!("{name} ({language}) is {} at the simulator; the registry has it: scripts/dev.sh templates", status.to_ascii_uppercase());
+                Ok(())
+            }
+            Some(other) => Err(format!("templates {other}: use `templates` or `templates set NAME LANGUAGE STATUS CATEGORY`")),
+        },
         "demo" => {
             args.done()?;
             dev::demo(&DevEnv::load()?).await
