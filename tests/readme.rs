@@ -280,6 +280,13 @@ fn the_local_stack_commands_work_as_written() {
                 assert!(shown.contains(want), "`{cmd}` lacks {want:?}:\n{shown}");
             }
         }
+        if cmd == "scripts/dev.sh templates sync" {
+            assert!(
+                text(&out).contains("synced 1 templates in 1 pages"),
+                "`{cmd}`: {}",
+                text(&out)
+            );
+        }
         if cmd == "scripts/dev.sh templates" {
             let shown = text(&out);
             for want in [

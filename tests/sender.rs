@@ -938,3 +938,62 @@ async fn without_the_registry_the_simulator_refuses_a_disabled_template_as_meta_
     assert_eq!(e.state, SendState::Failed);
     assert!(e.reason.unwrap_or_default().contains("132016"));
 }
+
+#[tokio::test]
+async fn the_sync_reads_every_page_of_metas_listing_into_the_registry() {
+    use wahook::domain::template::TemplateKey;
+    use wahook_meta_sim::SimTemplate;
+    // No webhooks from the simulator: only the sync can teach the registry.
+    let w = World::with("tpl-sync", |o| o.status_webhooks = false).await;
+    let names: Vec<String> = (0..55).map(|i| format!("promo_{i:03}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let status = if i == 7 { "PAUSED" } else { "APPROVED" };
+        let category = if i % 2 == 0 { "MARKETING" } else { "UTILITY" };
+        w.sim
+            .set_template(SimTemplate {
+                name: name.clone(),
+                language: "es_MX".into(),
+                status: status.into(),
+                category: category.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let graph = wahook::graph::GraphClient::new(
+        wahook::graph::GraphConfig {
+            base_url: w.sim.url(),
+            ..Default::default()
+        },
+        wahook::secret::SecretString::new(wahook_tests::sender::ACCESS_TOKEN),
+    )
+    .unwrap();
+    let store = w.harness.store();
+    let now = wahook::domain::time::UnixTime::now();
+    let report = wahook::sync::sync_templates(&graph, store, wahook_tests::fixtures::WABA, now)
+        .await
+        .expect("sync");
+    assert_eq!(report.templates, 55);
+    assert_eq!(report.pages, 2, "50 a page: {report:?}");
+    assert_eq!(w.sim.template_pages(), 2);
+
+    let keys: Vec<TemplateKey> = names
+        .iter()
+        .map(|n| TemplateKey::new(wahook_tests::fixtures::WABA, n, "es_MX"))
+        .collect();
+    let found = store.find_templates(&keys).await.unwrap();
+    assert_eq!(found.len(), 55, "every page landed");
+    assert_eq!(found[&keys[7]].status.as_ref().unwrap().value, "PAUSED");
+    assert_eq!(
+        found[&keys[8]].category.as_ref().unwrap().value,
+        wahook::domain::preferences::Category::Marketing
+    );
+
+    // A template the sync found paused holds a send, with no call to Meta.
+    let mut req: serde_json::Value =
+        serde_json::from_str(&template("sync-1", ANA, "marketing")).unwrap();
+    req["template"]["name"] = json!("promo_007");
+    w.enqueue(&req.to_string()).await;
+    let report = w.run().await;
+    assert_eq!(report.failed, 1, "held");
+    assert_eq!(w.sim.calls(), 0);
+}

@@ -15,6 +15,7 @@ pub mod retry;
 pub mod secret;
 pub mod signature;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod verification;
 pub mod webhook;

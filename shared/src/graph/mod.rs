@@ -3,6 +3,7 @@
 
 pub mod errors;
 pub mod message;
+pub mod templates;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -213,6 +213,32 @@ pub async fn set_template(
     }
 }
 
+/// Syncs the registry from the simulator's `GET /{waba}/message_templates`, as the deployed sync
+/// does from Meta.
+pub async fn sync_templates(dev: &DevEnv) -> Result<String, String> {
+    let graph = wahook::graph::GraphClient::new(
+        wahook::graph::GraphConfig {
+            base_url: dev.get("WAHOOK_META_SIM_URL")?.to_owned(),
+            ..Default::default()
+        },
+        wahook::secret::SecretString::new(dev.get("WAHOOK_ACCESS_TOKEN")?),
+    )
+    .map_err(|e| e.to_string())?;
+    let store = dev.store().await?;
+    let r = wahook::sync::sync_templates(
+        &graph,
+        &store,
+        dev.get("WAHOOK_WABA_ID")?,
+        wahook::domain::time::UnixTime::now(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "synced {} templates in {} pages ({} parts written, {} already newer, {} skipped)\n",
+        r.templates, r.pages, r.written, r.older, r.skipped
+    ))
+}
+
 /// The registry, one line per template: key, status, category, quality, and since when.
 pub async fn templates(dev: &DevEnv) -> Result<String, String> {
     let store = dev.store().await?;

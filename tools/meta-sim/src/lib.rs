@@ -135,6 +135,8 @@ struct SimState {
     /// Templates as Meta knows them, by (name, language): set at `POST /_sim/templates`, which posts
     /// the template webhooks as Meta does. A send of one that is not approved is refused.
     catalogue: Mutex<HashMap<(String, String), SimTemplate>>,
+    /// Pages of `GET …/message_templates` served.
+    template_pages: AtomicU64,
     counter: AtomicU64,
     http: Option<reqwest::Client>,
 }
@@ -185,6 +187,7 @@ impl MetaSim {
             .route("/_sim/inbound", post(post_inbound))
             .route("/_sim/statuses", post(post_status))
             .route("/_sim/templates", post(post_template))
+            .route("/{version}/{waba}/message_templates", get(list_templates))
             .route("/_sim/health", get(|| async { "ok" }))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(bind).await?;
@@ -872,6 +875,11 @@ impl MetaSim {
     pub async fn set_template(&self, template: SimTemplate) -> Result<Vec<u16>, String> {
         set_template(&self.state, template).await
     }
+
+    /// Pages of the template listing served so far.
+    pub fn template_pages(&self) -> u64 {
+        self.state.template_pages.load(Ordering::SeqCst)
+    }
 }
 
 async fn set_template(state: &SimState, t: SimTemplate) -> Result<Vec<u16>, String> {
@@ -920,6 +928,72 @@ async fn set_template(state: &SimState, t: SimTemplate) -> Result<Vec<u16>, Stri
         .await?,
     );
     Ok(answers)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /{version}/{waba}/message_templates`: the catalogue, in pages of `limit` (25 by default, as
+/// Meta), with `paging.cursors.after` and `paging.next` while more remain.
+async fn list_templates(
+    State(state): State<Arc<SimState>>,
+    Path((version, waba)): Path<(String, String)>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Response {
+    let config = state.config();
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if config.access_token.as_deref().is_some_and(|t| t != token) || token.is_empty() {
+        return meta_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token",
+            "",
+        );
+    }
+    if waba != config.waba_id {
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Unsupported get request",
+            "no such WhatsApp Business Account",
+        );
+    }
+    state.template_pages.fetch_add(1, Ordering::SeqCst);
+    let mut all: Vec<SimTemplate> = state.catalogue.lock().unwrap().values().cloned().collect();
+    all.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
+    let limit = q.limit.unwrap_or(25).clamp(1, 1000);
+    let start = q
+        .after
+        .as_deref()
+        .and_then(|c| c.strip_prefix("sim-"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(all.len());
+    let end = (start + limit).min(all.len());
+    let data: Vec<Value> = all[start..end]
+        .iter()
+        .map(|t| {
+            json!({"name": t.name, "language": t.language, "status": t.status,
+                "category": t.category, "id": "1281736273829142",
+                "quality_score": {"score": "GREEN"}})
+        })
+        .collect();
+    let mut paging =
+        json!({"cursors": {"before": format!("sim-{start}"), "after": format!("sim-{end}")}});
+    if end < all.len() {
+        paging["next"] = json!(format!(
+            "https://graph.facebook.com/{version}/{waba}/message_templates?limit={limit}&after=sim-{end}"
+        ));
+    }
+    Json(json!({"data": data, "paging": paging})).into_response()
 }
 
 async fn post_template(State(state): State<Arc<SimState>>, Json(t): Json<SimTemplate>) -> Response {

@@ -22,6 +22,8 @@ const USAGE: &str = "usage: wahook-dev <command>
                          a contact's window, opt-outs and messages
   dlq                    the dead-letter queue, with reasons
   templates              the template registry (status, category, quality, since when)
+  templates sync         read every template the simulator lists (GET /{waba}/message_templates)
+                         into the registry, as the deployed sync does from Meta
   templates set NAME LANGUAGE STATUS CATEGORY
                          change a template in the simulator as Meta would (APPROVED, PAUSED,
                          DISABLED…; UTILITY, MARKETING…): its webhooks feed the registry
@@ -171,7 +173,12 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
                 println!("{name} ({language}) is {} at the simulator; the registry has it: scripts/dev.sh templates", status.to_ascii_uppercase());
                 Ok(())
             }
-            Some(other) => Err(format!("templates {other}: use `templates` or `templates set NAME LANGUAGE STATUS CATEGORY`")),
+            Some("sync") => {
+                args.done()?;
+                print!("{}", dev::sync_templates(&DevEnv::load()?).await?);
+                Ok(())
+            }
+            Some(other) => Err(format!("templates {other}: use `templates`, `templates sync` or `templates set NAME LANGUAGE STATUS CATEGORY`")),
         },
         "demo" => {
             args.done()?;

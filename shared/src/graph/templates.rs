@@ -1,0 +1,131 @@
+//! `GET /{version}/{waba_id}/message_templates`: the business account's templates as Meta knows them,
+//! a page at a time (the registry's sync).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{error_chain, parse_error, transport_error, GraphClient, GraphError};
+
+/// Templates per page asked for: Meta allows more, but components make each one large.
+pub const TEMPLATES_PER_PAGE: u32 = 50;
+
+/// The most of one page we read: 50 templates with their components stay far below it.
+pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// One template of a listing, as far as the registry needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListedTemplate {
+    pub name: String,
+    pub language: String,
+    pub status: String,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub quality_score: Option<QualityScore>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct QualityScore {
+    #[serde(default)]
+    pub score: Option<String>,
+}
+
+/// One page, and the cursor of the next when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplatePage {
+    pub templates: Vec<ListedTemplate>,
+    /// Templates on the page that did not read as one (kept out; counted).
+    pub unreadable: usize,
+    pub after: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Listing {
+    #[serde(default)]
+    data: Vec<Value>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    #[serde(default)]
+    cursors: Option<Cursors>,
+    /// Present only when there is a next page. We follow its cursor, never the URL itself: the
+    /// token goes only to the configured base URL.
+    #[serde(default)]
+    next: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Cursors {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+impl GraphClient {
+    /// One page of the account's templates, after `after` (the previous page's cursor).
+    pub async fn template_page(
+        &self,
+        waba_id: &str,
+        after: Option<&str>,
+    ) -> Result<TemplatePage, GraphError> {
+        let mut url = reqwest::Url::parse(&format!(
+            "{}/{}/{}/message_templates",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.api_version,
+            waba_id
+        ))
+        .map_err(|e| GraphError::Unknown(format!("not a URL: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("fields", "name,language,status,category,quality_score")
+            .append_pair("limit", &TEMPLATES_PER_PAGE.to_string());
+        if let Some(cursor) = after {
+            url.query_pairs_mut().append_pair("after", cursor);
+        }
+        let token = self.bearer();
+        let mut response = self
+            .http
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            GraphError::Unknown(format!("reading the answer failed: {}", error_chain(&e)))
+        })? {
+            if bytes.len() + chunk.len() > MAX_PAGE_BYTES {
+                return Err(GraphError::Unknown(format!(
+                    "HTTP {status}: a template page over {MAX_PAGE_BYTES} bytes is not Meta's"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if !(200..300).contains(&status) {
+            return Err(GraphError::Meta(parse_error(status, &bytes)));
+        }
+        let listing: Listing = serde_json::from_slice(&bytes).map_err(|e| {
+            GraphError::Unknown(format!("HTTP {status}, but not a template listing: {e}"))
+        })?;
+        let mut templates = Vec::new();
+        let mut unreadable = 0;
+        for item in listing.data {
+            match serde_json::from_value::<ListedTemplate>(item) {
+                Ok(t) => templates.push(t),
+                Err(_) => unreadable += 1,
+            }
+        }
+        let after = listing
+            .paging
+            .filter(|p| p.next.is_some())
+            .and_then(|p| p.cursors)
+            .and_then(|c| c.after);
+        Ok(TemplatePage {
+            templates,
+            unreadable,
+            after,
+        })
+    }
+}
