@@ -274,6 +274,19 @@ fn meta_error(status: StatusCode, code: i64, message: &str, details: &str) -> Re
     (status, Json(body)).into_response()
 }
 
+/// Whether the request's bearer token is the configured one (any non-empty one when none is set).
+fn token_ok(config: &SimConfig, headers: &HeaderMap) -> bool {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    match &config.access_token {
+        Some(expected) => token == expected,
+        None => !token.is_empty(),
+    }
+}
+
 async fn send_message(
     State(state): State<Arc<SimState>>,
     Path((_version, number)): Path<(String, String)>,
@@ -286,16 +299,7 @@ async fn send_message(
         .unwrap_or(0);
     state.calls.fetch_add(1, Ordering::SeqCst);
     let config = state.config();
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let token_ok = match &config.access_token {
-        Some(expected) => token == expected,
-        None => !token.is_empty(),
-    };
-    if !token_ok {
+    if !token_ok(&config, &headers) {
         return meta_error(
             StatusCode::UNAUTHORIZED,
             190,
@@ -945,12 +949,7 @@ async fn list_templates(
     axum::extract::Query(q): axum::extract::Query<ListQuery>,
 ) -> Response {
     let config = state.config();
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if config.access_token.as_deref().is_some_and(|t| t != token) || token.is_empty() {
+    if !token_ok(&config, &headers) {
         return meta_error(
             StatusCode::UNAUTHORIZED,
             190,
