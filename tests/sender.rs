@@ -969,6 +969,18 @@ async fn the_sync_reads_every_page_of_metas_listing_into_the_registry() {
     .unwrap();
     let store = w.harness.store();
     let now = wahook::domain::time::UnixTime::now();
+    // What webhooks said before the sync: a notice of a coming category change, and a pause dated
+    // after the sync's read. Neither is undone by the listing.
+    let notice = build::template_category(
+        "promo_000",
+        "es_MX",
+        "MARKETING",
+        Some("UTILITY"),
+        now.secs() - 100,
+    );
+    assert_eq!(w.harness.deliver(&notice).await.status, 200);
+    let pause = build::template_status("promo_001", "es_MX", "PAUSED", "UTILITY", now.secs() + 60);
+    assert_eq!(w.harness.deliver(&pause).await.status, 200);
     let report = wahook::sync::sync_templates(&graph, store, wahook_tests::fixtures::WABA, now)
         .await
         .expect("sync");
@@ -983,6 +995,16 @@ async fn the_sync_reads_every_page_of_metas_listing_into_the_registry() {
     let found = store.find_templates(&keys).await.unwrap();
     assert_eq!(found.len(), 55, "every page landed");
     assert_eq!(found[&keys[7]].status.as_ref().unwrap().value, "PAUSED");
+    assert_eq!(
+        found[&keys[0]].impending_category.as_ref().map(|c| c.value),
+        Some(wahook::domain::preferences::Category::Utility),
+        "the sync leaves an announced change's notice"
+    );
+    assert_eq!(
+        found[&keys[1]].status.as_ref().unwrap().value,
+        "PAUSED",
+        "a webhook newer than the sync's read wins"
+    );
     assert_eq!(
         found[&keys[8]].category.as_ref().unwrap().value,
         wahook::domain::preferences::Category::Marketing

@@ -38,6 +38,10 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("the listing did not end after {MAX_PAGES} pages; stopped (what was read is written)")]
     TooManyPages,
+    #[error("the listing repeated a page cursor (or gave a next page without one) after {pages} pages; stopped (what was read is written)")]
+    BadCursor { pages: usize },
+    #[error("WAHOOK_WABA_ID {0:?} is not a WhatsApp Business Account id (digits only)")]
+    BadWabaId(String),
 }
 
 /// Reads every page of `waba_id`'s templates and writes each one's status, category and quality into
@@ -49,8 +53,12 @@ pub async fn sync_templates(
     waba_id: &str,
     now: UnixTime,
 ) -> Result<SyncReport, SyncError> {
+    if waba_id.is_empty() || waba_id.len() > 32 || !waba_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SyncError::BadWabaId(waba_id.to_owned()));
+    }
     let mut report = SyncReport::default();
     let mut after: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
     loop {
         if report.pages == MAX_PAGES {
             return Err(SyncError::TooManyPages);
@@ -79,9 +87,16 @@ pub async fn sync_templates(
                 RegistryWrite::Older => report.older += 1,
             }
         }
+        if !page.more {
+            return Ok(report);
+        }
         match page.after {
-            Some(cursor) if after.as_deref() != Some(cursor.as_str()) => after = Some(cursor),
-            _ => return Ok(report),
+            Some(cursor) if seen.insert(cursor.clone()) => after = Some(cursor),
+            _ => {
+                return Err(SyncError::BadCursor {
+                    pages: report.pages,
+                })
+            }
         }
     }
 }
@@ -98,7 +113,9 @@ fn updates_of(
     }
     let key = TemplateKey::new(waba_id, &t.name, &t.language);
     let category = t.category.as_deref().and_then(parse_meta_category);
-    let at = now;
+    // A second before now: a webhook from this very second (it may be newer than what the listing
+    // read) wins the tie.
+    let at = UnixTime::from_secs(now.secs() - 1);
     let mut out = vec![TemplateUpdate {
         key: key.clone(),
         change: TemplateChange::Status {
@@ -110,7 +127,7 @@ fn updates_of(
     if let Some(c) = category {
         out.push(TemplateUpdate {
             key: key.clone(),
-            change: TemplateChange::Category(c),
+            change: TemplateChange::ListedCategory(c),
             at,
         });
     }
@@ -122,4 +139,35 @@ fn updates_of(
         });
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_account_id_that_is_not_digits_is_refused_before_any_call() {
+        // Neither client is ever reached: the id is refused first.
+        let graph = GraphClient::new(
+            crate::graph::GraphConfig {
+                base_url: "http://127.0.0.1:9".into(),
+                ..Default::default()
+            },
+            crate::secret::SecretString::new("t"),
+        )
+        .unwrap();
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let store = Store::new(dynamo, crate::store::TableNames::with_prefix("t"), 90);
+        for bad in ["", "1234/../v1/me", "12?fields=x", "１２"] {
+            let err = sync_templates(&graph, &store, bad, UnixTime::from_secs(0))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SyncError::BadWabaId(_)), "{bad:?}: {err}");
+        }
+    }
 }

@@ -110,6 +110,9 @@ pub enum TemplateChange {
     Category(Category),
     /// `template_category_update` announcing a change (`correct_category`).
     ImpendingCategory(Category),
+    /// The category a listing (the sync) shows: the current one. Unlike a change made, it leaves an
+    /// announced change's notice in place.
+    ListedCategory(Category),
     /// `message_template_quality_update`.
     Quality(String),
 }
@@ -121,6 +124,7 @@ impl TemplateChange {
             TemplateChange::Status { .. } => "status",
             TemplateChange::Category(_) => "category",
             TemplateChange::ImpendingCategory(_) => "impending_category",
+            TemplateChange::ListedCategory(_) => "listed_category",
             TemplateChange::Quality(_) => "quality",
         }
     }
@@ -191,6 +195,7 @@ pub fn judge(
     let Some(status) = &record.status else {
         return TemplateVerdict::Send { category };
     };
+    // The time Meta said it (or the sync saw it): "as of", not when it began.
     let since = status.at.to_rfc3339();
     match status_gate(&status.value) {
         StatusGate::Send => TemplateVerdict::Send { category },
@@ -199,13 +204,13 @@ pub fn judge(
         }
         StatusGate::Wait => TemplateVerdict::Wait {
             reason: format!(
-                "template {key} is {} since {since}: the send waits until Meta approves it (or not_after passes)",
+                "template {key} is {} (as of {since}): the send waits until Meta approves it (or not_after passes)",
                 status.value
             ),
         },
         StatusGate::Unavailable => TemplateVerdict::Unavailable {
             reason: format!(
-                "template {key} is {} since {since}: Meta will not send it; fix or replace the template in WhatsApp Manager and send under a new key",
+                "template {key} is {} (as of {since}): Meta will not send it; fix or replace the template in WhatsApp Manager and send under a new key",
                 status.value
             ),
         },

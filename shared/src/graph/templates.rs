@@ -36,6 +36,9 @@ pub struct TemplatePage {
     pub templates: Vec<ListedTemplate>,
     /// Templates on the page that did not read as one (kept out; counted).
     pub unreadable: usize,
+    /// Whether Meta says a next page exists (`paging.next`).
+    pub more: bool,
+    /// The cursor to ask for it with (`paging.cursors.after`).
     pub after: Option<String>,
 }
 
@@ -71,12 +74,17 @@ impl GraphClient {
         after: Option<&str>,
     ) -> Result<TemplatePage, GraphError> {
         let mut url = reqwest::Url::parse(&format!(
-            "{}/{}/{}/message_templates",
+            "{}/{}/",
             self.config.base_url.trim_end_matches('/'),
             self.config.api_version,
-            waba_id
         ))
         .map_err(|e| GraphError::Unknown(format!("not a URL: {e}")))?;
+        // Each part a path segment, escaped: an odd id cannot reach another path or the query.
+        url.path_segments_mut()
+            .map_err(|_| GraphError::Unknown("the base URL cannot take a path".into()))?
+            .pop_if_empty()
+            .push(waba_id)
+            .push("message_templates");
         url.query_pairs_mut()
             .append_pair("fields", "name,language,status,category,quality_score")
             .append_pair("limit", &TEMPLATES_PER_PAGE.to_string());
@@ -117,14 +125,12 @@ impl GraphClient {
                 Err(_) => unreadable += 1,
             }
         }
-        let after = listing
-            .paging
-            .filter(|p| p.next.is_some())
-            .and_then(|p| p.cursors)
-            .and_then(|c| c.after);
+        let more = listing.paging.as_ref().is_some_and(|p| p.next.is_some());
+        let after = listing.paging.and_then(|p| p.cursors).and_then(|c| c.after);
         Ok(TemplatePage {
             templates,
             unreadable,
+            more,
             after,
         })
     }

@@ -47,6 +47,11 @@ impl Store {
                     // A change made ends the notice of it.
                     &["impending_category", "impending_category_at"],
                 ),
+                TemplateChange::ListedCategory(c) => (
+                    "category_at",
+                    vec![("category", s(c.as_str())), ("category_at", at.clone())],
+                    &[],
+                ),
                 TemplateChange::ImpendingCategory(c) => (
                     "impending_category_at",
                     vec![

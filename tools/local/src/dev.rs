@@ -249,7 +249,7 @@ pub async fn templates(dev: &DevEnv) -> Result<String, String> {
     let mut out = String::new();
     for (key, r) in all {
         let part = |v: Option<(String, wahook::domain::time::UnixTime)>| match v {
-            Some((value, at)) => format!("{value} (since {})", at.to_rfc3339()),
+            Some((value, at)) => format!("{value} (as of {})", at.to_rfc3339()),
             None => "-".into(),
         };
         out.push_str(&format!(

@@ -281,10 +281,7 @@ fn token_ok(config: &SimConfig, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    match &config.access_token {
-        Some(expected) => token == expected,
-        None => !token.is_empty(),
-    }
+    !token.is_empty() && config.access_token.as_deref().is_none_or(|t| t == token)
 }
 
 async fn send_message(

@@ -21,7 +21,7 @@ const USAGE: &str = "usage: wahook-dev <command>
   timeline +5215512345678 | MX.131…
                          a contact's window, opt-outs and messages
   dlq                    the dead-letter queue, with reasons
-  templates              the template registry (status, category, quality, since when)
+  templates              the template registry (status, category, quality, as of when)
   templates sync         read every template the simulator lists (GET /{waba}/message_templates)
                          into the registry, as the deployed sync does from Meta
   templates set NAME LANGUAGE STATUS CATEGORY
