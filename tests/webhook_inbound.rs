@@ -432,13 +432,7 @@ async fn a_batch_covers_every_entry_change_and_item() {
         Consent::OptedIn,
         "resume"
     );
-    let kinds: Vec<String> = h
-        .state()
-        .await
-        .events
-        .iter()
-        .map(|e| e["kind"].clone())
-        .collect();
+    let kinds = event_kinds(&h).await;
     assert!(
         kinds.contains(&"field:phone_number_quality_update".to_owned()),
         "{kinds:?}"
@@ -684,6 +678,16 @@ async fn with_the_number_filter_on_another_numbers_messages_are_kept_raw_and_mov
     );
 }
 
+/// The `kind` of every stored event.
+async fn event_kinds(h: &Harness) -> Vec<String> {
+    h.state()
+        .await
+        .events
+        .iter()
+        .map(|e| e["kind"].clone())
+        .collect()
+}
+
 /// Meta's `message_template_status_update` for a template, delivered and acknowledged.
 async fn meta_says(
     h: &Harness,
@@ -794,13 +798,7 @@ async fn template_webhooks_feed_the_registry_and_a_late_older_one_changes_nothin
     )
     .await;
     assert_eq!(registry(&h).await.unwrap().status.unwrap().value, "PAUSED");
-    let kinds: Vec<String> = h
-        .state()
-        .await
-        .events
-        .iter()
-        .map(|e| e["kind"].clone())
-        .collect();
+    let kinds = event_kinds(&h).await;
     assert_eq!(
         kinds
             .iter()

@@ -426,7 +426,7 @@ impl Sender {
                 &self.settings.policy,
             );
         }
-        let decision = match self.template_gate(&decision, registry) {
+        let decision = match self.template_gate(&decision, registry, now) {
             None | Some(TemplateVerdict::Send { .. }) => decision,
             Some(TemplateVerdict::Unavailable { reason }) => Decision::Withhold {
                 state: SendState::TemplateUnavailable,

@@ -9,6 +9,7 @@ use crate::domain::policy::Decision;
 use crate::domain::preferences::Category;
 use crate::domain::send_request::OutboundMessage;
 use crate::domain::template::{judge, TemplateKey, TemplateRecord, TemplateVerdict};
+use crate::domain::time::UnixTime;
 use crate::store::StoreError;
 
 /// The registry's records for one batch: read once, before its sends.
@@ -117,6 +118,7 @@ impl Sender {
         &self,
         decision: &Decision,
         registry: &Registry,
+        now: UnixTime,
     ) -> Option<TemplateVerdict> {
         let Decision::Send {
             message: OutboundMessage::Template(t),
@@ -126,7 +128,6 @@ impl Sender {
             return None;
         };
         let key = self.key_of(&t.name, &t.language)?;
-        let now = crate::domain::time::UnixTime::now();
         match judge(
             &key,
             registry.get(&key),

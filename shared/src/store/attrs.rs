@@ -50,6 +50,7 @@ pub fn version_of(item: &Item) -> u64 {
 #[derive(Default)]
 pub struct UpdateBuilder {
     sets: Vec<String>,
+    removes: Vec<String>,
     pub names: HashMap<String, String>,
     pub values: HashMap<String, AttributeValue>,
 }
@@ -78,6 +79,18 @@ impl UpdateBuilder {
         self
     }
 
+    /// `REMOVE name`.
+    pub fn remove(&mut self, name: &str) -> &mut Self {
+        let (pn, _) = self.placeholder(name);
+        self.removes.push(pn);
+        self
+    }
+
+    /// A placeholder for `name` in a condition (`#aN`).
+    pub fn name_of(&mut self, name: &str) -> String {
+        self.placeholder(name).0
+    }
+
     /// `name = value` if `value` is `Some`.
     pub fn set_opt(&mut self, name: &str, value: Option<AttributeValue>) -> &mut Self {
         if let Some(v) = value {
@@ -104,6 +117,11 @@ impl UpdateBuilder {
     }
 
     pub fn expression(&self) -> String {
-        format!("SET {}", self.sets.join(", "))
+        let set = format!("SET {}", self.sets.join(", "));
+        if self.removes.is_empty() {
+            set
+        } else {
+            format!("{set} REMOVE {}", self.removes.join(", "))
+        }
     }
 }

@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
-
-use super::attrs::{get_n, get_s, n, s, Item};
+use super::attrs::{get_n, get_s, n, s, Item, UpdateBuilder};
 use super::{condition_failed, Store, StoreError};
 use crate::domain::preferences::Category;
 use crate::domain::template::{
@@ -32,91 +30,59 @@ impl Store {
         now: UnixTime,
     ) -> Result<RegistryWrite, StoreError> {
         let table = &self.tables.templates;
-        let at = n(update.at.secs());
-        // (attribute, value) pairs to set; the part's time attribute guards the write.
-        let (guard, mut sets, removes): (&str, Vec<(&str, AttributeValue)>, &[&str]) =
-            match &update.change {
-                TemplateChange::Status { status, .. } => (
-                    "status_at",
-                    vec![("status", s(status)), ("status_at", at.clone())],
-                    &[],
-                ),
-                TemplateChange::Category(c) => (
-                    "category_at",
-                    vec![("category", s(c.as_str())), ("category_at", at.clone())],
-                    // A change made ends the notice of it.
-                    &["impending_category", "impending_category_at"],
-                ),
-                TemplateChange::ListedCategory(c) => (
-                    "category_at",
-                    vec![("category", s(c.as_str())), ("category_at", at.clone())],
-                    &[],
-                ),
-                TemplateChange::ImpendingCategory(c) => (
-                    "impending_category_at",
-                    vec![
-                        ("impending_category", s(c.as_str())),
-                        ("impending_category_at", at.clone()),
-                    ],
-                    &[],
-                ),
-                TemplateChange::Quality(q) => (
-                    "quality_at",
-                    vec![("quality", s(q)), ("quality_at", at.clone())],
-                    &[],
-                ),
-            };
-        sets.push(("waba_id", s(&update.key.waba_id)));
-        sets.push(("name", s(&update.key.name)));
-        sets.push(("language", s(&update.key.language)));
-        sets.push(("last_seen_at", n(now.secs())));
-
-        let mut names: HashMap<String, String> = HashMap::new();
-        let mut values: HashMap<String, AttributeValue> = HashMap::new();
-        let mut clauses: Vec<String> = Vec::new();
-        for (i, (name, value)) in sets.into_iter().enumerate() {
-            names.insert(format!("#s{i}"), name.to_owned());
-            values.insert(format!(":s{i}"), value);
-            clauses.push(format!("#s{i} = :s{i}"));
-        }
-        // A status update that names the category fills it in only while the registry has none:
-        // a category's own updates (with their times) are what move it.
-        if let TemplateChange::Status {
-            category: Some(c), ..
-        } = &update.change
-        {
-            names.insert("#cat".into(), "category".into());
-            names.insert("#cat_at".into(), "category_at".into());
-            values.insert(":cat".into(), s(c.as_str()));
-            values.insert(":cat_at".into(), at.clone());
-            clauses.push("#cat = if_not_exists(#cat, :cat)".into());
-            clauses.push("#cat_at = if_not_exists(#cat_at, :cat_at)".into());
-        }
-        let mut expression = format!("SET {}", clauses.join(", "));
-        if !removes.is_empty() {
-            let removed: Vec<String> = removes
-                .iter()
-                .enumerate()
-                .map(|(i, name)| {
-                    names.insert(format!("#r{i}"), (*name).to_owned());
-                    format!("#r{i}")
-                })
-                .collect();
-            expression.push_str(&format!(" REMOVE {}", removed.join(", ")));
-        }
-        names.insert("#guard".into(), guard.to_owned());
-        values.insert(":at".into(), at);
+        let at = || n(update.at.secs());
+        let mut u = UpdateBuilder::default();
+        // Each part's time attribute guards its write.
+        let guard = match &update.change {
+            TemplateChange::Status { status, category } => {
+                u.set("status", s(status)).set("status_at", at());
+                // A status update that names the category fills it in only while the registry has
+                // none: a category's own updates (with their times) are what move it.
+                if let Some(c) = category {
+                    u.set_once("category", s(c.as_str()))
+                        .set_once("category_at", at());
+                }
+                "status_at"
+            }
+            TemplateChange::Category(c) => {
+                u.set("category", s(c.as_str())).set("category_at", at());
+                // A change made ends the notice of it.
+                u.remove("impending_category")
+                    .remove("impending_category_at");
+                "category_at"
+            }
+            TemplateChange::ListedCategory(c) => {
+                u.set("category", s(c.as_str())).set("category_at", at());
+                "category_at"
+            }
+            TemplateChange::ImpendingCategory(c) => {
+                u.set("impending_category", s(c.as_str()))
+                    .set("impending_category_at", at());
+                "impending_category_at"
+            }
+            TemplateChange::Quality(q) => {
+                u.set("quality", s(q)).set("quality_at", at());
+                "quality_at"
+            }
+        };
+        u.set("waba_id", s(&update.key.waba_id))
+            .set("name", s(&update.key.name))
+            .set("language", s(&update.key.language))
+            .set("last_seen_at", n(now.secs()));
+        let guard = u.name_of(guard);
+        u.values.insert(":at".into(), at());
+        // A tie goes to the later arrival: Meta sends a second's events in order (PENDING then
+        // APPROVED), and a redelivery of the same event writes the same values.
+        let condition = format!("attribute_not_exists({guard}) OR {guard} <= :at");
         let result = self
             .client
             .update_item()
             .table_name(table)
             .key(KEY, s(update.key.item_key()))
-            .update_expression(expression)
-            // A tie goes to the later arrival: Meta sends a second's events in order (PENDING then
-            // APPROVED), and a redelivery of the same event writes the same values.
-            .condition_expression("attribute_not_exists(#guard) OR #guard <= :at")
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
+            .update_expression(u.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
             .send()
             .await;
         match result {
