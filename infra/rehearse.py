@@ -38,6 +38,8 @@ PARAMETERS = {
     "VerifyTokenArn": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:wahook/verify-token-AbCdEf",
     "AccessTokenArn": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:wahook/access-token-AbCdEf",
     "DefaultPhoneNumberId": "106540352242922",
+    # Set, so the conditional template-sync function is rehearsed too.
+    "WabaId": "102290129340398",
     # A rehearsal must be removable: no deletion protection.
     "DeletionProtection": "false",
 }
@@ -97,7 +99,7 @@ def deploy(stack, report_path):
     cfn_client = session.client("cloudformation")
     bucket = "wahook-rehearsal-artifacts"
     s3.create_bucket(Bucket=bucket)
-    for binary in ("webhook", "sender"):
+    for binary in ("webhook", "sender", "template-sync"):
         s3.put_object(Bucket=bucket, Key=f"{binary}.zip", Body=stand_in_zip())
     template = translated(bucket)
     cfn_client.create_stack(

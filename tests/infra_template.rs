@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_config::BehaviorVersion;
 use serde_norway::Value;
-use wahook::config::{Env, SecretResolver, SenderConfig, WebhookConfig};
+use wahook::config::{Env, SecretResolver, SenderConfig, TemplateSyncConfig, WebhookConfig};
 use wahook::store::tables::{AttrKind, TableDef, ALL_TABLES};
 
 fn template() -> Value {
@@ -175,8 +175,12 @@ fn functions_run_the_binaries_cargo_lambda_builds() {
     assert_eq!(s(&globals["Runtime"]), "provided.al2023");
     assert_eq!(s(&globals["Handler"]), "bootstrap");
     assert_eq!(globals["Architectures"][0], "arm64");
-    // The [[bin]] names of functions/webhook and functions/sender (their startup tests run them).
-    for (function, bin) in [("WebhookFunction", "webhook"), ("SenderFunction", "sender")] {
+    // The [[bin]] names of functions/* (their startup tests run them).
+    for (function, bin) in [
+        ("WebhookFunction", "webhook"),
+        ("SenderFunction", "sender"),
+        ("TemplateSyncFunction", "template-sync"),
+    ] {
         let p = &resource(&t, function)["Properties"];
         assert_eq!(
             s(&p["CodeUri"]),
@@ -208,7 +212,14 @@ fn environment(t: &Value, function: &str) -> BTreeMap<String, Value> {
     env
 }
 
-async fn names_the_loader_reads(sender: bool) -> BTreeSet<String> {
+#[derive(Clone, Copy)]
+enum Loader {
+    Webhook,
+    Sender,
+    TemplateSync,
+}
+
+async fn names_the_loader_reads(loader: Loader) -> BTreeSet<String> {
     let sdk = aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .build();
@@ -218,12 +229,13 @@ async fn names_the_loader_reads(sender: bool) -> BTreeSet<String> {
         ("WAHOOK_ACCESS_TOKEN", "x"),
         ("WAHOOK_SENDS_QUEUE_URL", "http://q"),
         ("WAHOOK_SENDS_DLQ_URL", "http://d"),
+        ("WAHOOK_WABA_ID", "1"),
     ]);
     let resolver = SecretResolver::new(sdk);
-    if sender {
-        SenderConfig::load(&env, &resolver).await.unwrap();
-    } else {
-        WebhookConfig::load(&env, &resolver).await.unwrap();
+    match loader {
+        Loader::Sender => drop(SenderConfig::load(&env, &resolver).await.unwrap()),
+        Loader::Webhook => drop(WebhookConfig::load(&env, &resolver).await.unwrap()),
+        Loader::TemplateSync => drop(TemplateSyncConfig::load(&env, &resolver).await.unwrap()),
     }
     env.names_read()
 }
@@ -231,10 +243,10 @@ async fn names_the_loader_reads(sender: bool) -> BTreeSet<String> {
 #[tokio::test]
 async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
     let t = template();
-    for (function, sender, required) in [
+    for (function, loader, required) in [
         (
             "WebhookFunction",
-            false,
+            Loader::Webhook,
             &[
                 "WAHOOK_APP_SECRET_ARN",
                 "WAHOOK_VERIFY_TOKEN_ARN",
@@ -245,7 +257,7 @@ async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
         ),
         (
             "SenderFunction",
-            true,
+            Loader::Sender,
             &[
                 "WAHOOK_ACCESS_TOKEN_ARN",
                 "WAHOOK_SENDS_QUEUE_URL",
@@ -255,9 +267,19 @@ async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
                 "WAHOOK_SENDS_TABLE",
             ][..],
         ),
+        (
+            "TemplateSyncFunction",
+            Loader::TemplateSync,
+            &[
+                "WAHOOK_ACCESS_TOKEN_ARN",
+                "WAHOOK_WABA_ID",
+                "WAHOOK_TEMPLATES_TABLE",
+                "WAHOOK_FUNCTION_TIMEOUT_SECONDS",
+            ][..],
+        ),
     ] {
         let env = environment(&t, function);
-        let read = names_the_loader_reads(sender).await;
+        let read = names_the_loader_reads(loader).await;
         let unknown: Vec<&String> = env
             .keys()
             .filter(|k| !read.contains(*k) && *k != "WAHOOK_METRICS")
@@ -433,6 +455,53 @@ fn each_function_may_read_only_its_own_secrets_and_queues() {
         !sender.contains("EventsTable"),
         "the sender does not write webhook events"
     );
+    let sync = policy("TemplateSyncFunction");
+    assert!(
+        !sync.contains("AppSecretArn") && !sync.contains("sqs:"),
+        "{sync}"
+    );
+    for table in [
+        "ContactsTable",
+        "MessagesTable",
+        "EventsTable",
+        "SendsTable",
+    ] {
+        assert!(
+            !sync.contains(table),
+            "the sync touches only the registry: {sync}"
+        );
+    }
+}
+
+#[test]
+fn the_template_sync_runs_on_a_schedule_only_when_an_account_is_named() {
+    let t = template();
+    // Its role, logs, alarm and output go with it: a stack without WabaId has none of them.
+    for name in [
+        "TemplateSyncFunction",
+        "TemplateSyncRole",
+        "TemplateSyncLogs",
+        "TemplateSyncErrorsAlarm",
+    ] {
+        assert_eq!(s(&resource(&t, name)["Condition"]), "HasWabaId", "{name}");
+    }
+    assert_eq!(
+        s(&t["Outputs"]["TemplateSyncFunctionName"]["Condition"]),
+        "HasWabaId"
+    );
+    let p = &resource(&t, "TemplateSyncFunction")["Properties"];
+    let events = p["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 1);
+    let (_, event) = events.iter().next().unwrap();
+    assert_eq!(s(&event["Type"]), "Schedule");
+    assert_eq!(s(&event["Properties"]["Schedule"]), "TemplateSyncSchedule");
+    assert_eq!(
+        s(&t["Parameters"]["TemplateSyncSchedule"]["Default"]),
+        "rate(1 hour)"
+    );
+    // The deadline the code checks is the function's.
+    let env = environment(&t, "TemplateSyncFunction");
+    assert_eq!(s(&env["WAHOOK_FUNCTION_TIMEOUT_SECONDS"]), s(&p["Timeout"]));
 }
 
 #[test]
@@ -657,7 +726,27 @@ async fn the_rehearsed_deploy_gives_each_function_what_its_code_works_against() 
         mapping["response_types"],
         serde_json::json!(["ReportBatchItemFailures"])
     );
-    for f in ["WebhookFunction", "SenderFunction"] {
+    // The sync (rehearsed with a WabaId) loads too, and writes the registry the sender reads.
+    let sync_env = Env::from_pairs(pairs(&functions["TemplateSyncFunction"]["environment"]));
+    let sync = TemplateSyncConfig::load(&sync_env, &SecretResolver::new(sdk.clone()))
+        .await
+        .expect("the deployed template sync's configuration loads, its secret included");
+    assert_eq!(sync.access_token.expose(), "rehearsal-access-token");
+    assert_eq!(
+        sync.storage.tables.templates,
+        sender.storage.tables.templates
+    );
+    assert_eq!(
+        Some(&sync.waba_id),
+        sender.settings.templates.waba_id.as_ref()
+    );
+    assert_eq!(
+        sync.deadlines.function_timeout.as_secs(),
+        functions["TemplateSyncFunction"]["timeout"]
+            .as_u64()
+            .unwrap()
+    );
+    for f in ["WebhookFunction", "SenderFunction", "TemplateSyncFunction"] {
         assert_eq!(functions[f]["runtime"], "provided.al2023", "{f}");
         assert_eq!(functions[f]["handler"], "bootstrap", "{f}");
     }

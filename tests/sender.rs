@@ -894,6 +894,7 @@ async fn the_simulator_pauses_a_template_through_metas_webhook_and_the_send_wait
         language: "es_MX".into(),
         status: status.into(),
         category: "UTILITY".into(),
+        components: Vec::new(),
     };
     // Meta pauses it: the simulator refuses sends of it (132015) and posts the status webhook.
     assert_eq!(w.sim.set_template(set("PAUSED")).await.unwrap(), vec![200]);
@@ -918,25 +919,30 @@ async fn the_simulator_pauses_a_template_through_metas_webhook_and_the_send_wait
     );
 }
 
-#[tokio::test]
-async fn without_the_registry_the_simulator_refuses_a_disabled_template_as_meta_does() {
-    use wahook_meta_sim::SimTemplate;
-    let w = World::with("tpl-sim-noreg", |o| o.templates.waba_id = None).await;
-    w.sim
-        .set_template(SimTemplate {
-            name: "order_shipped".into(),
-            language: "es_MX".into(),
-            status: "DISABLED".into(),
-            category: "UTILITY".into(),
-        })
-        .await
-        .unwrap();
-    w.enqueue(&template("sim-disabled-1", ANA, "utility")).await;
+/// Without the registry Meta is the judge: one call, and the send fails with Meta's `code`.
+async fn meta_judges_without_the_registry(name: &str, t: wahook_meta_sim::SimTemplate, code: &str) {
+    let w = World::with(name, |o| o.templates.waba_id = None).await;
+    w.sim.set_template(t).await.unwrap();
+    let key = format!("{name}-1");
+    w.enqueue(&template(&key, ANA, "utility")).await;
     w.run().await;
     assert_eq!(w.sim.calls(), 1, "no registry: Meta is the judge");
-    let e = w.ledger("sim-disabled-1").await.unwrap();
+    let e = w.ledger(&key).await.unwrap();
     assert_eq!(e.state, SendState::Failed);
-    assert!(e.reason.unwrap_or_default().contains("132016"));
+    let reason = e.reason.unwrap_or_default();
+    assert!(reason.contains(code), "{reason}");
+}
+
+#[tokio::test]
+async fn without_the_registry_the_simulator_refuses_a_disabled_template_as_meta_does() {
+    let disabled = wahook_meta_sim::SimTemplate {
+        name: "order_shipped".into(),
+        language: "es_MX".into(),
+        status: "DISABLED".into(),
+        category: "UTILITY".into(),
+        components: Vec::new(),
+    };
+    meta_judges_without_the_registry("tpl-sim-noreg", disabled, "132016").await;
 }
 
 #[tokio::test]
@@ -955,18 +961,12 @@ async fn the_sync_reads_every_page_of_metas_listing_into_the_registry() {
                 language: "es_MX".into(),
                 status: status.into(),
                 category: category.into(),
+                components: Vec::new(),
             })
             .await
             .unwrap();
     }
-    let graph = wahook::graph::GraphClient::new(
-        wahook::graph::GraphConfig {
-            base_url: w.sim.url(),
-            ..Default::default()
-        },
-        wahook::secret::SecretString::new(wahook_tests::sender::ACCESS_TOKEN),
-    )
-    .unwrap();
+    let sync = template_sync(&w, wahook_tests::sender::ACCESS_TOKEN);
     let store = w.harness.store();
     let now = wahook::domain::time::UnixTime::now();
     // What webhooks said before the sync: a notice of a coming category change, and a pause dated
@@ -981,9 +981,7 @@ async fn the_sync_reads_every_page_of_metas_listing_into_the_registry() {
     assert_eq!(w.harness.deliver(&notice).await.status, 200);
     let pause = build::template_status("promo_001", "es_MX", "PAUSED", "UTILITY", now.secs() + 60);
     assert_eq!(w.harness.deliver(&pause).await.status, 200);
-    let report = wahook::sync::sync_templates(&graph, store, wahook_tests::fixtures::WABA, now)
-        .await
-        .expect("sync");
+    let report = sync.run(now).await.expect("sync");
     assert_eq!(report.templates, 55);
     assert_eq!(report.pages, 2, "50 a page: {report:?}");
     assert_eq!(w.sim.template_pages(), 2);
@@ -1018,4 +1016,103 @@ async fn the_sync_reads_every_page_of_metas_listing_into_the_registry() {
     let report = w.run().await;
     assert_eq!(report.failed, 1, "held");
     assert_eq!(w.sim.calls(), 0);
+}
+
+/// `order_shipped (es_MX)` as Meta lists it: a body with `vars` variables and a tracking button.
+fn shipped_with(vars: usize) -> wahook_meta_sim::SimTemplate {
+    let body: Vec<String> = (1..=vars).map(|i| format!("{{{{{i}}}}}")).collect();
+    wahook_meta_sim::SimTemplate {
+        name: "order_shipped".into(),
+        language: "es_MX".into(),
+        status: "APPROVED".into(),
+        category: "UTILITY".into(),
+        components: vec![
+            json!({"type": "BODY", "text": format!("Tu pedido {} va en camino.", body.join(" "))}),
+            json!({"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Gracias"}]}),
+        ],
+    }
+}
+
+/// The scheduled sync's entry point, against the simulator, with `token`.
+fn template_sync(w: &World, token: &str) -> wahook::sync::TemplateSync {
+    let graph = wahook::graph::GraphClient::new(
+        wahook::graph::GraphConfig {
+            base_url: w.sim.url(),
+            ..Default::default()
+        },
+        wahook::secret::SecretString::new(token),
+    )
+    .unwrap();
+    wahook::sync::TemplateSync::new(
+        graph,
+        w.harness.store().clone(),
+        wahook_tests::fixtures::WABA.into(),
+    )
+}
+
+/// Runs the scheduled sync the way Lambda does: through the function's adapter.
+async fn run_sync_function(
+    sync: &wahook::sync::TemplateSync,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let event = lambda_runtime::LambdaEvent::new(
+        json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
+        lambda_runtime::Context::default(),
+    );
+    wahook_template_sync::handle(sync, event).await
+}
+
+#[tokio::test]
+async fn a_send_whose_parameters_do_not_fit_the_listed_template_ends_with_no_call() {
+    // No webhooks from the simulator: the scheduled sync is what teaches the registry the shape.
+    let w = World::with("tpl-params", |o| o.status_webhooks = false).await;
+    w.sim.set_template(shipped_with(2)).await.unwrap();
+    let sync = template_sync(&w, wahook_tests::sender::ACCESS_TOKEN);
+    let report = run_sync_function(&sync).await.expect("the scheduled sync");
+    assert_eq!(report["templates"], 1, "{report}");
+
+    // One body parameter for two variables: refused before Meta, saying what is wrong.
+    w.enqueue(&template("params-1", ANA, "utility")).await;
+    let run = w.run().await;
+    assert_eq!((run.failed, run.deleted), (0, 1), "final");
+    assert_eq!(w.sim.calls(), 0, "no call to Meta");
+    let e = w.ledger("params-1").await.unwrap();
+    assert_eq!(e.state, SendState::InvalidParameters);
+    let reason = e.reason.unwrap();
+    assert!(
+        reason.contains("body has 2 variables but the request gives 1 parameter"),
+        "{reason}"
+    );
+
+    // Two parameters fit, and go.
+    let mut req: serde_json::Value =
+        serde_json::from_str(&template("params-2", ANA, "utility")).unwrap();
+    req["template"]["components"][0]["parameters"] =
+        json!([{"type": "text", "text": "A-17"}, {"type": "text", "text": "hoy"}]);
+    w.enqueue(&req.to_string()).await;
+    w.run().await;
+    assert_eq!(w.ledger("params-2").await.unwrap().state, SendState::Sent);
+
+    // The template is edited to one variable and approved again: the registry's shape is older
+    // than that approval, so it is not trusted until the next sync, and Meta (which has the new
+    // version) judges: the one-parameter send goes.
+    w.sim.set_template(shipped_with(1)).await.unwrap();
+    meta_says(&w, "APPROVED", "UTILITY", recently() + 600).await;
+    w.enqueue(&template("params-3", ANA, "utility")).await;
+    w.run().await;
+    assert_eq!(w.ledger("params-3").await.unwrap().state, SendState::Sent);
+    assert_eq!(w.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn without_the_registry_the_simulator_answers_a_parameter_mismatch_with_132000() {
+    meta_judges_without_the_registry("tpl-params-noreg", shipped_with(2), "132000").await;
+}
+
+#[tokio::test]
+async fn a_failed_scheduled_sync_fails_the_invocation() {
+    let w = World::new("tpl-sync-fail").await;
+    let err = run_sync_function(&template_sync(&w, "not-the-token"))
+        .await
+        .expect_err("a refused token fails the run, so Lambda's Errors alarm sees it");
+    assert!(err.to_string().contains("190"), "{err}");
 }

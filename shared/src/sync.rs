@@ -3,6 +3,7 @@
 //! webhook has spoken of it.
 
 use crate::domain::template::{parse_meta_category, TemplateChange, TemplateKey, TemplateUpdate};
+use crate::domain::template_shape::TemplateShape;
 use crate::domain::time::UnixTime;
 use crate::graph::{GraphClient, GraphError};
 use crate::retry::try_bounded;
@@ -17,7 +18,7 @@ pub const MAX_PAGES: usize = 200;
 const WRITE_CONCURRENCY: usize = 16;
 
 /// What one sync did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct SyncReport {
     pub pages: usize,
     pub templates: usize,
@@ -42,6 +43,57 @@ pub enum SyncError {
     BadCursor { pages: usize },
     #[error("WAHOOK_WABA_ID {0:?} is not a WhatsApp Business Account id (digits only)")]
     BadWabaId(String),
+}
+
+/// The sync as the scheduled function runs it: its clients, built once per cold start.
+pub struct TemplateSync {
+    graph: GraphClient,
+    store: Store,
+    waba_id: String,
+}
+
+impl TemplateSync {
+    pub fn new(graph: GraphClient, store: Store, waba_id: String) -> Self {
+        Self {
+            graph,
+            store,
+            waba_id,
+        }
+    }
+
+    pub fn from_config(
+        config: &crate::config::TemplateSyncConfig,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::graph::GraphSetupError> {
+        let sdk = config.deadlines.apply(sdk);
+        Ok(Self::new(
+            GraphClient::new(config.graph.clone(), config.access_token.clone())?,
+            config.storage.store(aws_sdk_dynamodb::Client::new(&sdk)),
+            config.waba_id.clone(),
+        ))
+    }
+
+    /// One sync of the account, logged as one line either way (the operator's record of it).
+    pub async fn run(&self, now: UnixTime) -> Result<SyncReport, SyncError> {
+        let result = sync_templates(&self.graph, &self.store, &self.waba_id, now).await;
+        match &result {
+            Ok(r) => tracing::info!(
+                event = "templates_synced",
+                pages = r.pages,
+                templates = r.templates,
+                written = r.written,
+                older = r.older,
+                skipped = r.skipped,
+                "synced {} templates in {} pages",
+                r.templates,
+                r.pages
+            ),
+            Err(e) => {
+                tracing::error!(event = "template_sync_failed", error = %e, "template sync failed: {e}")
+            }
+        }
+        result
+    }
 }
 
 /// Reads every page of `waba_id`'s templates and writes each one's status, category and quality into
@@ -133,8 +185,15 @@ fn updates_of(
     }
     if let Some(q) = t.quality_score.as_ref().and_then(|q| q.score.as_ref()) {
         out.push(TemplateUpdate {
-            key,
+            key: key.clone(),
             change: TemplateChange::Quality(q.to_ascii_uppercase()),
+            at,
+        });
+    }
+    if let Some(components) = &t.components {
+        out.push(TemplateUpdate {
+            key,
+            change: TemplateChange::Shape(TemplateShape::from_components(components)),
             at,
         });
     }

@@ -19,7 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("verification", &["secret"]),
     ("config", &["domain", "graph", "store", "secret"]),
     ("inbound", &["domain", "payload", "store", "graph", "retry"]),
-    ("sync", &["domain", "graph", "store", "retry"]),
+    ("sync", &["domain", "graph", "store", "config", "retry"]),
     (
         "outbound",
         &["domain", "graph", "store", "config", "retry", "telemetry"],

@@ -14,6 +14,7 @@ use super::env::{parse_number, ConfigError, Env};
 pub enum Function {
     Webhook,
     Sender,
+    TemplateSync,
 }
 
 impl Function {
@@ -23,6 +24,8 @@ impl Function {
             // (function timeout s, operation ms, attempt ms)
             Function::Webhook => (10, 3_000, 1_000),
             Function::Sender => (30, 5_000, 2_000),
+            // Pages of templates and their registry writes: minutes at most, hourly.
+            Function::TemplateSync => (300, 5_000, 2_000),
         }
     }
 }

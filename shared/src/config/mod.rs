@@ -2,7 +2,7 @@
 //!
 //! - [`mod@env`]: where values are read from, the error a start-up problem gives, the shared parsers;
 //! - [`secrets`]: how each secret is found (`X`, `X_ARN` or `X_PARAM`, exactly one);
-//! - [`webhook`] and [`sender`]: each function's configuration;
+//! - [`webhook`], [`sender`] and [`template_sync`]: each function's configuration;
 //! - this module: what both share, the storage (tables and retention), and the one place a
 //!   [`Store`] is built from it.
 //!
@@ -12,12 +12,14 @@ pub mod deadlines;
 pub mod env;
 pub mod secrets;
 pub mod sender;
+pub mod template_sync;
 pub mod webhook;
 
 pub use deadlines::{Deadlines, Function};
 pub use env::{ConfigError, Env};
 pub use secrets::{SecretRef, SecretResolver};
 pub use sender::{SenderConfig, SenderSettings, TemplateSettings};
+pub use template_sync::TemplateSyncConfig;
 pub use webhook::WebhookConfig;
 
 use env::parse_number;

@@ -130,9 +130,9 @@ impl Default for AccountSettings {
     }
 }
 
-/// `WAHOOK_WABA_ID` and `WAHOOK_UNKNOWN_TEMPLATES` (`send`, the default, or `refuse`).
-fn template_settings(env: &Env) -> Result<TemplateSettings, ConfigError> {
-    let waba_id = match env.get("WAHOOK_WABA_ID") {
+/// `WAHOOK_WABA_ID`: the business account whose templates are used; blank or unset is none.
+pub(super) fn waba_id(env: &Env) -> Result<Option<String>, ConfigError> {
+    Ok(match env.get("WAHOOK_WABA_ID") {
         Some(raw) if raw.trim().is_empty() => None,
         Some(raw) if raw.trim().bytes().all(|b| b.is_ascii_digit()) => Some(raw.trim().to_owned()),
         Some(raw) => {
@@ -143,7 +143,12 @@ fn template_settings(env: &Env) -> Result<TemplateSettings, ConfigError> {
             })
         }
         None => None,
-    };
+    })
+}
+
+/// `WAHOOK_WABA_ID` and `WAHOOK_UNKNOWN_TEMPLATES` (`send`, the default, or `refuse`).
+fn template_settings(env: &Env) -> Result<TemplateSettings, ConfigError> {
+    let waba_id = waba_id(env)?;
     let unknown = match env.get("WAHOOK_UNKNOWN_TEMPLATES").as_deref().map(str::trim) {
         None | Some("send") => UnknownTemplates::Send,
         Some("refuse") if waba_id.is_some() => UnknownTemplates::Refuse,
@@ -165,6 +170,45 @@ fn template_settings(env: &Env) -> Result<TemplateSettings, ConfigError> {
     Ok(TemplateSettings { waba_id, unknown })
 }
 
+/// The Graph API client's settings (`WAHOOK_GRAPH_BASE_URL`, `_API_VERSION`, `_TIMEOUT_MS`): the
+/// same for every function that calls Meta.
+pub(super) fn graph_config(env: &Env) -> Result<GraphConfig, ConfigError> {
+    let api_version = env
+        .get("WAHOOK_GRAPH_API_VERSION")
+        .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.into());
+    let version_ok = api_version
+        .strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        });
+    if !version_ok {
+        return Err(ConfigError::Invalid {
+            var: "WAHOOK_GRAPH_API_VERSION".into(),
+            value: api_version,
+            expected: "a Graph API version like v25.0".into(),
+        });
+    }
+    let timeout_ms: u64 = parse_number(env, "WAHOOK_GRAPH_TIMEOUT_MS", 10_000, 100..=60_000)?;
+    let graph = GraphConfig {
+        base_url: env
+            .get("WAHOOK_GRAPH_BASE_URL")
+            .unwrap_or_else(|| DEFAULT_GRAPH_BASE_URL.into()),
+        api_version,
+        timeout: std::time::Duration::from_millis(timeout_ms),
+        connect_timeout: std::time::Duration::from_millis(timeout_ms.min(3_000)),
+    };
+    check_base_url(&graph.base_url).map_err(|e| ConfigError::Invalid {
+        var: "WAHOOK_GRAPH_BASE_URL".into(),
+        value: graph.base_url.clone(),
+        expected: e.to_string(),
+    })?;
+    Ok(graph)
+}
+
 /// The longest a record may be set aside: SQS refuses a visibility past 12 h from its receive, and a
 /// batch has already used some of that.
 const MAX_WAIT_SECS: u32 = 42_000;
@@ -176,39 +220,8 @@ impl SenderConfig {
             .expect("the token was just resolved from one of its forms");
         let deadlines = Deadlines::load(env, Function::Sender)?;
         let default_from = default_phone_number_id(env)?;
-        let api_version = env
-            .get("WAHOOK_GRAPH_API_VERSION")
-            .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.into());
-        let version_ok = api_version
-            .strip_prefix('v')
-            .and_then(|v| v.split_once('.'))
-            .is_some_and(|(a, b)| {
-                !a.is_empty()
-                    && !b.is_empty()
-                    && a.bytes().all(|c| c.is_ascii_digit())
-                    && b.bytes().all(|c| c.is_ascii_digit())
-            });
-        if !version_ok {
-            return Err(ConfigError::Invalid {
-                var: "WAHOOK_GRAPH_API_VERSION".into(),
-                value: api_version,
-                expected: "a Graph API version like v25.0".into(),
-            });
-        }
-        let timeout_ms: u64 = parse_number(env, "WAHOOK_GRAPH_TIMEOUT_MS", 10_000, 100..=60_000)?;
-        let graph = GraphConfig {
-            base_url: env
-                .get("WAHOOK_GRAPH_BASE_URL")
-                .unwrap_or_else(|| DEFAULT_GRAPH_BASE_URL.into()),
-            api_version,
-            timeout: std::time::Duration::from_millis(timeout_ms),
-            connect_timeout: std::time::Duration::from_millis(timeout_ms.min(3_000)),
-        };
-        check_base_url(&graph.base_url).map_err(|e| ConfigError::Invalid {
-            var: "WAHOOK_GRAPH_BASE_URL".into(),
-            value: graph.base_url.clone(),
-            expected: e.to_string(),
-        })?;
+        let graph = graph_config(env)?;
+        let timeout_ms = graph.timeout.as_millis() as u64;
         // A record makes one Graph call and a few storage calls; all must end before Lambda ends us.
         deadlines.check_inside(
             "WAHOOK_GRAPH_TIMEOUT_MS",

@@ -47,6 +47,8 @@ pub enum SendState {
     Rejected,
     /// The template registry says Meta will not send the template (disabled, rejected, deleted…).
     TemplateUnavailable,
+    /// The send's parameters do not fit the template's listed shape (no Meta call).
+    InvalidParameters,
     OutcomeUnknown,
 }
 
@@ -64,6 +66,7 @@ impl SendState {
             SendState::WindowClosed => "window_closed",
             SendState::Rejected => "rejected",
             SendState::TemplateUnavailable => "template_unavailable",
+            SendState::InvalidParameters => "invalid_parameters",
             SendState::OutcomeUnknown => "outcome_unknown",
         }
     }
@@ -81,6 +84,7 @@ impl SendState {
             "window_closed" => SendState::WindowClosed,
             "rejected" => SendState::Rejected,
             "template_unavailable" => SendState::TemplateUnavailable,
+            "invalid_parameters" => SendState::InvalidParameters,
             "outcome_unknown" => SendState::OutcomeUnknown,
             _ => return None,
         })

@@ -86,6 +86,7 @@ fn only_waiting_states_are_not_final() {
         SendState::WindowClosed,
         SendState::Rejected,
         SendState::TemplateUnavailable,
+        SendState::InvalidParameters,
         SendState::OutcomeUnknown,
     ];
     for state in all {

@@ -13,6 +13,7 @@ pub mod preferences;
 pub mod send_request;
 pub mod status;
 pub mod template;
+pub mod template_shape;
 pub mod time;
 
 pub use contact::{ConsentRecord, ContactState, Referral, Stamped};

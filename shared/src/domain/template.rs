@@ -7,6 +7,7 @@
 use std::fmt;
 
 use super::preferences::Category;
+use super::template_shape::TemplateShape;
 use super::time::UnixTime;
 
 /// A template as a send names it, under the business account that owns it.
@@ -96,6 +97,9 @@ pub struct TemplateRecord {
     pub impending_category: Option<Stamped<Category>>,
     /// `GREEN`, `YELLOW`, `RED`, `UNKNOWN`.
     pub quality: Option<Stamped<String>>,
+    /// The parameters a send must give, as the last listing showed them; `value` is `None` when
+    /// the template has parts the check does not model (Meta judges those).
+    pub shape: Option<Stamped<Option<TemplateShape>>>,
 }
 
 /// One thing Meta said about a template, at `at` (the webhook entry's `time`).
@@ -115,6 +119,8 @@ pub enum TemplateChange {
     ListedCategory(Category),
     /// `message_template_quality_update`.
     Quality(String),
+    /// The components' parameter shape, from a listing (no webhook carries it).
+    Shape(Option<TemplateShape>),
 }
 
 impl TemplateChange {
@@ -126,6 +132,7 @@ impl TemplateChange {
             TemplateChange::ImpendingCategory(_) => "impending_category",
             TemplateChange::ListedCategory(_) => "listed_category",
             TemplateChange::Quality(_) => "quality",
+            TemplateChange::Shape(_) => "shape",
         }
     }
 }
@@ -168,11 +175,40 @@ pub enum TemplateVerdict {
     Wait { reason: String },
     /// Meta will not send it: end the send.
     Unavailable { reason: String },
+    /// The send's parameters do not fit the template: end the send, naming what is wrong.
+    InvalidParameters { reason: String },
 }
 
 /// A wait older than this is stale: Meta's longest pause is 6 h (whatsapp-platform.md §12), so a
 /// template still "paused" after it has missed the webhook that ended the pause, and Meta judges.
 pub const MAX_WAIT_STATUS_AGE_SECS: i64 = 7 * 3600;
+
+/// What is wrong with a send's `components` for the template, when the registry knows its shape
+/// for the template's current version: a shape older than the latest status (an edit, approved
+/// since the listing read it) is not trusted, and Meta judges until the next sync.
+pub fn parameter_problems(
+    key: &TemplateKey,
+    record: &TemplateRecord,
+    components: &[serde_json::Value],
+) -> Option<String> {
+    let shape = record.shape.as_ref()?;
+    if record
+        .status
+        .as_ref()
+        .is_some_and(|status| status.at > shape.at)
+    {
+        return None;
+    }
+    let problems = shape.value.as_ref()?.problems(components);
+    if problems.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "template {key} (as listed {}): {}; fix the request's template.components and send under a new key",
+        shape.at.to_rfc3339(),
+        problems.join("; ")
+    ))
+}
 
 /// The registry's verdict on a send of `key` at `now`.
 pub fn judge(

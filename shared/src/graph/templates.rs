@@ -22,6 +22,9 @@ pub struct ListedTemplate {
     pub category: Option<String>,
     #[serde(default)]
     pub quality_score: Option<QualityScore>,
+    /// Absent when the listing was not asked for them; then the registry's shape is left as it is.
+    #[serde(default)]
+    pub components: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -86,7 +89,10 @@ impl GraphClient {
             .push(waba_id)
             .push("message_templates");
         url.query_pairs_mut()
-            .append_pair("fields", "name,language,status,category,quality_score")
+            .append_pair(
+                "fields",
+                "name,language,status,category,quality_score,components",
+            )
             .append_pair("limit", &TEMPLATES_PER_PAGE.to_string());
         if let Some(cursor) = after {
             url.query_pairs_mut().append_pair("after", cursor);

@@ -360,7 +360,10 @@ impl Sender {
             .filter(|(_, o)| {
                 matches!(
                     o,
-                    Outcome::Failed { .. } | Outcome::Withheld(SendState::TemplateUnavailable)
+                    Outcome::Failed { .. }
+                        | Outcome::Withheld(
+                            SendState::TemplateUnavailable | SendState::InvalidParameters
+                        )
                 )
             })
             .count();
@@ -430,6 +433,10 @@ impl Sender {
             None | Some(TemplateVerdict::Send { .. }) => decision,
             Some(TemplateVerdict::Unavailable { reason }) => Decision::Withhold {
                 state: SendState::TemplateUnavailable,
+                reason,
+            },
+            Some(TemplateVerdict::InvalidParameters { reason }) => Decision::Withhold {
+                state: SendState::InvalidParameters,
                 reason,
             },
             // Nothing is claimed: the record waits in the queue, like a send the account holds.

@@ -1,5 +1,6 @@
 //! The template registry's gates, before any Graph call (DESIGN rule 20): Meta's category replaces
-//! the producer's label, a paused template waits, and one Meta will not send ends without a call.
+//! the producer's label, a paused template waits, one Meta will not send ends without a call, and
+//! so does a send whose parameters do not fit the template's listed shape.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,9 @@ use super::{Request, Sender};
 use crate::domain::policy::Decision;
 use crate::domain::preferences::Category;
 use crate::domain::send_request::OutboundMessage;
-use crate::domain::template::{judge, TemplateKey, TemplateRecord, TemplateVerdict};
+use crate::domain::template::{
+    judge, parameter_problems, TemplateKey, TemplateRecord, TemplateVerdict,
+};
 use crate::domain::time::UnixTime;
 use crate::store::StoreError;
 
@@ -128,13 +131,12 @@ impl Sender {
             return None;
         };
         let key = self.key_of(&t.name, &t.language)?;
-        match judge(
-            &key,
-            registry.get(&key),
-            self.settings.templates.unknown,
-            now,
-        ) {
-            TemplateVerdict::Send { .. } => None,
+        let record = registry.get(&key);
+        match judge(&key, record, self.settings.templates.unknown, now) {
+            TemplateVerdict::Send { .. } => {
+                let reason = parameter_problems(&key, record?, &t.components)?;
+                Some(TemplateVerdict::InvalidParameters { reason })
+            }
             other => Some(other),
         }
     }

@@ -64,6 +64,12 @@ impl Store {
                 u.set("quality", s(q)).set("quality_at", at());
                 "quality_at"
             }
+            TemplateChange::Shape(shape) => {
+                // JSON in one attribute: read back whole, never queried by part.
+                let json = serde_json::to_string(shape).expect("a shape serialises");
+                u.set("shape", s(json)).set("shape_at", at());
+                "shape_at"
+            }
         };
         u.set("waba_id", s(&update.key.waba_id))
             .set("name", s(&update.key.name))
@@ -155,5 +161,7 @@ fn record_of(item: &Item) -> TemplateRecord {
         category: stamped(item, "category", category),
         impending_category: stamped(item, "impending_category", category),
         quality: stamped(item, "quality", |w| Some(w.to_owned())),
+        // A shape that does not read (written by a newer version?) is no shape: Meta judges.
+        shape: stamped(item, "shape", |w| serde_json::from_str(w).ok()),
     }
 }

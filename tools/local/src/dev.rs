@@ -225,14 +225,12 @@ pub async fn sync_templates(dev: &DevEnv) -> Result<String, String> {
     )
     .map_err(|e| e.to_string())?;
     let store = dev.store().await?;
-    let r = wahook::sync::sync_templates(
-        &graph,
-        &store,
-        dev.get("WAHOOK_WABA_ID")?,
-        wahook::domain::time::UnixTime::now(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    // The deployed function's own entry point, so the local run is the scheduled one.
+    let sync = wahook::sync::TemplateSync::new(graph, store, dev.get("WAHOOK_WABA_ID")?.to_owned());
+    let r = sync
+        .run(wahook::domain::time::UnixTime::now())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(format!(
         "synced {} templates in {} pages ({} parts written, {} already newer, {} skipped)\n",
         r.templates, r.pages, r.written, r.older, r.skipped

@@ -408,6 +408,14 @@ async fn send_message(
                 if let Some((code, message, details)) = refusal {
                     return meta_error(StatusCode::BAD_REQUEST, code, message, details);
                 }
+                if let Some((want, given)) = body_parameter_mismatch(&t, &request["template"]) {
+                    return meta_error(
+                        StatusCode::BAD_REQUEST,
+                        132_000,
+                        "Number of parameters does not match the expected number of params",
+                        &format!("body: number of localizable_params ({given}) does not match the expected number of params ({want})"),
+                    );
+                }
             } else if !config.templates.is_empty() && !config.templates.iter().any(|t| t == name) {
                 return meta_error(
                     StatusCode::NOT_FOUND,
@@ -868,6 +876,36 @@ pub struct SimTemplate {
     pub status: String,
     /// Meta's category word: `MARKETING`, `UTILITY`, `AUTHENTICATION`.
     pub category: String,
+    /// Meta's components (`HEADER`, `BODY` with `{{1}}` variables, `BUTTONS`…), listed by
+    /// `GET …/message_templates`; empty: none known, the listing leaves them out and sends are
+    /// not checked against them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Value>,
+}
+
+/// The simulator's own count, independent of wahook's: the body's `{{…}}` variables against the
+/// send's body parameters, as Meta answers 132000. `None` when they match or nothing is known.
+fn body_parameter_mismatch(t: &SimTemplate, sent: &Value) -> Option<(usize, usize)> {
+    let body = t
+        .components
+        .iter()
+        .find(|c| c["type"].as_str() == Some("BODY"))?;
+    let text = body["text"].as_str().unwrap_or_default();
+    let mut vars: Vec<&str> = text
+        .split("{{")
+        .skip(1)
+        .filter_map(|part| part.split_once("}}").map(|(v, _)| v.trim()))
+        .collect();
+    vars.sort_unstable();
+    vars.dedup();
+    let given = sent["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"].as_str() == Some("body"))
+        .map(|c| c["parameters"].as_array().map_or(0, Vec::len))
+        .sum::<usize>();
+    (vars.len() != given).then_some((vars.len(), given))
 }
 
 impl MetaSim {
@@ -977,9 +1015,13 @@ async fn list_templates(
     let data: Vec<Value> = all[start..end]
         .iter()
         .map(|t| {
-            json!({"name": t.name, "language": t.language, "status": t.status,
+            let mut listed = json!({"name": t.name, "language": t.language, "status": t.status,
                 "category": t.category, "id": "1281736273829142",
-                "quality_score": {"score": "GREEN"}})
+                "quality_score": {"score": "GREEN"}});
+            if !t.components.is_empty() {
+                listed["components"] = json!(t.components);
+            }
+            listed
         })
         .collect();
     let mut paging =
