@@ -671,25 +671,43 @@ async fn a_reply_to_a_click_to_whatsapp_user_opens_the_free_entry_point_window()
 
 #[tokio::test]
 async fn dynamodb_requests_per_accepted_send_stay_within_three() {
-    // Status webhooks off: the webhook shares this DynamoDB client and its requests would count.
-    let w = World::with("send-cost", |o| o.status_webhooks = false).await;
-    for i in 0..10 {
-        w.enqueue(&template(
-            &format!("cost-{i}"),
-            &format!("+1555100000{i}"),
-            "utility",
-        ))
+    // With every gate on: the registry read, and the marketing cap's counts (read and written).
+    for cap in [None, Some((2, 7))] {
+        // Status webhooks off: the webhook shares this DynamoDB client and its requests would count.
+        let w = World::with("send-cost", |o| {
+            o.status_webhooks = false;
+            o.marketing_cap =
+                cap.map(
+                    |(max, window_days)| wahook::domain::frequency::FrequencyCap {
+                        max,
+                        window_days,
+                    },
+                );
+        })
         .await;
+        for i in 0..10 {
+            w.enqueue(&template(
+                &format!("cost-{i}"),
+                &format!("+1555100000{i}"),
+                "marketing",
+            ))
+            .await;
+        }
+        w.harness.counter.reset();
+        let report = w.run().await;
+        assert_eq!(report.deleted, 10);
+        assert_eq!(w.sent().len(), 10, "{cap:?}");
+        let requests: usize = w.harness.counter.snapshot().values().sum();
+        println!(
+            "cap {cap:?}: {requests} DynamoDB requests for 10 sends: {:?}",
+            w.harness.counter.snapshot()
+        );
+        assert!(
+            requests <= 30,
+            "cap {cap:?}: {requests} DynamoDB requests for 10 sends: {:?}",
+            w.harness.counter.snapshot()
+        );
     }
-    w.harness.counter.reset();
-    let report = w.run().await;
-    assert_eq!(report.deleted, 10);
-    let requests: usize = w.harness.counter.snapshot().values().sum();
-    assert!(
-        requests <= 30,
-        "{requests} DynamoDB requests for 10 sends: {:?}",
-        w.harness.counter.snapshot()
-    );
 }
 
 #[tokio::test]
@@ -919,8 +937,13 @@ async fn the_simulator_pauses_a_template_through_metas_webhook_and_the_send_wait
     );
 }
 
-/// Without the registry Meta is the judge: one call, and the send fails with Meta's `code`.
-async fn meta_judges_without_the_registry(name: &str, t: wahook_meta_sim::SimTemplate, code: &str) {
+/// Without the registry Meta is the judge: one call, and the send ends `state` with Meta's `code`.
+async fn meta_judges_without_the_registry(
+    name: &str,
+    t: wahook_meta_sim::SimTemplate,
+    state: SendState,
+    code: &str,
+) {
     let w = World::with(name, |o| o.templates.waba_id = None).await;
     w.sim.set_template(t).await.unwrap();
     let key = format!("{name}-1");
@@ -928,7 +951,7 @@ async fn meta_judges_without_the_registry(name: &str, t: wahook_meta_sim::SimTem
     w.run().await;
     assert_eq!(w.sim.calls(), 1, "no registry: Meta is the judge");
     let e = w.ledger(&key).await.unwrap();
-    assert_eq!(e.state, SendState::Failed);
+    assert_eq!(e.state, state);
     let reason = e.reason.unwrap_or_default();
     assert!(reason.contains(code), "{reason}");
 }
@@ -942,7 +965,7 @@ async fn without_the_registry_the_simulator_refuses_a_disabled_template_as_meta_
         category: "UTILITY".into(),
         components: Vec::new(),
     };
-    meta_judges_without_the_registry("tpl-sim-noreg", disabled, "132016").await;
+    meta_judges_without_the_registry("tpl-sim-noreg", disabled, SendState::Failed, "132016").await;
 }
 
 #[tokio::test]
@@ -1105,7 +1128,14 @@ async fn a_send_whose_parameters_do_not_fit_the_listed_template_ends_with_no_cal
 
 #[tokio::test]
 async fn without_the_registry_the_simulator_answers_a_parameter_mismatch_with_132000() {
-    meta_judges_without_the_registry("tpl-params-noreg", shipped_with(2), "132000").await;
+    // Meta's 132000 is the gate's own outcome: the ledger says the same whoever stopped it.
+    meta_judges_without_the_registry(
+        "tpl-params-noreg",
+        shipped_with(2),
+        SendState::InvalidParameters,
+        "132000",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1115,4 +1145,68 @@ async fn a_failed_scheduled_sync_fails_the_invocation() {
         .await
         .expect_err("a refused token fails the run, so Lambda's Errors alarm sees it");
     assert!(err.to_string().contains("190"), "{err}");
+}
+
+#[tokio::test]
+async fn marketing_beyond_the_per_person_cap_is_frequency_capped_with_no_call() {
+    let w = World::with("cap", |o| {
+        o.marketing_cap = Some(wahook::domain::frequency::FrequencyCap {
+            max: 2,
+            window_days: 7,
+        })
+    })
+    .await;
+    // Meta calls the template marketing, whatever a producer labels it.
+    meta_says(&w, "APPROVED", "MARKETING", recently()).await;
+    for key in ["cap-1", "cap-2", "cap-3"] {
+        w.enqueue(&template(key, ANA, "marketing")).await;
+    }
+    let first = w.run().await;
+    assert_eq!((first.failed, first.deleted), (0, 3), "all final");
+    let mut states = Vec::new();
+    for key in ["cap-1", "cap-2", "cap-3"] {
+        states.push(w.ledger(key).await.unwrap().state);
+    }
+    let capped = states
+        .iter()
+        .filter(|s| **s == SendState::FrequencyCapped)
+        .count();
+    assert_eq!(
+        (w.sent().len(), capped),
+        (2, 1),
+        "two go, the third is capped within the batch: {states:?}"
+    );
+
+    // A later batch counts from the ledger: Ana is at the cap, even under a utility label.
+    w.enqueue(&template("cap-4", ANA, "utility")).await;
+    w.enqueue(&template("cap-5", JOAO, "marketing")).await;
+    w.run().await;
+    let e = w.ledger("cap-4").await.unwrap();
+    assert_eq!(e.state, SendState::FrequencyCapped);
+    assert!(
+        e.reason
+            .unwrap()
+            .contains("2 marketing templates already sent"),
+        "the reason says why"
+    );
+    assert_eq!(w.ledger("cap-5").await.unwrap().state, SendState::Sent);
+    assert_eq!(w.sent().len(), 3, "no call for a capped send");
+
+    // Text in the window is not marketing: the cap does not touch it.
+    w.user_writes(ANA, "hola", false).await;
+    w.enqueue(&text("cap-6", ANA, json!({}))).await;
+    w.run().await;
+    assert_eq!(w.ledger("cap-6").await.unwrap().state, SendState::Sent);
+}
+
+#[tokio::test]
+async fn metas_own_marketing_cap_131049_is_recorded_as_frequency_capped() {
+    let w = World::new("cap-meta").await;
+    w.sim.script(ANA, Fault::Code(131_049), 1);
+    w.enqueue(&template("cap-meta-1", ANA, "marketing")).await;
+    let run = w.run().await;
+    assert_eq!((run.failed, run.deleted), (0, 1), "final, not retried");
+    let e = w.ledger("cap-meta-1").await.unwrap();
+    assert_eq!(e.state, SendState::FrequencyCapped);
+    assert!(e.reason.unwrap_or_default().contains("131049"));
 }

@@ -47,6 +47,8 @@ pub struct WorldOptions {
     pub token_secret: Option<String>,
     /// How the sender reads the template registry (by default under the fixtures' WABA).
     pub templates: TemplateSettings,
+    /// The per-person marketing cap (none by default).
+    pub marketing_cap: Option<wahook::domain::frequency::FrequencyCap>,
 }
 
 impl Default for WorldOptions {
@@ -72,6 +74,7 @@ impl Default for WorldOptions {
                 waba_id: Some(WABA.into()),
                 unknown: Default::default(),
             },
+            marketing_cap: None,
         }
     }
 }
@@ -344,6 +347,7 @@ fn make_sender(
             max_receive_count: options.max_receive_count,
             record_budget: options.graph_timeout + Duration::from_secs(2),
             templates: options.templates.clone(),
+            marketing_cap: options.marketing_cap,
         },
         Metrics::disabled("sender"),
     );

@@ -9,6 +9,7 @@ use super::env::{
 };
 use super::secrets::{SecretRef, SecretResolver};
 use super::StorageConfig;
+use crate::domain::frequency::FrequencyCap;
 use crate::domain::ids::PhoneNumberId;
 use crate::domain::ledger::LedgerSettings;
 use crate::domain::policy::PolicyConfig;
@@ -100,6 +101,8 @@ pub struct SenderSettings {
     /// record is not started with less left in the invocation (it goes back to the queue unclaimed).
     pub record_budget: Duration,
     pub templates: TemplateSettings,
+    /// At most this many marketing templates per person in a rolling window; `None`: no cap.
+    pub marketing_cap: Option<FrequencyCap>,
 }
 
 /// How the sender uses the template registry.
@@ -209,6 +212,13 @@ pub(super) fn graph_config(env: &Env) -> Result<GraphConfig, ConfigError> {
     Ok(graph)
 }
 
+/// `WAHOOK_MARKETING_CAP` (0, the default, is off) per `WAHOOK_MARKETING_CAP_DAYS` (7).
+fn marketing_cap(env: &Env) -> Result<Option<FrequencyCap>, ConfigError> {
+    let max: u32 = parse_number(env, "WAHOOK_MARKETING_CAP", 0, 0..=1_000)?;
+    let window_days: u32 = parse_number(env, "WAHOOK_MARKETING_CAP_DAYS", 7, 1..=90)?;
+    Ok((max > 0).then_some(FrequencyCap { max, window_days }))
+}
+
 /// The longest a record may be set aside: SQS refuses a visibility past 12 h from its receive, and a
 /// batch has already used some of that.
 const MAX_WAIT_SECS: u32 = 42_000;
@@ -307,6 +317,7 @@ impl SenderConfig {
                 account,
                 record_budget,
                 templates,
+                marketing_cap: marketing_cap(env)?,
                 max_receive_count: parse_number(
                     env,
                     "WAHOOK_MAX_RECEIVE_COUNT",

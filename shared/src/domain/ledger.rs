@@ -49,6 +49,8 @@ pub enum SendState {
     TemplateUnavailable,
     /// The send's parameters do not fit the template's listed shape (no Meta call).
     InvalidParameters,
+    /// The per-person marketing cap was reached (ours before the call, or Meta's 131049).
+    FrequencyCapped,
     OutcomeUnknown,
 }
 
@@ -67,6 +69,7 @@ impl SendState {
             SendState::Rejected => "rejected",
             SendState::TemplateUnavailable => "template_unavailable",
             SendState::InvalidParameters => "invalid_parameters",
+            SendState::FrequencyCapped => "frequency_capped",
             SendState::OutcomeUnknown => "outcome_unknown",
         }
     }
@@ -85,6 +88,7 @@ impl SendState {
             "rejected" => SendState::Rejected,
             "template_unavailable" => SendState::TemplateUnavailable,
             "invalid_parameters" => SendState::InvalidParameters,
+            "frequency_capped" => SendState::FrequencyCapped,
             "outcome_unknown" => SendState::OutcomeUnknown,
             _ => return None,
         })

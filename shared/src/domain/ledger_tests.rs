@@ -87,6 +87,7 @@ fn only_waiting_states_are_not_final() {
         SendState::Rejected,
         SendState::TemplateUnavailable,
         SendState::InvalidParameters,
+        SendState::FrequencyCapped,
         SendState::OutcomeUnknown,
     ];
     for state in all {

@@ -2,6 +2,7 @@
 
 pub mod consent_request;
 pub mod contact;
+pub mod frequency;
 pub mod identity;
 pub mod ids;
 pub mod inbound;

@@ -11,7 +11,7 @@ use super::queue::QueuedSend;
 use super::{Next, Outcome, Sender};
 use crate::domain::contact::ContactState;
 use crate::domain::ids::{Bsuid, ContactKey, Phone, UserId, UserRef, Wamid};
-use crate::domain::ledger::ClaimToken;
+use crate::domain::ledger::{ClaimToken, SendState};
 use crate::domain::preferences::{Category, PreferenceSource};
 use crate::domain::send_request::{IdempotencyKey, OutboundMessage};
 use crate::domain::time::UnixTime;
@@ -22,6 +22,22 @@ use crate::retry::{backoff, jitter, MAX_ATTEMPTS};
 use crate::store::messages::OutboundSend;
 use crate::store::sends::Finish;
 use crate::store::StoreError;
+
+/// Meta refusals that are one of the gates' own outcomes: the ledger says the same whether we or
+/// Meta stopped the send. Any other refusal is `failed`.
+const REFUSAL_STATES: &[(i64, SendState)] = &[
+    // "To maintain healthy ecosystem engagement": Meta's own per-person marketing cap.
+    (131_049, SendState::FrequencyCapped),
+    // The parameters do not match the template.
+    (132_000, SendState::InvalidParameters),
+];
+
+fn state_of_refusal(code: Option<i64>) -> SendState {
+    REFUSAL_STATES
+        .iter()
+        .find(|(c, _)| Some(*c) == code)
+        .map_or(SendState::Failed, |(_, state)| *state)
+}
 
 /// How long a record waits for a probe's answer before calling anyway: short, so the wait plus the
 /// call stay well inside the function's timeout.
@@ -184,6 +200,7 @@ impl Sender {
                         None => e.message.clone(),
                     };
                     let finish = Finish::Failed {
+                        state: state_of_refusal(e.code),
                         code: e.code,
                         class: e.class.as_str(),
                         message: &reason,
@@ -333,6 +350,11 @@ impl Sender {
             idempotency_key: Some(p.request.idempotency_key.as_str()),
             callback_data: p.request.callback_data.as_deref(),
             accepted_at: now,
+            counts_toward_cap: self
+                .settings
+                .marketing_cap
+                .filter(|_| p.request.category == Category::Marketing)
+                .map(|cap| cap.keep_until(now)),
         }
     }
 

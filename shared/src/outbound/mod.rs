@@ -13,6 +13,7 @@
 pub mod breaker;
 mod call;
 mod consent;
+mod frequency;
 mod ledger;
 pub mod pacer;
 mod prepare;
@@ -33,6 +34,7 @@ use crate::domain::contact::ContactState;
 use crate::domain::ids::ContactKey;
 use crate::domain::ledger::SendState;
 use crate::domain::policy::{decide, Decision};
+use crate::domain::preferences::Category;
 use crate::domain::send_request::IdempotencyKey;
 use crate::domain::send_request::SendRequest;
 use crate::domain::template::TemplateVerdict;
@@ -272,6 +274,21 @@ impl Sender {
             Ok(registry) => self.category_mismatches(requests(), registry),
             Err(_) => 0,
         };
+        // And, with a marketing cap, one of the recipients' marketing counts.
+        let counts = match &contacts {
+            Ok(contacts) => {
+                let homes = requests().map(|r| {
+                    let home = match r {
+                        Request::Send(p) => home_of(p, contacts),
+                        Request::Consent(_) => None,
+                    };
+                    (r, home)
+                });
+                self.read_marketing_counts(homes).await
+            }
+            // Every send retries on the contacts' error below.
+            Err(_) => Ok(None),
+        };
 
         let work = records
             .iter()
@@ -280,6 +297,7 @@ impl Sender {
             .map(|((record, prepared), early)| {
                 let contacts = &contacts;
                 let registry = &registry;
+                let counts = &counts;
                 let category = match &prepared {
                     Ok(Request::Send(p)) => p.request.category.as_str(),
                     Ok(Request::Consent(_)) => "consent",
@@ -306,22 +324,33 @@ impl Sender {
                                 ),
                             })
                         }
-                        (Ok(Request::Send(p)), Ok(contacts)) => match registry {
-                            Ok(registry) => {
-                                let contact = person_of(&p, contacts);
-                                self.process(record, &p, contact, registry, now).await
+                        (Ok(Request::Send(_)), Ok(_)) if counts.is_err() => Ok(Next::retry(
+                            record,
+                            format!(
+                                "could not read the marketing counts: {}",
+                                counts.as_ref().err().expect("checked")
+                            ),
+                        )),
+                        (Ok(Request::Send(p)), Ok(contacts)) => {
+                            let counts = counts.as_ref().ok().and_then(Option::as_ref);
+                            match registry {
+                                Ok(registry) => {
+                                    let contact = person_of(&p, contacts);
+                                    self.process(record, &p, contact, registry, counts, now)
+                                        .await
+                                }
+                                // Text that can send no template does not need the registry.
+                                Err(_) if !Self::needs_registry(&p) => {
+                                    let contact = person_of(&p, contacts);
+                                    let none = templates::Registry::new();
+                                    self.process(record, &p, contact, &none, counts, now).await
+                                }
+                                Err(e) => Ok(Next::retry(
+                                    record,
+                                    format!("could not read the template registry: {e}"),
+                                )),
                             }
-                            // Text that can send no template does not need the registry.
-                            Err(_) if !Self::needs_registry(&p) => {
-                                let contact = person_of(&p, contacts);
-                                let none = templates::Registry::new();
-                                self.process(record, &p, contact, &none, now).await
-                            }
-                            Err(e) => Ok(Next::retry(
-                                record,
-                                format!("could not read the template registry: {e}"),
-                            )),
-                        },
+                        }
                         (Ok(Request::Send(_)), Err(e)) => {
                             Ok(Next::retry(record, format!("could not read contacts: {e}")))
                         }
@@ -362,7 +391,9 @@ impl Sender {
                     o,
                     Outcome::Failed { .. }
                         | Outcome::Withheld(
-                            SendState::TemplateUnavailable | SendState::InvalidParameters
+                            SendState::TemplateUnavailable
+                                | SendState::InvalidParameters
+                                | SendState::FrequencyCapped
                         )
                 )
             })
@@ -389,6 +420,7 @@ impl Sender {
         p: &Prepared,
         contact: Option<(ContactKey, ContactState)>,
         registry: &templates::Registry,
+        counts: Option<&frequency::MarketingCounts>,
         now: UnixTime,
     ) -> Result<Next, StoreError> {
         // Meta's category, not the producer's label, is what the opt-outs and consent gate.
@@ -447,6 +479,33 @@ impl Sender {
                     why: reason,
                 })
             }
+        };
+        // The per-person cap counts marketing by Meta's category, like the opt-outs.
+        let decision = match (&decision, counts) {
+            (Decision::Send { .. }, Some(counts)) if request.category == Category::Marketing => {
+                match counts.admit(frequency::counted_under(p, &contact), now) {
+                    Ok(()) => decision,
+                    Err(reason) => Decision::Withhold {
+                        state: SendState::FrequencyCapped,
+                        reason,
+                    },
+                }
+            }
+            _ => decision,
+        };
+        // What the records say of the send is what the gates used: Meta's category. The
+        // fingerprint is the request's own, so the ledger sees the same request either way.
+        let gated;
+        let p = if std::ptr::eq(request, &p.request) {
+            p
+        } else {
+            gated = Prepared {
+                request: request.clone(),
+                from: p.from.clone(),
+                contact_key: p.contact_key.clone(),
+                other_keys: p.other_keys.clone(),
+            };
+            &gated
         };
         match self
             .through_ledger(record, p, &contact, &decision, now)
@@ -567,6 +626,15 @@ impl Sender {
 /// The recipient's contact: the canonical key's person, with any state still kept under an older
 /// spelling of their number joined in (a fold the next inbound write makes for good), so an opt-out
 /// stored before keys were canonical is honoured now.
+/// The home key of the recipient's contact, when there is one.
+fn home_of<'a>(
+    p: &Prepared,
+    contacts: &'a HashMap<ContactKey, Option<(ContactKey, ContactState)>>,
+) -> Option<&'a ContactKey> {
+    p.lookup_keys()
+        .find_map(|k| contacts.get(k)?.as_ref().map(|(home, _)| home))
+}
+
 fn person_of(
     p: &Prepared,
     contacts: &HashMap<ContactKey, Option<(ContactKey, ContactState)>>,

@@ -229,6 +229,8 @@ pub struct OutboundSend<'a> {
     pub callback_data: Option<&'a str>,
     /// Our clock when Meta accepted the send.
     pub accepted_at: UnixTime,
+    /// A marketing send under the per-person cap: counted, and the count kept until then.
+    pub counts_toward_cap: Option<UnixTime>,
 }
 
 /// An update expression with its placeholders, to run alone or inside a transaction.

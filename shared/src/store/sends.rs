@@ -10,12 +10,72 @@ use super::attrs::{get_n, get_s, n, s, Item, UpdateBuilder};
 use super::messages::OutboundSend;
 use super::tables::{MESSAGES, SENDS};
 use super::{condition_failed, Store, StoreError};
-use crate::domain::ids::Wamid;
+use crate::domain::ids::{ContactKey, Wamid};
 use crate::domain::ledger::{ClaimToken, LedgerEntry, SendState};
 use crate::domain::send_request::IdempotencyKey;
 use crate::domain::time::UnixTime;
 
 const KEY: &str = SENDS.partition_key.name;
+
+/// The per-person marketing count lives in the sends table under `cap#{contact}`: `#` is never in an
+/// idempotency key, so it cannot meet a producer's key.
+const CAP_PREFIX: &str = "cap#";
+
+fn cap_key(contact: &ContactKey) -> String {
+    format!("{CAP_PREFIX}{}", contact.as_str())
+}
+
+impl Store {
+    /// When each of `contacts` was last sent marketing templates (under the cap), by contact. One
+    /// BatchGetItem per 100; a contact with none is absent.
+    pub async fn marketing_sends(
+        &self,
+        contacts: &[ContactKey],
+    ) -> Result<HashMap<ContactKey, Vec<UnixTime>>, StoreError> {
+        let raw: Vec<String> = contacts.iter().map(cap_key).collect();
+        let found = self.batch_get(&self.tables.sends, KEY, &raw).await?;
+        Ok(contacts
+            .iter()
+            .filter_map(|c| {
+                let item = found.get(&cap_key(c))?;
+                let times = item
+                    .get("sent_at")?
+                    .as_l()
+                    .ok()?
+                    .iter()
+                    .filter_map(|v| v.as_n().ok()?.parse().ok())
+                    .map(UnixTime::from_secs)
+                    .collect();
+                Some((c.clone(), times))
+            })
+            .collect())
+    }
+
+    /// Appends the send's time to its contact's marketing count, kept until `keep_until`.
+    fn cap_count(&self, outbound: &OutboundSend<'_>, keep_until: UnixTime) -> Update {
+        let mut u = UpdateBuilder::default();
+        u.set("expires_at", n(keep_until.secs()));
+        u.names.insert("#sent_at".into(), "sent_at".into());
+        u.values
+            .insert(":empty".into(), AttributeValue::L(Vec::new()));
+        u.values.insert(
+            ":this".into(),
+            AttributeValue::L(vec![n(outbound.accepted_at.secs())]),
+        );
+        let expression = format!(
+            "{}, #sent_at = list_append(if_not_exists(#sent_at, :empty), :this)",
+            u.expression()
+        );
+        Update::builder()
+            .table_name(&self.tables.sends)
+            .key(KEY, s(cap_key(outbound.contact)))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .build()
+            .expect("table, key and expression are set")
+    }
+}
 
 /// Reads a ledger item; `None` if it is not one.
 fn entry_from_item(item: &Item) -> Option<LedgerEntry> {
@@ -62,7 +122,9 @@ pub enum Claim {
 /// How a claimed send ended, other than sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish<'a> {
+    /// Meta refused: `failed`, or the gate outcome Meta's code means (`frequency_capped`…).
     Failed {
+        state: SendState,
         code: Option<i64>,
         class: &'a str,
         message: &'a str,
@@ -255,11 +317,12 @@ impl Store {
         u.set("updated_at", n(now.secs()));
         match finish {
             Finish::Failed {
+                state,
                 code,
                 class,
                 message,
             } => {
-                u.set("state", s(SendState::Failed.as_str()))
+                u.set("state", s(state.as_str()))
                     .set_opt("error_code", code.map(n))
                     .set("error_class", s(*class))
                     .set("reason", s(*message))
@@ -358,11 +421,23 @@ impl Store {
             .set_expression_attribute_values(Some(parts.values))
             .build()
             .expect("table, key and expression are set");
+        let mut items = vec![
+            TransactWriteItem::builder().update(ledger).build(),
+            TransactWriteItem::builder().update(message).build(),
+        ];
+        // A marketing send under the per-person cap is counted in the same transaction: it cannot
+        // be sent and not counted.
+        if let Some(keep_until) = outbound.counts_toward_cap {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(self.cap_count(outbound, keep_until))
+                    .build(),
+            );
+        }
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(ledger).build())
-            .transact_items(TransactWriteItem::builder().update(message).build())
+            .set_transact_items(Some(items))
             .send()
             .await;
         match result {

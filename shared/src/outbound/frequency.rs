@@ -1,0 +1,79 @@
+//! The per-person marketing cap in the sender (DESIGN rule 20): each batch reads how many marketing
+//! templates its recipients got in the window (one BatchGetItem), and a send that would exceed the
+//! cap ends `frequency_capped` with no Meta call. Sends of the same batch count against each other
+//! as they are admitted; a send that goes is counted in the transaction that records it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::prepare::Prepared;
+use super::{Request, Sender};
+use crate::domain::contact::ContactState;
+use crate::domain::frequency::FrequencyCap;
+use crate::domain::ids::ContactKey;
+use crate::domain::time::UnixTime;
+use crate::store::StoreError;
+
+/// One batch's view of the cap: the counts read, and the sends this batch has admitted since.
+pub(super) struct MarketingCounts {
+    cap: FrequencyCap,
+    sent: HashMap<ContactKey, Vec<UnixTime>>,
+    admitted: Mutex<HashMap<ContactKey, u32>>,
+}
+
+impl MarketingCounts {
+    /// Admits one more marketing send to `contact` at `now`, or says why not.
+    pub(super) fn admit(&self, contact: &ContactKey, now: UnixTime) -> Result<(), String> {
+        let earlier = self
+            .sent
+            .get(contact)
+            .map_or(0, |times| self.cap.counted(times, now));
+        let mut admitted = self.admitted.lock().expect("no panic holds this lock");
+        let this_batch = admitted.entry(contact.clone()).or_default();
+        if let Some(why) = self.cap.refusal(earlier + *this_batch) {
+            return Err(why);
+        }
+        // Counted when admitted, not when sent: a send that then fails still holds its place in
+        // this batch (the safe side of "not over-messaged").
+        *this_batch += 1;
+        Ok(())
+    }
+}
+
+/// The key a person's marketing count is under: the contact's home key when known.
+pub(super) fn counted_under<'a>(
+    p: &'a Prepared,
+    contact: &'a Option<(ContactKey, ContactState)>,
+) -> &'a ContactKey {
+    contact.as_ref().map_or(&p.contact_key, |(home, _)| home)
+}
+
+impl Sender {
+    /// The batch's marketing counts; `None` without a cap (nothing is read).
+    pub(super) async fn read_marketing_counts<'a>(
+        &self,
+        sends: impl Iterator<Item = (&'a Request, Option<&'a ContactKey>)>,
+    ) -> Result<Option<MarketingCounts>, StoreError> {
+        let Some(cap) = self.settings.marketing_cap else {
+            return Ok(None);
+        };
+        let mut keys: Vec<ContactKey> = sends
+            .filter_map(|(r, home)| match r {
+                Request::Send(p) => Some(home.unwrap_or(&p.contact_key).clone()),
+                Request::Consent(_) => None,
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let sent = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.marketing_sends(&keys).await?
+        };
+        Ok(Some(MarketingCounts {
+            cap,
+            sent,
+            admitted: Mutex::new(HashMap::new()),
+        }))
+    }
+}
