@@ -273,6 +273,16 @@ fn the_local_stack_commands_work_as_written() {
                 out = run(&line);
             }
             assert!(text(&out).contains(": sent"), "`{cmd}`: {}", text(&out));
+            for want in [
+                "template  order_shipped (es_MX), category utility",
+                "via /messages",
+            ] {
+                assert!(
+                    text(&out).contains(want),
+                    "`{cmd}` lacks {want:?}: {}",
+                    text(&out)
+                );
+            }
         }
         if cmd.starts_with("scripts/dev.sh timeline ") {
             let shown = text(&out);

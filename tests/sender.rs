@@ -1210,3 +1210,137 @@ async fn metas_own_marketing_cap_131049_is_recorded_as_frequency_capped() {
     assert_eq!(e.state, SendState::FrequencyCapped);
     assert!(e.reason.unwrap_or_default().contains("131049"));
 }
+
+/// Where the simulator received each accepted send: `messages` or `marketing_messages`.
+fn endpoints(w: &World) -> Vec<String> {
+    w.sim.accepted().into_iter().map(|m| m.endpoint).collect()
+}
+
+#[tokio::test]
+async fn marketing_templates_go_to_the_marketing_messages_api_by_metas_category() {
+    use wahook::domain::template::MarketingRoute;
+    let w = World::with("mm-on", |o| {
+        o.templates.marketing_route = MarketingRoute::On;
+        o.templates.product_policy = Some("STRICT".into());
+    })
+    .await;
+    meta_says(&w, "APPROVED", "MARKETING", recently()).await;
+    // Labelled utility, but Meta calls it marketing: the Marketing Messages API, with the policy.
+    w.enqueue(&template("mm-1", ANA, "utility")).await;
+    // Text never goes there.
+    w.user_writes(JOAO, "hola", false).await;
+    w.enqueue(&text("mm-2", JOAO, json!({}))).await;
+    w.run().await;
+    assert_eq!(w.ledger("mm-1").await.unwrap().state, SendState::Sent);
+    assert_eq!(w.ledger("mm-2").await.unwrap().state, SendState::Sent);
+    let accepted = w.sim.accepted();
+    let mm = accepted
+        .iter()
+        .find(|m| m.body["type"] == "template")
+        .expect("the template was sent");
+    assert_eq!(mm.endpoint, "marketing_messages");
+    assert_eq!(mm.body["product_policy"], "STRICT");
+    let text = accepted.iter().find(|m| m.body["type"] == "text").unwrap();
+    assert_eq!(text.endpoint, "messages");
+
+    // Meta reclassifies the template as utility: it goes to /messages from then on.
+    let change =
+        build::template_category("order_shipped", "es_MX", "UTILITY", None, recently() + 60);
+    assert_eq!(w.harness.deliver(&change).await.status, 200);
+    w.enqueue(&template("mm-3", ANA, "marketing")).await;
+    w.run().await;
+    assert_eq!(endpoints(&w).last().map(String::as_str), Some("messages"));
+}
+
+#[tokio::test]
+async fn the_auto_route_follows_the_accounts_onboarding_from_the_sync_or_the_webhook() {
+    // Auto is the default. Before anything is known: /messages.
+    let w = World::with("mm-auto", |o| {
+        o.status_webhooks = false;
+        o.marketing_onboarding = Some("ONBOARDED".into());
+    })
+    .await;
+    meta_says(&w, "APPROVED", "MARKETING", recently()).await;
+    w.enqueue(&template("auto-1", ANA, "marketing")).await;
+    w.run().await;
+    assert_eq!(endpoints(&w), ["messages"]);
+    // The sync reads the account's onboarding: marketing goes to the Marketing Messages API.
+    let report = run_sync_function(&template_sync(&w, wahook_tests::sender::ACCESS_TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(report["marketing_onboarding"], "ONBOARDED", "{report}");
+    w.enqueue(&template("auto-2", ANA, "marketing")).await;
+    w.run().await;
+    assert_eq!(endpoints(&w), ["messages", "marketing_messages"]);
+
+    // Another deployment learns it from Meta's account_update event instead.
+    let w = World::new("mm-auto-webhook").await;
+    meta_says(&w, "APPROVED", "MARKETING", recently()).await;
+    let signed = build::template_field(
+        "account_update",
+        json!({"event": "MM_LITE_TERMS_SIGNED", "waba_info": {"waba_id": wahook_tests::fixtures::WABA}}),
+        recently(),
+    );
+    assert_eq!(w.harness.deliver(&signed).await.status, 200);
+    w.enqueue(&template("auto-3", ANA, "marketing")).await;
+    w.run().await;
+    assert_eq!(endpoints(&w), ["marketing_messages"]);
+}
+
+#[tokio::test]
+async fn a_template_the_marketing_messages_api_has_not_synced_yet_is_retried() {
+    use wahook::domain::template::MarketingRoute;
+    let w = World::with("mm-134101", |o| {
+        o.templates.marketing_route = MarketingRoute::On
+    })
+    .await;
+    meta_says(&w, "APPROVED", "MARKETING", recently()).await;
+    w.sim.script(ANA, Fault::Code(134_101), 1);
+    w.enqueue(&template("mm-retry-1", ANA, "marketing")).await;
+    let first = w.run().await;
+    assert_eq!(first.failed, 1, "retried, not failed");
+    w.expedite(&first).await;
+    let second = w.run().await;
+    assert_eq!((second.failed, second.deleted), (0, 1));
+    assert_eq!(endpoints(&w), ["marketing_messages"]);
+}
+
+#[tokio::test]
+async fn a_paced_send_is_recorded_as_sent_and_held_and_a_dropped_one_fails_with_135000() {
+    let w = World::new("paced").await;
+    w.sim.script(ANA, Fault::Paced, 1);
+    w.enqueue(&template("paced-1", ANA, "utility")).await;
+    w.sim.script(JOAO, Fault::Code(135_000), 1);
+    w.enqueue(&template("paced-2", JOAO, "utility")).await;
+    let run = w.run().await;
+    assert_eq!((run.failed, run.deleted), (0, 2), "both final");
+
+    // Held for quality assessment is not an error: sent, with Meta's pacing on both records.
+    let key = wahook::domain::send_request::IdempotencyKey::parse("paced-1").unwrap();
+    let view = w.harness.store().send_view(&key).await.unwrap().unwrap();
+    assert_eq!(view.state, "sent");
+    assert_eq!(view.pacing.as_deref(), Some("held_for_quality_assessment"));
+    assert_eq!(
+        (
+            view.template_name.as_deref(),
+            view.template_language.as_deref()
+        ),
+        (Some("order_shipped"), Some("es_MX"))
+    );
+    let record = w
+        .harness
+        .message_item(view.wamid.as_deref().unwrap())
+        .await
+        .expect("the message record");
+    assert_eq!(
+        record.get("pacing").map(String::as_str),
+        Some("held_for_quality_assessment")
+    );
+
+    // A paced send Meta dropped: failed, as a policy matter a person should look at.
+    let e = w.ledger("paced-2").await.unwrap();
+    assert_eq!(e.state, SendState::Failed);
+    let key = wahook::domain::send_request::IdempotencyKey::parse("paced-2").unwrap();
+    let view = w.harness.store().send_view(&key).await.unwrap().unwrap();
+    assert_eq!(view.error_code, Some(135_000));
+}

@@ -216,6 +216,8 @@ async fn a_status_before_the_send_record_merges_with_it_in_either_order() {
                     callback_data: Some("order-1234"),
                     accepted_at: UnixTime::from_secs(T + 299),
                     counts_toward_cap: None,
+                    pacing: None,
+                    endpoint: None,
                 })
                 .await
                 .unwrap();

@@ -18,7 +18,7 @@ pub const MAX_PAGES: usize = 200;
 const WRITE_CONCURRENCY: usize = 16;
 
 /// What one sync did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct SyncReport {
     pub pages: usize,
     pub templates: usize,
@@ -27,6 +27,8 @@ pub struct SyncReport {
     pub older: usize,
     /// Listed templates we could not use (no name, an odd language…).
     pub skipped: usize,
+    /// The account's Marketing Messages API onboarding word, when Meta gave one.
+    pub marketing_onboarding: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +142,7 @@ pub async fn sync_templates(
             }
         }
         if !page.more {
+            report.marketing_onboarding = sync_onboarding(graph, store, waba_id, now).await?;
             return Ok(report);
         }
         match page.after {
@@ -151,6 +154,33 @@ pub async fn sync_templates(
             }
         }
     }
+}
+
+/// The account's Marketing Messages onboarding, written like a template part. A Graph error here
+/// (an older API version, a token without the field) is logged and leaves the registry as it is:
+/// the templates were synced, and the `account_update` webhook still tells.
+async fn sync_onboarding(
+    graph: &GraphClient,
+    store: &Store,
+    waba_id: &str,
+    now: UnixTime,
+) -> Result<Option<String>, SyncError> {
+    let word = match graph.marketing_onboarding(waba_id).await {
+        Ok(word) => word,
+        Err(e) => {
+            tracing::warn!(event = "marketing_onboarding_unread", error = %e, "could not read the account's Marketing Messages onboarding; the auto route keeps what it knew");
+            return Ok(None);
+        }
+    };
+    if let Some(w) = &word {
+        let update = TemplateUpdate {
+            key: TemplateKey::new(waba_id, "", ""),
+            change: TemplateChange::MarketingOnboarding(w.to_ascii_uppercase()),
+            at: UnixTime::from_secs(now.secs() - 1),
+        };
+        store.apply_template_update(&update, now).await?;
+    }
+    Ok(word)
 }
 
 /// The registry updates one listed template stands for; `None` if no send could name it.

@@ -49,6 +49,8 @@ pub struct WorldOptions {
     pub templates: TemplateSettings,
     /// The per-person marketing cap (none by default).
     pub marketing_cap: Option<wahook::domain::frequency::FrequencyCap>,
+    /// What the simulator says of the account's Marketing Messages onboarding.
+    pub marketing_onboarding: Option<String>,
 }
 
 impl Default for WorldOptions {
@@ -72,9 +74,10 @@ impl Default for WorldOptions {
             token_secret: None,
             templates: TemplateSettings {
                 waba_id: Some(WABA.into()),
-                unknown: Default::default(),
+                ..Default::default()
             },
             marketing_cap: None,
+            marketing_onboarding: None,
         }
     }
 }
@@ -147,6 +150,7 @@ impl World {
                 }),
                 status_delays: options.status_delays,
                 wa_ids: options.wa_ids.clone(),
+                marketing_onboarding: options.marketing_onboarding.clone(),
                 ..SimConfig::default()
             },
         )

@@ -13,7 +13,7 @@ use crate::domain::frequency::FrequencyCap;
 use crate::domain::ids::PhoneNumberId;
 use crate::domain::ledger::LedgerSettings;
 use crate::domain::policy::PolicyConfig;
-use crate::domain::template::UnknownTemplates;
+use crate::domain::template::{MarketingRoute, UnknownTemplates};
 use crate::graph::{
     check_base_url, GraphConfig, DEFAULT_GRAPH_API_VERSION, DEFAULT_GRAPH_BASE_URL,
 };
@@ -113,6 +113,11 @@ pub struct TemplateSettings {
     pub waba_id: Option<String>,
     /// What a template the registry has never heard of does (`WAHOOK_UNKNOWN_TEMPLATES`).
     pub unknown: UnknownTemplates,
+    /// Where marketing templates go (`WAHOOK_MARKETING_MESSAGES`).
+    pub marketing_route: MarketingRoute,
+    /// `product_policy` on a Marketing Messages API send (`WAHOOK_MARKETING_PRODUCT_POLICY`);
+    /// unset: not sent, Meta's default applies.
+    pub product_policy: Option<String>,
 }
 
 /// What an account failure (token, payment, lock…) does to the line.
@@ -170,7 +175,44 @@ fn template_settings(env: &Env) -> Result<TemplateSettings, ConfigError> {
             })
         }
     };
-    Ok(TemplateSettings { waba_id, unknown })
+    let marketing_route = match env
+        .get("WAHOOK_MARKETING_MESSAGES")
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("auto") => MarketingRoute::Auto,
+        Some("on") => MarketingRoute::On,
+        Some("off") => MarketingRoute::Off,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                var: "WAHOOK_MARKETING_MESSAGES".into(),
+                value: other.into(),
+                expected:
+                    "auto (the Marketing Messages API once the account is onboarded), on or off"
+                        .into(),
+            })
+        }
+    };
+    let product_policy = match env.get("WAHOOK_MARKETING_PRODUCT_POLICY") {
+        None => None,
+        Some(raw) if raw.trim().is_empty() => None,
+        Some(raw) => match raw.trim().to_ascii_uppercase().as_str() {
+            p @ ("CLOUD_API_FALLBACK" | "STRICT") => Some(p.to_owned()),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "WAHOOK_MARKETING_PRODUCT_POLICY".into(),
+                    value: raw,
+                    expected: "CLOUD_API_FALLBACK or STRICT (or unset for Meta's default)".into(),
+                })
+            }
+        },
+    };
+    Ok(TemplateSettings {
+        waba_id,
+        unknown,
+        marketing_route,
+        product_policy,
+    })
 }
 
 /// The Graph API client's settings (`WAHOOK_GRAPH_BASE_URL`, `_API_VERSION`, `_TIMEOUT_MS`): the
@@ -214,7 +256,7 @@ pub(super) fn graph_config(env: &Env) -> Result<GraphConfig, ConfigError> {
 
 /// `WAHOOK_MARKETING_CAP` (0, the default, is off) per `WAHOOK_MARKETING_CAP_DAYS` (7).
 fn marketing_cap(env: &Env) -> Result<Option<FrequencyCap>, ConfigError> {
-    let max: u32 = parse_number(env, "WAHOOK_MARKETING_CAP", 0, 0..=1_000)?;
+    let max: u32 = parse_number(env, "WAHOOK_MARKETING_CAP", 0, 0..=100)?;
     let window_days: u32 = parse_number(env, "WAHOOK_MARKETING_CAP_DAYS", 7, 1..=90)?;
     Ok((max > 0).then_some(FrequencyCap { max, window_days }))
 }

@@ -310,3 +310,54 @@ fn keywords_and_categories_are_configurable() {
         "{err}"
     );
 }
+
+#[test]
+fn the_marketing_gates_load_with_their_defaults_and_name_a_bad_value() {
+    use crate::domain::template::MarketingRoute;
+    let cfg = block(SenderConfig::load(
+        &Env::from_pairs(sender_base()),
+        &resolver(),
+    ))
+    .unwrap();
+    let t = &cfg.settings.templates;
+    assert_eq!(
+        (t.marketing_route, t.product_policy.as_deref()),
+        (MarketingRoute::Auto, None)
+    );
+    assert_eq!(cfg.settings.marketing_cap, None, "no cap by default");
+
+    let mut set = sender_base();
+    set.extend([
+        ("WAHOOK_MARKETING_MESSAGES", "on"),
+        ("WAHOOK_MARKETING_PRODUCT_POLICY", "strict"),
+        ("WAHOOK_MARKETING_CAP", "2"),
+        ("WAHOOK_MARKETING_CAP_DAYS", "7"),
+    ]);
+    let cfg = block(SenderConfig::load(&Env::from_pairs(set), &resolver())).unwrap();
+    let t = &cfg.settings.templates;
+    assert_eq!(
+        (t.marketing_route, t.product_policy.as_deref()),
+        (MarketingRoute::On, Some("STRICT"))
+    );
+    assert_eq!(
+        cfg.settings.marketing_cap,
+        Some(crate::domain::frequency::FrequencyCap {
+            max: 2,
+            window_days: 7
+        })
+    );
+
+    for (var, value) in [
+        ("WAHOOK_MARKETING_MESSAGES", "yes"),
+        ("WAHOOK_MARKETING_PRODUCT_POLICY", "LOOSE"),
+        ("WAHOOK_MARKETING_CAP", "101"),
+        ("WAHOOK_MARKETING_CAP_DAYS", "0"),
+    ] {
+        let mut bad = sender_base();
+        bad.push((var, value));
+        let err = block(SenderConfig::load(&Env::from_pairs(bad), &resolver()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(var), "{err}");
+    }
+}

@@ -102,6 +102,13 @@ impl OutboundMessage {
             OutboundMessage::Text { .. } => None,
         }
     }
+
+    pub fn template_language(&self) -> Option<&str> {
+        match self {
+            OutboundMessage::Template(t) => Some(&t.language),
+            OutboundMessage::Text { .. } => None,
+        }
+    }
 }
 
 /// A valid send request.

@@ -33,6 +33,36 @@ impl TemplateKey {
     }
 }
 
+/// The registry's item for what Meta says of the business account itself (the Marketing Messages
+/// API onboarding): `account#{waba_id}`, which no template key can be (those start with digits).
+pub fn account_item_key(waba_id: &str) -> String {
+    format!("account#{waba_id}")
+}
+
+/// Onboarding words that mean the account may send on the Marketing Messages API: the sync's
+/// `marketing_messages_onboarding_status`, and the `account_update` event `MM_LITE_TERMS_SIGNED`.
+/// UNSURE which status words Meta uses besides `ONBOARDED`: one entry each.
+pub const MARKETING_MESSAGES_READY: &[&str] = &["ONBOARDED", "MM_LITE_TERMS_SIGNED"];
+
+/// Whether an onboarding word means the Marketing Messages API is ready.
+pub fn marketing_messages_ready(status: &str) -> bool {
+    MARKETING_MESSAGES_READY
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case(status.trim()))
+}
+
+/// Where marketing templates go (`WAHOOK_MARKETING_MESSAGES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MarketingRoute {
+    /// Always `/messages`.
+    Off,
+    /// Always `/marketing_messages`.
+    On,
+    /// `/marketing_messages` once the registry knows the account is onboarded; `/messages` before.
+    #[default]
+    Auto,
+}
+
 impl fmt::Display for TemplateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name, self.language)
@@ -121,6 +151,8 @@ pub enum TemplateChange {
     Quality(String),
     /// The components' parameter shape, from a listing (no webhook carries it).
     Shape(Option<TemplateShape>),
+    /// The account's Marketing Messages API onboarding (the key names the account only).
+    MarketingOnboarding(String),
 }
 
 impl TemplateChange {
@@ -133,6 +165,7 @@ impl TemplateChange {
             TemplateChange::ListedCategory(_) => "listed_category",
             TemplateChange::Quality(_) => "quality",
             TemplateChange::Shape(_) => "shape",
+            TemplateChange::MarketingOnboarding(_) => "marketing_onboarding",
         }
     }
 }
@@ -143,6 +176,16 @@ pub struct TemplateUpdate {
     pub key: TemplateKey,
     pub change: TemplateChange,
     pub at: UnixTime,
+}
+
+impl TemplateUpdate {
+    /// The registry item it changes: the template's, or the account's.
+    pub fn item_key(&self) -> String {
+        match self.change {
+            TemplateChange::MarketingOnboarding(_) => account_item_key(&self.key.waba_id),
+            _ => self.key.item_key(),
+        }
+    }
 }
 
 /// Meta's category words (`UTILITY`, `MARKETING`, `AUTHENTICATION`) as ours.
@@ -183,21 +226,25 @@ pub enum TemplateVerdict {
 /// template still "paused" after it has missed the webhook that ended the pause, and Meta judges.
 pub const MAX_WAIT_STATUS_AGE_SECS: i64 = 7 * 3600;
 
+/// How much later than the latest status a listing must be to be trusted on its own: a listing
+/// read just after an approval may still show the old version.
+pub const SHAPE_TRUST_MARGIN_SECS: i64 = 600;
+
 /// What is wrong with a send's `components` for the template, when the registry knows its shape
-/// for the template's current version: a shape older than the latest status (an edit, approved
-/// since the listing read it) is not trusted, and Meta judges until the next sync.
+/// for the template's current version: the same listing as the latest status, or one well after
+/// it. A shape older than the latest status (an edit, approved since the listing read it) is not
+/// trusted, and Meta judges until the next sync.
 pub fn parameter_problems(
     key: &TemplateKey,
     record: &TemplateRecord,
     components: &[serde_json::Value],
 ) -> Option<String> {
     let shape = record.shape.as_ref()?;
-    if record
-        .status
-        .as_ref()
-        .is_some_and(|status| status.at > shape.at)
-    {
-        return None;
+    if let Some(status) = &record.status {
+        let same_listing = status.at == shape.at;
+        if !same_listing && shape.at.secs() < status.at.secs() + SHAPE_TRUST_MARGIN_SECS {
+            return None;
+        }
     }
     let problems = shape.value.as_ref()?.problems(components);
     if problems.is_empty() {

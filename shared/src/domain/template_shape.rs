@@ -59,11 +59,11 @@ impl TemplateShape {
                         return None;
                     }
                     if format == "TEXT" {
-                        shape.header_params = placeholders(text);
+                        shape.header_params = placeholders(text)?;
                     }
                     shape.header = Some(format);
                 }
-                "BODY" => shape.body_params = placeholders(text),
+                "BODY" => shape.body_params = placeholders(text)?,
                 "BUTTONS" => {
                     for (i, b) in c.get("buttons")?.as_array()?.iter().enumerate() {
                         let is_url = b
@@ -71,7 +71,7 @@ impl TemplateShape {
                             .and_then(Value::as_str)
                             .is_some_and(|t| t.eq_ignore_ascii_case("URL"));
                         let url = b.get("url").and_then(Value::as_str).unwrap_or_default();
-                        if is_url && placeholders(url) > 0 {
+                        if is_url && placeholders(url)? > 0 {
                             shape.url_buttons.push(i);
                         }
                     }
@@ -164,22 +164,24 @@ fn describe(types: &[&str]) -> String {
 }
 
 /// Distinct `{{…}}` placeholders in a template text: `{{1}}` and `{{first_name}}` alike, a repeat
-/// counted once.
-fn placeholders(text: &str) -> usize {
+/// counted once. `None` when any `{{` is not exactly a placeholder (`{{ 1 }}`, `{{{1}}}`, an open
+/// `{{`): what Meta makes of those is not certain, so the template is not checked.
+fn placeholders(text: &str) -> Option<usize> {
     let mut seen = BTreeSet::new();
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
         let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            break;
-        };
-        let name = after[..close].trim();
-        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            seen.insert(name.to_owned());
+        let close = after.find("}}")?;
+        let name = &after[..close];
+        let exact =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !exact {
+            return None;
         }
+        seen.insert(name.to_owned());
         rest = &after[close + 2..];
     }
-    seen.len()
+    Some(seen.len())
 }
 
 #[cfg(test)]
@@ -221,10 +223,15 @@ mod tests {
         );
         let named = TemplateShape::from_components(&send(json!([
             {"type": "HEADER", "format": "TEXT", "text": "Hi {{first_name}}"},
-            {"type": "BODY", "text": "{{ first_name }}, {{order_id}} {{ not a var }} {{"}
+            {"type": "BODY", "text": "{{first_name}}, {{order_id}} ya {{order_id}}"}
         ])))
         .unwrap();
         assert_eq!((named.header_params, named.body_params), (1, 2));
+        // Anything that is not exactly a placeholder leaves the template unchecked.
+        for odd in ["{{ 1 }}", "{{{1}}}", "{{a {{1}}", "open {{", "{{1}} {{}}"] {
+            let c = send(json!([{"type": "BODY", "text": odd}]));
+            assert_eq!(TemplateShape::from_components(&c), None, "{odd:?}");
+        }
     }
 
     #[test]
@@ -293,15 +300,10 @@ mod tests {
 
     #[test]
     fn hostile_texts_do_not_crash_the_counter() {
-        for t in [
-            "{{",
-            "}}{{",
-            "{{{{}}}}",
-            "{{\u{1F600}}}",
-            &"{{1}}".repeat(10_000),
-        ] {
-            let _ = placeholders(t);
+        for t in ["{{", "}}{{", "{{{{}}}}", "{{\u{1F600}}}"] {
+            assert_eq!(placeholders(t), None, "{t:?}");
         }
-        assert_eq!(placeholders(&"{{1}}".repeat(10_000)), 1);
+        assert_eq!(placeholders("}}"), Some(0));
+        assert_eq!(placeholders(&"{{1}}".repeat(10_000)), Some(1));
     }
 }

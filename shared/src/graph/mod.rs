@@ -96,6 +96,25 @@ pub struct Accepted {
     pub message_status: Option<String>,
 }
 
+/// Where a message is posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Endpoint {
+    /// `/messages`: everything.
+    #[default]
+    Messages,
+    /// `/marketing_messages`: the Marketing Messages API, for marketing templates only.
+    MarketingMessages,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Messages => "messages",
+            Endpoint::MarketingMessages => "marketing_messages",
+        }
+    }
+}
+
 /// Meta's error object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaApiError {
@@ -216,11 +235,22 @@ impl GraphClient {
 
     /// `POST {base}/{version}/{from}/messages` with `body` (Meta's message JSON).
     pub async fn send(&self, from: &PhoneNumberId, body: &Value) -> Result<Accepted, GraphError> {
+        self.send_to(from, Endpoint::Messages, body).await
+    }
+
+    /// `POST {base}/{version}/{from}/{endpoint}` with `body`: the same answer and errors on both.
+    pub async fn send_to(
+        &self,
+        from: &PhoneNumberId,
+        endpoint: Endpoint,
+        body: &Value,
+    ) -> Result<Accepted, GraphError> {
         let url = format!(
-            "{}/{}/{}/messages",
+            "{}/{}/{}/{}",
             self.config.base_url.trim_end_matches('/'),
             self.config.api_version,
-            from.as_str()
+            from.as_str(),
+            endpoint.path()
         );
         let token = self.bearer();
         let mut response = self

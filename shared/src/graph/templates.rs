@@ -70,33 +70,34 @@ struct Cursors {
 }
 
 impl GraphClient {
-    /// One page of the account's templates, after `after` (the previous page's cursor).
-    pub async fn template_page(
-        &self,
-        waba_id: &str,
-        after: Option<&str>,
-    ) -> Result<TemplatePage, GraphError> {
+    /// `{base}/{version}/{waba_id}[/{tail}]`, each part a path segment, escaped: an odd id cannot
+    /// reach another path or the query.
+    fn account_url(&self, waba_id: &str, tail: Option<&str>) -> Result<reqwest::Url, GraphError> {
         let mut url = reqwest::Url::parse(&format!(
             "{}/{}/",
             self.config.base_url.trim_end_matches('/'),
             self.config.api_version,
         ))
         .map_err(|e| GraphError::Unknown(format!("not a URL: {e}")))?;
-        // Each part a path segment, escaped: an odd id cannot reach another path or the query.
-        url.path_segments_mut()
-            .map_err(|_| GraphError::Unknown("the base URL cannot take a path".into()))?
-            .pop_if_empty()
-            .push(waba_id)
-            .push("message_templates");
-        url.query_pairs_mut()
-            .append_pair(
-                "fields",
-                "name,language,status,category,quality_score,components",
-            )
-            .append_pair("limit", &TEMPLATES_PER_PAGE.to_string());
-        if let Some(cursor) = after {
-            url.query_pairs_mut().append_pair("after", cursor);
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|_| GraphError::Unknown("the base URL cannot take a path".into()))?;
+            path.pop_if_empty().push(waba_id);
+            if let Some(t) = tail {
+                path.push(t);
+            }
         }
+        Ok(url)
+    }
+
+    /// A bearer GET, its answer read in chunks up to [`MAX_PAGE_BYTES`] (`what` names it in the
+    /// error): a huge answer is not Meta's, and must not cost the memory.
+    async fn get_capped(
+        &self,
+        url: reqwest::Url,
+        what: &str,
+    ) -> Result<(u16, Vec<u8>), GraphError> {
         let token = self.bearer();
         let mut response = self
             .http
@@ -112,11 +113,31 @@ impl GraphClient {
         })? {
             if bytes.len() + chunk.len() > MAX_PAGE_BYTES {
                 return Err(GraphError::Unknown(format!(
-                    "HTTP {status}: a template page over {MAX_PAGE_BYTES} bytes is not Meta's"
+                    "HTTP {status}: {what} over {MAX_PAGE_BYTES} bytes is not Meta's"
                 )));
             }
             bytes.extend_from_slice(&chunk);
         }
+        Ok((status, bytes))
+    }
+
+    /// One page of the account's templates, after `after` (the previous page's cursor).
+    pub async fn template_page(
+        &self,
+        waba_id: &str,
+        after: Option<&str>,
+    ) -> Result<TemplatePage, GraphError> {
+        let mut url = self.account_url(waba_id, Some("message_templates"))?;
+        url.query_pairs_mut()
+            .append_pair(
+                "fields",
+                "name,language,status,category,quality_score,components",
+            )
+            .append_pair("limit", &TEMPLATES_PER_PAGE.to_string());
+        if let Some(cursor) = after {
+            url.query_pairs_mut().append_pair("after", cursor);
+        }
+        let (status, bytes) = self.get_capped(url, "a template page").await?;
         if !(200..300).contains(&status) {
             return Err(GraphError::Meta(parse_error(status, &bytes)));
         }
@@ -139,5 +160,34 @@ impl GraphClient {
             more,
             after,
         })
+    }
+}
+
+#[derive(Deserialize)]
+struct Onboarding {
+    #[serde(default)]
+    marketing_messages_onboarding_status: Option<Value>,
+}
+
+impl GraphClient {
+    /// `GET /{version}/{waba_id}?fields=marketing_messages_onboarding_status`: the account's
+    /// Marketing Messages API onboarding word, when Meta gives one.
+    pub async fn marketing_onboarding(&self, waba_id: &str) -> Result<Option<String>, GraphError> {
+        let mut url = self.account_url(waba_id, None)?;
+        url.query_pairs_mut()
+            .append_pair("fields", "marketing_messages_onboarding_status");
+        let (status, bytes) = self.get_capped(url, "an account answer").await?;
+        if !(200..300).contains(&status) {
+            return Err(GraphError::Meta(parse_error(status, &bytes)));
+        }
+        let o: Onboarding = serde_json::from_slice(&bytes)
+            .map_err(|e| GraphError::Unknown(format!("HTTP {status}, but not an account: {e}")))?;
+        // A word, or an object with one (`{"status": "ONBOARDED"}`): Meta's shape is not pinned down.
+        Ok(match o.marketing_messages_onboarding_status {
+            Some(Value::String(w)) => Some(w),
+            Some(Value::Object(m)) => m.get("status").and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        }
+        .filter(|w| !w.is_empty() && w.len() <= 64))
     }
 }

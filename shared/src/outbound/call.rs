@@ -17,7 +17,7 @@ use crate::domain::send_request::{IdempotencyKey, OutboundMessage};
 use crate::domain::time::UnixTime;
 use crate::graph::errors::{MARKETING_STOPPED, WINDOW_CLOSED};
 use crate::graph::message::message_body;
-use crate::graph::{retry_delay_secs, Accepted, ErrorClass, GraphError, MetaApiError};
+use crate::graph::{retry_delay_secs, Accepted, Endpoint, ErrorClass, GraphError, MetaApiError};
 use crate::retry::{backoff, jitter, MAX_ATTEMPTS};
 use crate::store::messages::OutboundSend;
 use crate::store::sends::Finish;
@@ -65,7 +65,17 @@ impl Sender {
             let key = &req.idempotency_key;
             // Never a phone the person gave up: Meta uses `to` over `recipient`.
             let known_phone = contact.as_ref().and_then(|(_, c)| c.current_phone());
-            let body = message_body(req, message, known_phone);
+            let mut body = message_body(req, message, known_phone);
+            // The gates chose the endpoint; text only ever goes to `/messages`.
+            let endpoint = match message {
+                OutboundMessage::Template(_) => p.endpoint,
+                OutboundMessage::Text { .. } => Endpoint::Messages,
+            };
+            if endpoint == Endpoint::MarketingMessages {
+                if let Some(policy) = &self.settings.templates.product_policy {
+                    body["product_policy"] = serde_json::json!(policy);
+                }
+            }
             // A number whose account Meta refused gets no calls until the breaker lets a probe go.
             let probe = match self
                 .breaker
@@ -94,7 +104,7 @@ impl Sender {
                 }
             };
             self.pacer.acquire(&p.from).await;
-            let result = self.graph.send(&p.from, &body).await;
+            let result = self.graph.send_to(&p.from, endpoint, &body).await;
             let answer = match &result {
                 Err(GraphError::Meta(e)) if e.class == ErrorClass::Account => Answer::Halted {
                     code: e.code,
@@ -110,7 +120,7 @@ impl Sender {
             let now = UnixTime::now();
             match result {
                 Ok(accepted) => {
-                    let outbound = self.outbound_record(
+                    let mut outbound = self.outbound_record(
                         p,
                         contact,
                         &accepted.wamid,
@@ -118,6 +128,15 @@ impl Sender {
                         message.template_name(),
                         now,
                     );
+                    outbound.pacing = accepted
+                        .message_status
+                        .as_deref()
+                        .filter(|status| !status.eq_ignore_ascii_case("accepted"));
+                    outbound.endpoint = (endpoint == Endpoint::MarketingMessages)
+                        .then_some(Endpoint::MarketingMessages.path());
+                    if let Some(pacing) = outbound.pacing {
+                        tracing::info!(event = "send_paced", key_hash = %key.hashed(), wamid = accepted.wamid.as_str(), message_status = pacing, "Meta accepted the send but holds it for quality assessment (pacing); a drop arrives as a failed status with 135000");
+                    }
                     // Meta has the message: losing that knowledge now is what could cause a duplicate,
                     // so recording it gets several tries before the record is handed back to SQS.
                     let ours = match self
@@ -350,11 +369,14 @@ impl Sender {
             idempotency_key: Some(p.request.idempotency_key.as_str()),
             callback_data: p.request.callback_data.as_deref(),
             accepted_at: now,
+            // Marketing templates only: what the cap admitted is what it counts.
             counts_toward_cap: self
                 .settings
                 .marketing_cap
-                .filter(|_| p.request.category == Category::Marketing)
+                .filter(|_| p.request.category == Category::Marketing && kind == "template")
                 .map(|cap| cap.keep_until(now)),
+            pacing: None,
+            endpoint: None,
         }
     }
 

@@ -14,6 +14,9 @@ use crate::domain::ids::ContactKey;
 use crate::domain::time::UnixTime;
 use crate::store::StoreError;
 
+/// A count longer than this is trimmed to the window when read (the cap is at most 100).
+const PRUNE_LONGER_THAN: usize = 200;
+
 /// One batch's view of the cap: the counts read, and the sends this batch has admitted since.
 pub(super) struct MarketingCounts {
     cap: FrequencyCap,
@@ -22,12 +25,27 @@ pub(super) struct MarketingCounts {
 }
 
 impl MarketingCounts {
-    /// Admits one more marketing send to `contact` at `now`, or says why not.
-    pub(super) fn admit(&self, contact: &ContactKey, now: UnixTime) -> Result<(), String> {
-        let earlier = self
+    /// Admits one more marketing send to the person at `now`, or says why not. Their count is
+    /// under the contact's home key, and may be under the canonical key too (sends before the
+    /// contact existed): both count.
+    pub(super) fn admit(
+        &self,
+        p: &Prepared,
+        contact: &Option<(ContactKey, ContactState)>,
+        now: UnixTime,
+    ) -> Result<(), String> {
+        let home = counted_under(p, contact);
+        let mut earlier = self
             .sent
-            .get(contact)
+            .get(home)
             .map_or(0, |times| self.cap.counted(times, now));
+        if home != &p.contact_key {
+            earlier += self
+                .sent
+                .get(&p.contact_key)
+                .map_or(0, |times| self.cap.counted(times, now));
+        }
+        let contact = home;
         let mut admitted = self.admitted.lock().expect("no panic holds this lock");
         let this_batch = admitted.entry(contact.clone()).or_default();
         if let Some(why) = self.cap.refusal(earlier + *this_batch) {
@@ -58,9 +76,12 @@ impl Sender {
             return Ok(None);
         };
         let mut keys: Vec<ContactKey> = sends
-            .filter_map(|(r, home)| match r {
-                Request::Send(p) => Some(home.unwrap_or(&p.contact_key).clone()),
-                Request::Consent(_) => None,
+            .flat_map(|(r, home)| match r {
+                Request::Send(p) => vec![p.contact_key.clone()]
+                    .into_iter()
+                    .chain(home.cloned())
+                    .collect(),
+                Request::Consent(_) => Vec::new(),
             })
             .collect();
         keys.sort();
@@ -70,6 +91,24 @@ impl Sender {
         } else {
             self.store.marketing_sends(&keys).await?
         };
+        // Sends are appended and never removed, so a long list is trimmed to the window now and
+        // then (conditional on nothing appended since): it stays far below DynamoDB's item size.
+        for (contact, times) in &sent {
+            if times.len() <= PRUNE_LONGER_THAN {
+                continue;
+            }
+            let since = UnixTime::now().secs() - cap.window_secs();
+            let kept: Vec<UnixTime> = times.iter().copied().filter(|t| t.secs() > since).collect();
+            if kept.len() < times.len() {
+                if let Err(e) = self
+                    .store
+                    .prune_marketing_sends(contact, times.len(), &kept)
+                    .await
+                {
+                    tracing::warn!(event = "marketing_count_prune_failed", error = %e, "could not trim a marketing count; the next batch tries again");
+                }
+            }
+        }
         Ok(Some(MarketingCounts {
             cap,
             sent,

@@ -27,6 +27,8 @@ pub(super) enum Passage {
         token: ClaimToken,
         message: OutboundMessage,
         fallback: bool,
+        /// A resend after a lost answer: the earlier attempt may have been delivered.
+        resend: bool,
     },
 }
 
@@ -67,6 +69,7 @@ impl Sender {
                                     token,
                                     message: message.clone(),
                                     fallback: *fallback,
+                                    resend: false,
                                 })
                             }
                             Claim::Existing(existing) => existing,
@@ -130,8 +133,9 @@ impl Sender {
                             "no status webhook names the earlier attempt; sending once more (the one duplicate wahook allows)"
                         );
                     }
+                    let resend = resend_after_unknown;
                     return self
-                        .after_take_over(record, p, contact, decision, token, then, now)
+                        .after_take_over(record, p, contact, decision, (token, resend), then, now)
                         .await;
                 }
             }
@@ -149,7 +153,7 @@ impl Sender {
         p: &Prepared,
         contact: &Option<(ContactKey, ContactState)>,
         decision: &Decision,
-        token: ClaimToken,
+        (token, resend): (ClaimToken, bool),
         then: AfterTakeOver,
         now: UnixTime,
     ) -> Result<Passage, StoreError> {
@@ -162,6 +166,7 @@ impl Sender {
                 token,
                 message: message.clone(),
                 fallback: *fallback,
+                resend,
             }),
             (
                 AfterTakeOver::Call | AfterTakeOver::RecordDecision,
@@ -234,5 +239,6 @@ fn summary_of<'a>(p: &'a Prepared, decision: &'a Decision) -> SendSummary<'a> {
         category: p.request.category.as_str(),
         kind: message.kind(),
         template_name: message.template_name(),
+        template_language: message.template_language(),
     }
 }

@@ -35,14 +35,13 @@ use crate::domain::ids::ContactKey;
 use crate::domain::ledger::SendState;
 use crate::domain::policy::{decide, Decision};
 use crate::domain::preferences::Category;
-use crate::domain::send_request::IdempotencyKey;
-use crate::domain::send_request::SendRequest;
+use crate::domain::send_request::{IdempotencyKey, OutboundMessage, SendRequest};
 use crate::domain::template::TemplateVerdict;
 use crate::domain::time::UnixTime;
 use crate::graph::errors::TEMPLATE_PAUSED;
 use crate::graph::{retry_delay_secs, GraphClient};
 use crate::retry::{bounded, jitter};
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::telemetry::Metrics;
 use ledger::Passage;
 use prepare::{Prepared, Request};
@@ -324,13 +323,17 @@ impl Sender {
                                 ),
                             })
                         }
-                        (Ok(Request::Send(_)), Ok(_)) if counts.is_err() => Ok(Next::retry(
+                        (Ok(Request::Send(p)), Ok(_))
+                            if counts.is_err() && Self::needs_registry(&p) =>
+                        {
+                            Ok(Next::retry(
                             record,
                             format!(
                                 "could not read the marketing counts: {}",
                                 counts.as_ref().err().expect("checked")
                             ),
-                        )),
+                        ))
+                        }
                         (Ok(Request::Send(p)), Ok(contacts)) => {
                             let counts = counts.as_ref().ok().and_then(Option::as_ref);
                             match registry {
@@ -391,9 +394,7 @@ impl Sender {
                     o,
                     Outcome::Failed { .. }
                         | Outcome::Withheld(
-                            SendState::TemplateUnavailable
-                                | SendState::InvalidParameters
-                                | SendState::FrequencyCapped
+                            SendState::TemplateUnavailable | SendState::InvalidParameters
                         )
                 )
             })
@@ -404,6 +405,15 @@ impl Sender {
         }
         if mismatches > 0 {
             self.metrics.emit(&[("CategoryMismatch", mismatches)]);
+        }
+        // The cap working as configured is not a failure: its own count, no alarm.
+        let capped = batch
+            .outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Withheld(SendState::FrequencyCapped)))
+            .count();
+        if capped > 0 {
+            self.metrics.emit(&[("FrequencyCapped", capped as u64)]);
         }
         let halted = self.breaker.halted_numbers();
         if halted > 0 {
@@ -480,23 +490,12 @@ impl Sender {
                 })
             }
         };
-        // The per-person cap counts marketing by Meta's category, like the opt-outs.
-        let decision = match (&decision, counts) {
-            (Decision::Send { .. }, Some(counts)) if request.category == Category::Marketing => {
-                match counts.admit(frequency::counted_under(p, &contact), now) {
-                    Ok(()) => decision,
-                    Err(reason) => Decision::Withhold {
-                        state: SendState::FrequencyCapped,
-                        reason,
-                    },
-                }
-            }
-            _ => decision,
-        };
-        // What the records say of the send is what the gates used: Meta's category. The
-        // fingerprint is the request's own, so the ledger sees the same request either way.
+        // What the records say of the send is what the gates used: Meta's category, and where it
+        // goes. The fingerprint is the request's own, so the ledger sees the same request either
+        // way.
+        let endpoint = self.endpoint_for(request.category, &decision, registry);
         let gated;
-        let p = if std::ptr::eq(request, &p.request) {
+        let p = if std::ptr::eq(request, &p.request) && endpoint == p.endpoint {
             p
         } else {
             gated = Prepared {
@@ -504,6 +503,7 @@ impl Sender {
                 from: p.from.clone(),
                 contact_key: p.contact_key.clone(),
                 other_keys: p.other_keys.clone(),
+                endpoint,
             };
             &gated
         };
@@ -516,7 +516,32 @@ impl Sender {
                 token,
                 message,
                 fallback,
+                resend,
             } => {
+                // The per-person cap, once the key is ours to send (a duplicate or a wait takes no
+                // place), by Meta's category like the opt-outs, and for templates only. A resend
+                // after a lost answer is not refused: its first attempt may have been delivered.
+                let capped = match counts {
+                    Some(counts)
+                        if !resend
+                            && p.request.category == Category::Marketing
+                            && matches!(message, OutboundMessage::Template(_)) =>
+                    {
+                        counts.admit(p, &contact, now).err()
+                    }
+                    _ => None,
+                };
+                if let Some(reason) = capped {
+                    let state = SendState::FrequencyCapped;
+                    let decided = store::sends::Finish::Decided {
+                        state,
+                        reason: &reason,
+                    };
+                    self.store
+                        .finish_send(&p.request.idempotency_key, &token, &decided, now)
+                        .await?;
+                    return Ok(Next::Done(Outcome::Withheld(state)));
+                }
                 self.call(record, p, &contact, &message, fallback, &token, false)
                     .await
             }
@@ -626,15 +651,6 @@ impl Sender {
 /// The recipient's contact: the canonical key's person, with any state still kept under an older
 /// spelling of their number joined in (a fold the next inbound write makes for good), so an opt-out
 /// stored before keys were canonical is honoured now.
-/// The home key of the recipient's contact, when there is one.
-fn home_of<'a>(
-    p: &Prepared,
-    contacts: &'a HashMap<ContactKey, Option<(ContactKey, ContactState)>>,
-) -> Option<&'a ContactKey> {
-    p.lookup_keys()
-        .find_map(|k| contacts.get(k)?.as_ref().map(|(home, _)| home))
-}
-
 fn person_of(
     p: &Prepared,
     contacts: &HashMap<ContactKey, Option<(ContactKey, ContactState)>>,
@@ -649,4 +665,13 @@ fn person_of(
         }
     }
     Some((home, state))
+}
+
+/// The home key of the recipient's contact, when there is one.
+fn home_of<'a>(
+    p: &Prepared,
+    contacts: &'a HashMap<ContactKey, Option<(ContactKey, ContactState)>>,
+) -> Option<&'a ContactKey> {
+    p.lookup_keys()
+        .find_map(|k| contacts.get(k)?.as_ref().map(|(home, _)| home))
 }

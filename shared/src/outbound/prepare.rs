@@ -7,6 +7,7 @@ use crate::domain::consent_request::ConsentRequest;
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef};
 use crate::domain::send_request::{IdempotencyKey, SendRequest};
 use crate::domain::time::UnixTime;
+use crate::graph::Endpoint;
 use crate::store::StoreError;
 
 /// A request that parsed, with its sender number.
@@ -17,6 +18,9 @@ pub(super) struct Prepared {
     pub contact_key: ContactKey,
     /// Other spellings of the recipient's number: where an earlier version may have kept them.
     pub other_keys: Vec<ContactKey>,
+    /// Where the message is posted: set by the gates (marketing may go to the Marketing Messages
+    /// API), `/messages` until then.
+    pub endpoint: Endpoint,
 }
 
 impl Prepared {
@@ -150,6 +154,7 @@ fn prepare_send(record: &QueuedSend, numbers: Numbers<'_>) -> Result<Prepared, R
         from,
         contact_key,
         other_keys,
+        endpoint: Endpoint::Messages,
     })
 }
 

@@ -10,13 +10,30 @@ use crate::domain::policy::Decision;
 use crate::domain::preferences::Category;
 use crate::domain::send_request::OutboundMessage;
 use crate::domain::template::{
-    judge, parameter_problems, TemplateKey, TemplateRecord, TemplateVerdict,
+    judge, marketing_messages_ready, parameter_problems, MarketingRoute, Stamped, TemplateKey,
+    TemplateRecord, TemplateVerdict,
 };
 use crate::domain::time::UnixTime;
+use crate::graph::Endpoint;
 use crate::store::StoreError;
 
 /// The registry's records for one batch: read once, before its sends.
-pub(super) type Registry = HashMap<TemplateKey, TemplateRecord>;
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    templates: HashMap<TemplateKey, TemplateRecord>,
+    /// The account's Marketing Messages onboarding (read only for the `auto` route).
+    onboarding: Option<Stamped<String>>,
+}
+
+impl Registry {
+    pub(super) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(super) fn get(&self, key: &TemplateKey) -> Option<&TemplateRecord> {
+        self.templates.get(key)
+    }
+}
 
 impl Sender {
     /// The registry keys of every template the batch may send (its templates and fallbacks).
@@ -52,7 +69,15 @@ impl Sender {
         if keys.is_empty() {
             return Ok(Registry::new());
         }
-        self.store.find_templates(&keys).await
+        let account = match self.settings.templates.marketing_route {
+            MarketingRoute::Auto => self.settings.templates.waba_id.as_deref(),
+            MarketingRoute::On | MarketingRoute::Off => None,
+        };
+        let (templates, onboarding) = self.store.find_registry(account, &keys).await?;
+        Ok(Registry {
+            templates,
+            onboarding,
+        })
     }
 
     fn key_of(&self, name: &str, language: &str) -> Option<TemplateKey> {
@@ -138,6 +163,40 @@ impl Sender {
                 Some(TemplateVerdict::InvalidParameters { reason })
             }
             other => Some(other),
+        }
+    }
+
+    /// Where what `decision` sends goes: a marketing template (by the category the gates used) to
+    /// the Marketing Messages API when it is on, or `auto` and the registry says the account is
+    /// onboarded; everything else to `/messages`.
+    pub(super) fn endpoint_for(
+        &self,
+        category: Category,
+        decision: &Decision,
+        registry: &Registry,
+    ) -> Endpoint {
+        let template = matches!(
+            decision,
+            Decision::Send {
+                message: OutboundMessage::Template(_),
+                ..
+            }
+        );
+        if !template || category != Category::Marketing {
+            return Endpoint::Messages;
+        }
+        let on = match self.settings.templates.marketing_route {
+            MarketingRoute::On => true,
+            MarketingRoute::Off => false,
+            MarketingRoute::Auto => registry
+                .onboarding
+                .as_ref()
+                .is_some_and(|o| marketing_messages_ready(&o.value)),
+        };
+        if on {
+            Endpoint::MarketingMessages
+        } else {
+            Endpoint::Messages
         }
     }
 }

@@ -231,6 +231,11 @@ pub struct OutboundSend<'a> {
     pub accepted_at: UnixTime,
     /// A marketing send under the per-person cap: counted, and the count kept until then.
     pub counts_toward_cap: Option<UnixTime>,
+    /// Meta's `message_status` when it is not plain `accepted`: `held_for_quality_assessment`
+    /// (template or portfolio pacing: Meta holds the message and may drop it, failing with 135000).
+    pub pacing: Option<&'a str>,
+    /// `marketing_messages` when it went through the Marketing Messages API.
+    pub endpoint: Option<&'a str>,
 }
 
 /// An update expression with its placeholders, to run alone or inside a transaction.
@@ -258,6 +263,8 @@ impl Store {
             .set_opt("template_name", send.template_name.map(s))
             .set_opt("idempotency_key", send.idempotency_key.map(s))
             .set_opt("send_callback_data", send.callback_data.map(s))
+            .set_opt("pacing", send.pacing.map(s))
+            .set_opt("endpoint", send.endpoint.map(s))
             .set_once(
                 "expires_at",
                 n(send.accepted_at.secs().saturating_add(self.retention_secs)),
@@ -333,6 +340,9 @@ pub struct TimelineEntry {
     pub category: Option<String>,
     pub error_code: Option<i64>,
     pub idempotency_key: Option<String>,
+    /// Meta's pacing (`held_for_quality_assessment`) and the Marketing Messages API, when so.
+    pub pacing: Option<String>,
+    pub endpoint: Option<String>,
 }
 
 impl Store {
@@ -388,6 +398,8 @@ fn timeline_entry(item: &Item) -> TimelineEntry {
         category: get_s(item, "category").map(str::to_owned),
         error_code: get_n(item, "error_code"),
         idempotency_key: get_s(item, "idempotency_key").map(str::to_owned),
+        pacing: get_s(item, "pacing").map(str::to_owned),
+        endpoint: get_s(item, "endpoint").map(str::to_owned),
     }
 }
 

@@ -51,6 +51,25 @@ impl Store {
             .collect())
     }
 
+    /// Keeps only `kept` of a contact's marketing count, unless a send appended to it since it was
+    /// read as `read_len` long (then nothing changes; the next read tries again). `false` then.
+    pub async fn prune_marketing_sends(
+        &self,
+        contact: &ContactKey,
+        read_len: usize,
+        kept: &[UnixTime],
+    ) -> Result<bool, StoreError> {
+        let mut u = UpdateBuilder::default();
+        u.set(
+            "sent_at",
+            AttributeValue::L(kept.iter().map(|t| n(t.secs())).collect()),
+        );
+        let name = u.name_of("sent_at");
+        u.values.insert(":read_len".into(), n(read_len as i64));
+        let condition = format!("size({name}) = :read_len");
+        self.update_send(&cap_key(contact), u, condition).await
+    }
+
     /// Appends the send's time to its contact's marketing count, kept until `keep_until`.
     fn cap_count(&self, outbound: &OutboundSend<'_>, keep_until: UnixTime) -> Update {
         let mut u = UpdateBuilder::default();
@@ -108,6 +127,24 @@ pub struct SendSummary<'a> {
     pub category: &'a str,
     pub kind: &'a str,
     pub template_name: Option<&'a str>,
+    pub template_language: Option<&'a str>,
+}
+
+/// What an operator reads of one ledger entry (`scripts/dev.sh status KEY`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SendView {
+    pub state: String,
+    pub reason: Option<String>,
+    /// Meta's category when the registry knew it, else the producer's label.
+    pub category: Option<String>,
+    pub template_name: Option<String>,
+    pub template_language: Option<String>,
+    /// `marketing_messages` when it went through the Marketing Messages API.
+    pub endpoint: Option<String>,
+    /// `held_for_quality_assessment` when Meta paced it.
+    pub pacing: Option<String>,
+    pub wamid: Option<String>,
+    pub error_code: Option<i64>,
 }
 
 /// The result of trying to claim a key.
@@ -172,7 +209,31 @@ impl Store {
         if let Some(t) = summary.template_name {
             item.insert("template_name".into(), s(t));
         }
+        if let Some(l) = summary.template_language {
+            item.insert("template_language".into(), s(l));
+        }
         item
+    }
+
+    /// One ledger entry as an operator reads it; `None` if the key has none.
+    pub async fn send_view(&self, key: &IdempotencyKey) -> Result<Option<SendView>, StoreError> {
+        let found = self
+            .batch_get(&self.tables.sends, KEY, &[key.as_str().to_owned()])
+            .await?;
+        Ok(found.get(key.as_str()).map(|item| {
+            let text = |name: &str| get_s(item, name).map(str::to_owned);
+            SendView {
+                state: text("state").unwrap_or_default(),
+                reason: text("reason"),
+                category: text("category"),
+                template_name: text("template_name"),
+                template_language: text("template_language"),
+                endpoint: text("endpoint"),
+                pacing: text("pacing"),
+                wamid: text("wamid"),
+                error_code: get_n(item, "error_code"),
+            }
+        }))
     }
 
     /// Reads one ledger item.
@@ -286,6 +347,7 @@ impl Store {
                 .set("category", s(summary.category))
                 .set("type", s(summary.kind))
                 .set_opt("template_name", summary.template_name.map(s))
+                .set_opt("template_language", summary.template_language.map(s))
                 .set(
                     "rejected_reason",
                     s(seen.reason.as_deref().unwrap_or("rejected")),
@@ -400,6 +462,8 @@ impl Store {
         u.set("state", s(SendState::Sent.as_str()))
             .set("wamid", s(wamid.as_str()))
             .set_opt("wa_id", wa_id.map(s))
+            .set_opt("pacing", outbound.pacing.map(s))
+            .set_opt("endpoint", outbound.endpoint.map(s))
             .set("updated_at", n(now.secs()))
             .set("finished_at", n(now.secs()));
         let condition = token_condition(&mut u, token);

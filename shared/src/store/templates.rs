@@ -8,7 +8,7 @@ use super::attrs::{get_n, get_s, n, s, Item, UpdateBuilder};
 use super::{condition_failed, Store, StoreError};
 use crate::domain::preferences::Category;
 use crate::domain::template::{
-    Stamped, TemplateChange, TemplateKey, TemplateRecord, TemplateUpdate,
+    account_item_key, Stamped, TemplateChange, TemplateKey, TemplateRecord, TemplateUpdate,
 };
 use crate::domain::time::UnixTime;
 
@@ -64,6 +64,11 @@ impl Store {
                 u.set("quality", s(q)).set("quality_at", at());
                 "quality_at"
             }
+            TemplateChange::MarketingOnboarding(status) => {
+                u.set("mm_onboarding", s(status))
+                    .set("mm_onboarding_at", at());
+                "mm_onboarding_at"
+            }
             TemplateChange::Shape(shape) => {
                 // JSON in one attribute: read back whole, never queried by part.
                 let json = serde_json::to_string(shape).expect("a shape serialises");
@@ -72,9 +77,11 @@ impl Store {
             }
         };
         u.set("waba_id", s(&update.key.waba_id))
-            .set("name", s(&update.key.name))
-            .set("language", s(&update.key.language))
             .set("last_seen_at", n(now.secs()));
+        if !matches!(update.change, TemplateChange::MarketingOnboarding(_)) {
+            u.set("name", s(&update.key.name))
+                .set("language", s(&update.key.language));
+        }
         let guard = u.name_of(guard);
         u.values.insert(":at".into(), at());
         // A tie goes to the later arrival: Meta sends a second's events in order (PENDING then
@@ -84,7 +91,7 @@ impl Store {
             .client
             .update_item()
             .table_name(table)
-            .key(KEY, s(update.key.item_key()))
+            .key(KEY, s(update.item_key()))
             .update_expression(u.expression())
             .condition_expression(condition)
             .set_expression_attribute_names(Some(u.names))
@@ -103,16 +110,37 @@ impl Store {
         &self,
         keys: &[TemplateKey],
     ) -> Result<HashMap<TemplateKey, TemplateRecord>, StoreError> {
-        let raw: Vec<String> = keys.iter().map(TemplateKey::item_key).collect();
+        Ok(self.find_registry(None, keys).await?.0)
+    }
+
+    /// The records for `keys` and, with `account`, that account's Marketing Messages onboarding, in
+    /// the same BatchGetItem.
+    pub async fn find_registry(
+        &self,
+        account: Option<&str>,
+        keys: &[TemplateKey],
+    ) -> Result<
+        (
+            HashMap<TemplateKey, TemplateRecord>,
+            Option<Stamped<String>>,
+        ),
+        StoreError,
+    > {
+        let mut raw: Vec<String> = keys.iter().map(TemplateKey::item_key).collect();
+        raw.extend(account.map(account_item_key));
         let found = self.batch_get(&self.tables.templates, KEY, &raw).await?;
-        Ok(keys
+        let onboarding = account
+            .and_then(|a| found.get(&account_item_key(a)))
+            .and_then(|item| stamped(item, "mm_onboarding", |w| Some(w.to_owned())));
+        let templates = keys
             .iter()
             .filter_map(|k| {
                 found
                     .get(&k.item_key())
                     .map(|item| (k.clone(), record_of(item)))
             })
-            .collect())
+            .collect();
+        Ok((templates, onboarding))
     }
 }
 
@@ -133,8 +161,12 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::dynamo("Scan", table, e))?;
             for item in page.items.unwrap_or_default() {
-                if let Some(key) = get_s(&item, KEY) {
-                    out.push((key.to_owned(), record_of(&item)));
+                // The account's own item is not a template.
+                match get_s(&item, KEY) {
+                    Some(key) if !key.starts_with("account#") => {
+                        out.push((key.to_owned(), record_of(&item)))
+                    }
+                    _ => {}
                 }
             }
             start = page.last_evaluated_key;

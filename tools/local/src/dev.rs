@@ -305,6 +305,70 @@ pub async fn ledger_state(
         .map(|e| (e.state, e.reason)))
 }
 
+/// What became of a key, as `status KEY` prints it: the state and reason on the first line, then
+/// the template and category the gates used, where it went, Meta's pacing, and what the template
+/// registry says of the template now.
+pub async fn send_status(dev: &DevEnv, key: &str) -> Result<String, String> {
+    let store = dev.store().await?;
+    let parsed = IdempotencyKey::parse(key).map_err(|e| format!("idempotency key {key:?} {e}"))?;
+    let Some(v) = store.send_view(&parsed).await.map_err(|e| e.to_string())? else {
+        return Ok(format!("{key}: not in the ledger (yet)\n"));
+    };
+    let mut out = format!(
+        "{key}: {}{}\n",
+        v.state,
+        v.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    let category = v.category.as_deref().unwrap_or("?");
+    match (&v.template_name, &v.template_language) {
+        (Some(name), language) => out.push_str(&format!(
+            "  template  {name} ({}), category {category}\n",
+            language.as_deref().unwrap_or("?")
+        )),
+        (None, _) => out.push_str(&format!("  message   text, category {category}\n")),
+    }
+    if let Some(wamid) = &v.wamid {
+        let via = v.endpoint.as_deref().unwrap_or("messages");
+        out.push_str(&format!("  sent      {wamid} via /{via}\n"));
+    }
+    if let Some(pacing) = &v.pacing {
+        out.push_str(&format!(
+            "  pacing    {pacing}: Meta holds it while it assesses quality; a drop fails with 135000\n"
+        ));
+    }
+    if let Some(code) = v.error_code {
+        out.push_str(&format!("  error     Meta code {code}\n"));
+    }
+    if let (Some(name), Some(language), Some(waba)) = (
+        &v.template_name,
+        &v.template_language,
+        dev.values.get("WAHOOK_WABA_ID"),
+    ) {
+        let k = wahook::domain::template::TemplateKey::new(waba, name, language);
+        let found = store
+            .find_templates(std::slice::from_ref(&k))
+            .await
+            .map_err(|e| e.to_string())?;
+        match found.get(&k) {
+            Some(r) => {
+                let part = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+                out.push_str(&format!(
+                    "  registry  status {}, category {}, quality {} (now)\n",
+                    part(r.status.as_ref().map(|s| format!(
+                        "{} as of {} UTC",
+                        s.value,
+                        when(s.at)
+                    ))),
+                    part(r.category.as_ref().map(|c| c.value.as_str().to_owned())),
+                    part(r.quality.as_ref().map(|q| q.value.clone())),
+                ));
+            }
+            None => out.push_str("  registry  the template is not in the registry\n"),
+        }
+    }
+    Ok(out)
+}
+
 /// A contact and its messages, oldest first.
 pub async fn contact_and_timeline(
     dev: &DevEnv,
@@ -408,12 +472,18 @@ pub fn format_timeline(
             };
             ("->", what)
         };
-        let status = match (&e.status, e.error_code) {
+        let mut status = match (&e.status, e.error_code) {
             (Some(s), Some(code)) => format!("  [{s}, error {code}]"),
             (Some(s), None) => format!("  [{s}]"),
             (None, _) if e.direction == "out" => "  [accepted]".into(),
             _ => String::new(),
         };
+        if let Some(p) = &e.pacing {
+            status.push_str(&format!(" [{p}]"));
+        }
+        if let Some(via) = &e.endpoint {
+            status.push_str(&format!(" via /{via}"));
+        }
         out.push_str(&format!("  {} UTC  {arrow} {what}{status}\n", when(e.at)));
     }
     out
@@ -679,8 +749,29 @@ mod tests {
             category: None,
             error_code: None,
             idempotency_key: None,
+            pacing: None,
+            endpoint: None,
         }];
+        let mut entries = entries;
+        entries.push(TimelineEntry {
+            wamid: "w2".into(),
+            at: UnixTime::from_secs(1_100),
+            direction: "out".into(),
+            kind: "template".into(),
+            raw: None,
+            status: Some("delivered".into()),
+            template_name: Some("spring_sale".into()),
+            category: Some("marketing".into()),
+            error_code: None,
+            idempotency_key: Some("k".into()),
+            pacing: Some("held_for_quality_assessment".into()),
+            endpoint: Some("marketing_messages".into()),
+        });
         let out = format_timeline(&home, Some(&state), &entries, UnixTime::from_secs(2_000));
+        assert!(
+            out.contains("-> template spring_sale (marketing)  [delivered] [held_for_quality_assessment] via /marketing_messages"),
+            "{out}"
+        );
         assert!(out.contains("contact 1#15551234567 (Ana)"), "{out}");
         assert!(
             out.contains("window      open until 1970-01-02 00:16:40 UTC"),

@@ -53,6 +53,8 @@ pub struct SimConfig {
     /// Numbers Meta knows by another `wa_id` (digits as sent → `wa_id`), beyond Mexico's rule: how
     /// a test scripts a spelling no rule of ours covers, so the send answer teaches an alias.
     pub wa_ids: HashMap<String, String>,
+    /// The account's `marketing_messages_onboarding_status` (`GET /{waba}`); `None` leaves it out.
+    pub marketing_onboarding: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -69,6 +71,7 @@ impl Default for SimConfig {
             display_phone_number: "15550783881".into(),
             waba_id: "102290129340398".into(),
             wa_ids: Default::default(),
+            marketing_onboarding: None,
         }
     }
 }
@@ -92,6 +95,9 @@ pub enum Fault {
     /// Accepted (listed, statuses sent), then the connection breaks mid-answer: the request was
     /// read, the answer never arrives whole.
     Reset,
+    /// Accepted, but held by template or portfolio pacing: `message_status`
+    /// `held_for_quality_assessment` in the answer.
+    Paced,
 }
 
 impl Fault {
@@ -103,6 +109,7 @@ impl Fault {
             "lost_answer" => Fault::LostAnswer,
             "502" => Fault::BadGateway,
             "reset" => Fault::Reset,
+            "paced" => Fault::Paced,
             _ => match s.strip_prefix("slow:") {
                 Some(ms) => Fault::Slow(Duration::from_millis(ms.parse().ok()?)),
                 None => Fault::Code(s.parse().ok()?),
@@ -120,6 +127,9 @@ pub struct AcceptedMessage {
     pub body: Value,
     /// When the request arrived, in Unix milliseconds.
     pub received_at_ms: u128,
+    /// `messages`, or `marketing_messages` (the Marketing Messages API).
+    #[serde(default)]
+    pub endpoint: String,
 }
 
 #[derive(Default)]
@@ -181,6 +191,11 @@ impl MetaSim {
         });
         let app = Router::new()
             .route("/{version}/{number}/messages", post(send_message))
+            .route(
+                "/{version}/{number}/marketing_messages",
+                post(send_marketing_message),
+            )
+            .route("/{version}/{waba}", get(get_account))
             .route("/_sim/messages", get(list_messages))
             .route("/_sim/faults", post(add_fault).delete(clear_faults))
             .route("/_sim/account", post(set_account).delete(clear_account))
@@ -289,6 +304,75 @@ async fn send_message(
     Path((_version, number)): Path<(String, String)>,
     headers: HeaderMap,
     body: axum::body::Bytes,
+) -> Response {
+    send(state, number, headers, body, "messages").await
+}
+
+/// `POST …/marketing_messages`: the same send, for marketing templates only.
+async fn send_marketing_message(
+    State(state): State<Arc<SimState>>,
+    Path((_version, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let is_template = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .is_some_and(|v| v["type"].as_str() == Some("template"));
+    if !is_template {
+        state.calls.fetch_add(1, Ordering::SeqCst);
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Invalid parameter",
+            "the Marketing Messages API sends marketing templates only",
+        );
+    }
+    send(state, number, headers, body, "marketing_messages").await
+}
+
+/// Meta's answer to a read of an account with a bad token, or of another account.
+fn account_refusal(config: &SimConfig, headers: &HeaderMap, waba: &str) -> Option<Response> {
+    if !token_ok(config, headers) {
+        return Some(meta_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token",
+            "",
+        ));
+    }
+    (waba != config.waba_id).then(|| {
+        meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Unsupported get request",
+            "no such WhatsApp Business Account",
+        )
+    })
+}
+
+/// `GET /{version}/{waba}`: the account, with its Marketing Messages onboarding when set.
+async fn get_account(
+    State(state): State<Arc<SimState>>,
+    Path((_version, waba)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let config = state.config();
+    if let Some(refusal) = account_refusal(&config, &headers, &waba) {
+        return refusal;
+    }
+    let mut account = json!({ "id": waba });
+    if let Some(status) = &config.marketing_onboarding {
+        account["marketing_messages_onboarding_status"] = json!(status);
+    }
+    Json(account).into_response()
+}
+
+async fn send(
+    state: Arc<SimState>,
+    number: String,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+    endpoint: &str,
 ) -> Response {
     let received_at_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -450,6 +534,7 @@ async fn send_message(
     let mut lost = false;
     let mut bad_gateway = false;
     let mut reset = false;
+    let mut paced = false;
     match state.next_fault(to) {
         Some(Fault::ServerError) => {
             return meta_error(
@@ -477,6 +562,7 @@ async fn send_message(
         Some(Fault::LostAnswer) => lost = true,
         Some(Fault::BadGateway) => bad_gateway = true,
         Some(Fault::Reset) => reset = true,
+        Some(Fault::Paced) => paced = true,
         None => {}
     }
 
@@ -486,6 +572,7 @@ async fn send_message(
         phone_number_id: number.clone(),
         body: request.clone(),
         received_at_ms,
+        endpoint: endpoint.to_owned(),
     });
     if let (Some(target), Some(http)) = (config.webhook.clone(), state.http.clone()) {
         tokio::spawn(send_statuses(
@@ -523,7 +610,11 @@ async fn send_message(
     }
     let mut message = json!({ "id": wamid });
     if kind == "template" {
-        message["message_status"] = json!("accepted");
+        message["message_status"] = json!(if paced {
+            "held_for_quality_assessment"
+        } else {
+            "accepted"
+        });
     }
     let contact = if is_bsuid {
         json!({ "input": to, "user_id": to })
@@ -984,21 +1075,8 @@ async fn list_templates(
     axum::extract::Query(q): axum::extract::Query<ListQuery>,
 ) -> Response {
     let config = state.config();
-    if !token_ok(&config, &headers) {
-        return meta_error(
-            StatusCode::UNAUTHORIZED,
-            190,
-            "Invalid OAuth access token",
-            "",
-        );
-    }
-    if waba != config.waba_id {
-        return meta_error(
-            StatusCode::BAD_REQUEST,
-            100,
-            "Unsupported get request",
-            "no such WhatsApp Business Account",
-        );
+    if let Some(refusal) = account_refusal(&config, &headers, &waba) {
+        return refusal;
     }
     state.template_pages.fetch_add(1, Ordering::SeqCst);
     let mut all: Vec<SimTemplate> = state.catalogue.lock().unwrap().values().cloned().collect();
@@ -1071,6 +1149,7 @@ mod tests {
         );
         assert_eq!(Fault::parse("lost_answer"), Some(Fault::LostAnswer));
         assert_eq!(Fault::parse("5xx"), Some(Fault::ServerError));
+        assert_eq!(Fault::parse("paced"), Some(Fault::Paced));
         assert_eq!(Fault::parse("nope"), None);
     }
 }

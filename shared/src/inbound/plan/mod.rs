@@ -219,6 +219,7 @@ impl<'a> Builder<'_, 'a> {
             f if templates::TEMPLATE_FIELDS.contains(&f) => {
                 self.template_field(f, change.value, bytes, waba, time)
             }
+            "account_update" => self.account_field(change.value, bytes, waba, time),
             other => self.other_field(other, bytes, waba, time),
         }
     }
@@ -867,5 +868,29 @@ mod tests {
         let body = wrap(&format!(r#""messages":[{m}]"#), "messages");
         let p = plan_of(&body);
         assert_eq!(p.contacts[0].delta.last_inbound_at, None);
+    }
+
+    #[test]
+    fn the_marketing_messages_terms_signed_event_records_the_accounts_onboarding() {
+        use crate::domain::template::TemplateChange;
+        let body = |event: &str| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","time":1795401000,"changes":[{{"value":{{"event":"{event}","waba_info":{{"waba_id":"102290129340398"}}}},"field":"account_update"}}]}}]}}"#
+            )
+        };
+        let signed = body("MM_LITE_TERMS_SIGNED");
+        let p = plan_of(&signed);
+        assert_eq!(p.events.len(), 1, "kept raw");
+        assert_eq!(p.templates.len(), 1);
+        let u = &p.templates[0];
+        assert_eq!(u.item_key(), "account#102290129340398");
+        assert_eq!(
+            u.change,
+            TemplateChange::MarketingOnboarding("MM_LITE_TERMS_SIGNED".into())
+        );
+        // Any other account event is raw only.
+        let other = body("VERIFIED_ACCOUNT");
+        let p = plan_of(&other);
+        assert_eq!((p.events.len(), p.templates.len()), (1, 0));
     }
 }

@@ -1,6 +1,6 @@
-//! The three template webhooks (`message_template_status_update`, `template_category_update`,
-//! `message_template_quality_update`): each is kept raw like any other field, and what it says about
-//! the template becomes a registry update (DESIGN rule 20).
+//! The template webhooks (`message_template_status_update`, `template_category_update`,
+//! `message_template_quality_update`, `message_template_components_update`): each is kept raw like
+//! any other field, and what it says about the template becomes a registry update (DESIGN rule 20).
 
 use super::Builder;
 use crate::domain::send_request::{is_language_code, is_template_name};
@@ -9,10 +9,11 @@ use crate::domain::time::UnixTime;
 use crate::payload::TemplateValue;
 
 /// The webhook fields that feed the template registry.
-pub(super) const TEMPLATE_FIELDS: [&str; 3] = [
+pub(super) const TEMPLATE_FIELDS: [&str; 4] = [
     "message_template_status_update",
     "template_category_update",
     "message_template_quality_update",
+    "message_template_components_update",
 ];
 
 impl<'a> Builder<'_, 'a> {
@@ -63,6 +64,9 @@ impl<'a> Builder<'_, 'a> {
                 Some(coming) => Some(TemplateChange::ImpendingCategory(coming)),
                 None => category(&v.new_category).map(TemplateChange::Category),
             },
+            // The components changed: the shape the last listing gave is not this version's. Meta
+            // judges the parameters until the next sync lists the new one.
+            "message_template_components_update" => Some(TemplateChange::Shape(None)),
             _ => v
                 .new_quality_score
                 .as_ref()
@@ -79,4 +83,38 @@ impl<'a> Builder<'_, 'a> {
             at,
         });
     }
+
+    /// An `account_update` change: raw as always; the event `MM_LITE_TERMS_SIGNED` also records
+    /// that the account may send on the Marketing Messages API (the sender's `auto` route).
+    pub(super) fn account_field(
+        &mut self,
+        value: Option<&'a serde_json::value::RawValue>,
+        bytes: &'a [u8],
+        waba: Option<&str>,
+        time: Option<UnixTime>,
+    ) {
+        self.other_field("account_update", bytes, waba, time);
+        let (Some(value), Some(waba), Some(at)) = (value, waba, time) else {
+            return;
+        };
+        let Ok(v) = serde_json::from_str::<TemplateValue>(value.get()) else {
+            return;
+        };
+        let Some(event) = v.event.map(|e| e.to_ascii_uppercase()) else {
+            return;
+        };
+        let account_ok =
+            !waba.is_empty() && waba.len() <= 32 && waba.bytes().all(|b| b.is_ascii_digit());
+        if event == ONBOARDING_SIGNED && account_ok {
+            self.plan.counts.template_updates += 1;
+            self.plan.templates.push(TemplateUpdate {
+                key: TemplateKey::new(waba, "", ""),
+                change: TemplateChange::MarketingOnboarding(event),
+                at,
+            });
+        }
+    }
 }
+
+/// The `account_update` event that says the Marketing Messages API terms are signed.
+const ONBOARDING_SIGNED: &str = "MM_LITE_TERMS_SIGNED";

@@ -106,14 +106,7 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
         "status" => {
             let key = args.positional().ok_or("status needs an idempotency key")?;
             args.done()?;
-            match dev::ledger_state(&DevEnv::load()?, &key).await? {
-                Some((state, reason)) => println!(
-                    "{key}: {}{}",
-                    state.as_str(),
-                    reason.map(|r| format!(" ({r})")).unwrap_or_default()
-                ),
-                None => println!("{key}: not in the ledger (yet)"),
-            }
+            print!("{}", dev::send_status(&DevEnv::load()?, &key).await?);
             Ok(())
         }
         "timeline" => {
