@@ -1288,6 +1288,36 @@ async fn the_auto_route_follows_the_accounts_onboarding_from_the_sync_or_the_web
 }
 
 #[tokio::test]
+async fn a_send_the_marketing_messages_api_refuses_goes_once_through_messages() {
+    use wahook::domain::template::MarketingRoute;
+    let w = World::with("mm-refused", |o| {
+        o.templates.marketing_route = MarketingRoute::On
+    })
+    .await;
+    meta_says(&w, "APPROVED", "MARKETING", recently()).await;
+    // The account is not eligible there: refused, so nothing was sent.
+    w.sim.script(ANA, Fault::Code(134_100), 1);
+    w.enqueue(&template("mm-refused-1", ANA, "marketing")).await;
+    let run = w.run().await;
+    assert_eq!((run.failed, run.deleted), (0, 1));
+    assert_eq!(w.sim.calls(), 2, "one refused call, one send");
+    assert_eq!(endpoints(&w), ["messages"]);
+    assert_eq!(
+        w.ledger("mm-refused-1").await.unwrap().state,
+        SendState::Sent
+    );
+
+    // A template Meta has not classified is never routed there on the producer's label.
+    let w = World::with("mm-label", |o| {
+        o.templates.marketing_route = MarketingRoute::On
+    })
+    .await;
+    w.enqueue(&template("mm-label-1", ANA, "marketing")).await;
+    w.run().await;
+    assert_eq!(endpoints(&w), ["messages"]);
+}
+
+#[tokio::test]
 async fn a_template_the_marketing_messages_api_has_not_synced_yet_is_retried() {
     use wahook::domain::template::MarketingRoute;
     let w = World::with("mm-134101", |o| {

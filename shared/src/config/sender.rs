@@ -175,13 +175,20 @@ fn template_settings(env: &Env) -> Result<TemplateSettings, ConfigError> {
             })
         }
     };
-    let marketing_route = match env
+    let route = env
         .get("WAHOOK_MARKETING_MESSAGES")
-        .as_deref()
-        .map(str::trim)
-    {
+        .map(|v| v.trim().to_ascii_lowercase());
+    let marketing_route = match route.as_deref() {
         None | Some("auto") => MarketingRoute::Auto,
-        Some("on") => MarketingRoute::On,
+        // The route follows Meta's category, which only the registry knows.
+        Some("on") if waba_id.is_some() => MarketingRoute::On,
+        Some("on") => {
+            return Err(ConfigError::Invalid {
+                var: "WAHOOK_MARKETING_MESSAGES".into(),
+                value: "on".into(),
+                expected: "on only with WAHOOK_WABA_ID set: marketing is routed by Meta's category, which the registry under it knows".into(),
+            })
+        }
         Some("off") => MarketingRoute::Off,
         Some(other) => {
             return Err(ConfigError::Invalid {

@@ -328,7 +328,8 @@ fn the_marketing_gates_load_with_their_defaults_and_name_a_bad_value() {
 
     let mut set = sender_base();
     set.extend([
-        ("WAHOOK_MARKETING_MESSAGES", "on"),
+        ("WAHOOK_WABA_ID", "102290129340398"),
+        ("WAHOOK_MARKETING_MESSAGES", "ON"),
         ("WAHOOK_MARKETING_PRODUCT_POLICY", "strict"),
         ("WAHOOK_MARKETING_CAP", "2"),
         ("WAHOOK_MARKETING_CAP_DAYS", "7"),
@@ -349,6 +350,8 @@ fn the_marketing_gates_load_with_their_defaults_and_name_a_bad_value() {
 
     for (var, value) in [
         ("WAHOOK_MARKETING_MESSAGES", "yes"),
+        // Routed by Meta's category: on needs the registry's account.
+        ("WAHOOK_MARKETING_MESSAGES", "on"),
         ("WAHOOK_MARKETING_PRODUCT_POLICY", "LOOSE"),
         ("WAHOOK_MARKETING_CAP", "101"),
         ("WAHOOK_MARKETING_CAP_DAYS", "0"),

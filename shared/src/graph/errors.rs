@@ -43,6 +43,11 @@ pub const MAINTENANCE: i64 = 131_057;
 /// The template is paused (Meta's code; the registry's `PAUSED` holds a send under it too).
 pub const TEMPLATE_PAUSED: i64 = 132_015;
 
+/// The Marketing Messages API's refusals of a send it will not take (not eligible, not onboarded,
+/// not this template…): nothing was sent, so the send goes once through `/messages` instead.
+/// UNSURE what each means exactly (whatsapp-platform.md §12); one entry each.
+pub const MARKETING_MESSAGES_REFUSALS: &[i64] = &[131_055, 134_100, 134_102, 1_752_041];
+
 /// Codes about the account, not the message (whatsapp-platform.md §12): 0 and 190 (token invalid or
 /// expired), 10 and 200–299 (permission), 131005 (access denied), 131031 (account locked), 131042
 /// (payment problem), 133010 (number not registered), 368 (temporarily blocked for policy). One

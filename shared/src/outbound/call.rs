@@ -15,7 +15,7 @@ use crate::domain::ledger::{ClaimToken, SendState};
 use crate::domain::preferences::{Category, PreferenceSource};
 use crate::domain::send_request::{IdempotencyKey, OutboundMessage};
 use crate::domain::time::UnixTime;
-use crate::graph::errors::{MARKETING_STOPPED, WINDOW_CLOSED};
+use crate::graph::errors::{MARKETING_MESSAGES_REFUSALS, MARKETING_STOPPED, WINDOW_CLOSED};
 use crate::graph::message::message_body;
 use crate::graph::{retry_delay_secs, Accepted, Endpoint, ErrorClass, GraphError, MetaApiError};
 use crate::retry::{backoff, jitter, MAX_ATTEMPTS};
@@ -181,6 +181,23 @@ impl Sender {
                         req.fallback_template.clone().expect("checked above"),
                     );
                     self.call(record, p, contact, &template, true, token, new_token)
+                        .await
+                }
+                Err(GraphError::Meta(e))
+                    if endpoint == Endpoint::MarketingMessages
+                        && e.code
+                            .is_some_and(|c| MARKETING_MESSAGES_REFUSALS.contains(&c)) =>
+                {
+                    // Refused, so not sent: the same message goes once through /messages.
+                    tracing::warn!(event = "marketing_messages_refused", key_hash = %key.hashed(), code = e.code, "the Marketing Messages API refused the send ({}); sending it through /messages", e.message);
+                    let plain = Prepared {
+                        request: p.request.clone(),
+                        from: p.from.clone(),
+                        contact_key: p.contact_key.clone(),
+                        other_keys: p.other_keys.clone(),
+                        endpoint: Endpoint::Messages,
+                    };
+                    self.call(record, &plain, contact, message, fallback, token, new_token)
                         .await
                 }
                 Err(GraphError::Meta(e)) if e.class == ErrorClass::Account => {

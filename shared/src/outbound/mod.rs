@@ -493,7 +493,7 @@ impl Sender {
         // What the records say of the send is what the gates used: Meta's category, and where it
         // goes. The fingerprint is the request's own, so the ledger sees the same request either
         // way.
-        let endpoint = self.endpoint_for(request.category, &decision, registry);
+        let endpoint = self.endpoint_for(&decision, registry);
         let gated;
         let p = if std::ptr::eq(request, &p.request) && endpoint == p.endpoint {
             p
@@ -537,9 +537,21 @@ impl Sender {
                         state,
                         reason: &reason,
                     };
-                    self.store
-                        .finish_send(&p.request.idempotency_key, &token, &decided, now)
-                        .await?;
+                    // A few tries: a claim left in flight would later look like a lost answer,
+                    // and be resent past the cap.
+                    let key = &p.request.idempotency_key;
+                    let mut attempt = 0;
+                    loop {
+                        match self.store.finish_send(key, &token, &decided, now).await {
+                            Ok(_) => break,
+                            Err(e) if attempt + 1 < crate::retry::MAX_ATTEMPTS => {
+                                tracing::warn!(event = "record_capped_retry", key_hash = %key.hashed(), attempt, error = %e, "recording a capped send failed; trying again");
+                                attempt += 1;
+                                crate::retry::backoff(attempt).await;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
                     return Ok(Next::Done(Outcome::Withheld(state)));
                 }
                 self.call(record, p, &contact, &message, fallback, &token, false)

@@ -166,23 +166,15 @@ impl Sender {
         }
     }
 
-    /// Where what `decision` sends goes: a marketing template (by the category the gates used) to
-    /// the Marketing Messages API when it is on, or `auto` and the registry says the account is
-    /// onboarded; everything else to `/messages`.
-    pub(super) fn endpoint_for(
-        &self,
-        category: Category,
-        decision: &Decision,
-        registry: &Registry,
-    ) -> Endpoint {
-        let template = matches!(
-            decision,
-            Decision::Send {
-                message: OutboundMessage::Template(_),
-                ..
-            }
-        );
-        if !template || category != Category::Marketing {
+    /// Where what `decision` sends goes: a template Meta (the registry) calls marketing to the
+    /// Marketing Messages API when it is on, or `auto` and the registry says the account is
+    /// onboarded; everything else to `/messages`. A producer's label never routes: a utility
+    /// template labelled marketing would be refused there.
+    pub(super) fn endpoint_for(&self, decision: &Decision, registry: &Registry) -> Endpoint {
+        let Decision::Send { message, .. } = decision else {
+            return Endpoint::Messages;
+        };
+        if self.category_of(message, registry) != Some(Category::Marketing) {
             return Endpoint::Messages;
         }
         let on = match self.settings.templates.marketing_route {

@@ -371,7 +371,7 @@ where
 }
 
 /// A string, or a number read as its decimal text (some tools send ids as numbers). Else absent.
-fn lenient_string<'de, D>(d: D) -> Result<Option<String>, D::Error>
+pub(crate) fn lenient_string<'de, D>(d: D) -> Result<Option<String>, D::Error>
 where
     D: Deserializer<'de>,
 {

@@ -412,9 +412,12 @@ impl Store {
                     .set("finished_at", n(now.secs()));
             }
             Finish::Decided { state, reason } => {
+                // An earlier attempt's Meta error is not this outcome's.
                 u.set("state", s(state.as_str()))
                     .set("reason", s(*reason))
-                    .set("finished_at", n(now.secs()));
+                    .set("finished_at", n(now.secs()))
+                    .remove("error_code")
+                    .remove("error_class");
             }
         }
         let condition = token_condition(&mut u, token);

@@ -231,10 +231,14 @@ pub async fn sync_templates(dev: &DevEnv) -> Result<String, String> {
         .run(wahook::domain::time::UnixTime::now())
         .await
         .map_err(|e| e.to_string())?;
-    Ok(format!(
+    let mut out = format!(
         "synced {} templates in {} pages ({} parts written, {} already newer, {} skipped)\n",
         r.templates, r.pages, r.written, r.older, r.skipped
-    ))
+    );
+    if let Some(word) = &r.marketing_onboarding {
+        out.push_str(&format!("marketing messages onboarding: {word}\n"));
+    }
+    Ok(out)
 }
 
 /// The registry, one line per template: key, status, category, quality, and since when.

@@ -875,7 +875,7 @@ mod tests {
         use crate::domain::template::TemplateChange;
         let body = |event: &str| {
             format!(
-                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","time":1795401000,"changes":[{{"value":{{"event":"{event}","waba_info":{{"waba_id":"102290129340398"}}}},"field":"account_update"}}]}}]}}"#
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"880011223344","time":1795401000,"changes":[{{"value":{{"event":"{event}","waba_info":{{"waba_id":"102290129340398","owner_business_id":"880011223344"}}}},"field":"account_update"}}]}}]}}"#
             )
         };
         let signed = body("MM_LITE_TERMS_SIGNED");
@@ -883,7 +883,11 @@ mod tests {
         assert_eq!(p.events.len(), 1, "kept raw");
         assert_eq!(p.templates.len(), 1);
         let u = &p.templates[0];
-        assert_eq!(u.item_key(), "account#102290129340398");
+        assert_eq!(
+            u.item_key(),
+            "account#102290129340398",
+            "the account named in waba_info, not the entry's portfolio id"
+        );
         assert_eq!(
             u.change,
             TemplateChange::MarketingOnboarding("MM_LITE_TERMS_SIGNED".into())
@@ -892,5 +896,19 @@ mod tests {
         let other = body("VERIFIED_ACCOUNT");
         let p = plan_of(&other);
         assert_eq!((p.events.len(), p.templates.len()), (1, 0));
+    }
+
+    #[test]
+    fn a_components_update_clears_the_templates_listed_shape() {
+        use crate::domain::template::TemplateChange;
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","time":1795401000,"changes":[{"value":{"message_template_id":12,"message_template_name":"order_shipped","message_template_language":"es_MX","message_template_element":"Tu pedido {{1}} va en camino."},"field":"message_template_components_update"}]}]}"#;
+        let p = plan_of(body);
+        assert_eq!(p.events.len(), 1, "kept raw");
+        assert_eq!(p.templates.len(), 1);
+        assert_eq!(p.templates[0].change, TemplateChange::Shape(None));
+        assert_eq!(
+            p.templates[0].key.item_key(),
+            "102290129340398#order_shipped#es_MX"
+        );
     }
 }

@@ -90,30 +90,54 @@ impl<'a> Builder<'_, 'a> {
         &mut self,
         value: Option<&'a serde_json::value::RawValue>,
         bytes: &'a [u8],
-        waba: Option<&str>,
+        entry_id: Option<&str>,
         time: Option<UnixTime>,
     ) {
-        self.other_field("account_update", bytes, waba, time);
-        let (Some(value), Some(waba), Some(at)) = (value, waba, time) else {
+        self.other_field("account_update", bytes, entry_id, time);
+        let (Some(value), Some(at)) = (value, time) else {
             return;
         };
-        let Ok(v) = serde_json::from_str::<TemplateValue>(value.get()) else {
+        let Ok(v) = serde_json::from_str::<AccountValue>(value.get()) else {
             return;
         };
         let Some(event) = v.event.map(|e| e.to_ascii_uppercase()) else {
             return;
         };
-        let account_ok =
-            !waba.is_empty() && waba.len() <= 32 && waba.bytes().all(|b| b.is_ascii_digit());
-        if event == ONBOARDING_SIGNED && account_ok {
+        // The terms are signed for the business portfolio: the entry's id may be the portfolio,
+        // and the account is in `waba_info` (UNSURE which Meta sends; the account's own id wins).
+        let waba = v
+            .waba_info
+            .and_then(|w| w.waba_id)
+            .or_else(|| entry_id.map(str::to_owned));
+        let Some(waba) = waba
+            .filter(|w| !w.is_empty() && w.len() <= 32 && w.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return;
+        };
+        if event == ONBOARDING_SIGNED {
             self.plan.counts.template_updates += 1;
             self.plan.templates.push(TemplateUpdate {
-                key: TemplateKey::new(waba, "", ""),
+                key: TemplateKey::new(&waba, "", ""),
                 change: TemplateChange::MarketingOnboarding(event),
                 at,
             });
         }
     }
+}
+
+/// What an `account_update` value says, as far as the registry needs it.
+#[derive(serde::Deserialize)]
+struct AccountValue {
+    #[serde(default, deserialize_with = "crate::payload::lenient_string")]
+    event: Option<String>,
+    #[serde(default)]
+    waba_info: Option<WabaInfo>,
+}
+
+#[derive(serde::Deserialize)]
+struct WabaInfo {
+    #[serde(default, deserialize_with = "crate::payload::lenient_string")]
+    waba_id: Option<String>,
 }
 
 /// The `account_update` event that says the Marketing Messages API terms are signed.
