@@ -1374,3 +1374,25 @@ async fn a_paced_send_is_recorded_as_sent_and_held_and_a_dropped_one_fails_with_
     let view = w.harness.store().send_view(&key).await.unwrap().unwrap();
     assert_eq!(view.error_code, Some(135_000));
 }
+
+#[tokio::test]
+async fn a_fallback_meta_asks_for_after_131047_still_meets_its_own_categorys_opt_out() {
+    let w = World::new("fb-131047").await;
+    meta_says(&w, "APPROVED", "MARKETING", recently()).await;
+    // Joao wrote STOP: our record has his window open, and him opted out of marketing.
+    w.user_writes(JOAO, "STOP", false).await;
+    let mut req: serde_json::Value =
+        serde_json::from_str(&text("fb-131047-1", JOAO, json!({}))).unwrap();
+    req["category"] = json!("utility");
+    req["fallback_template"] = json!({"name": "order_shipped", "language": "es_MX"});
+    // Meta says the window is closed after all: the fallback would go, but Meta calls it marketing.
+    w.sim.script(JOAO, Fault::Code(131_047), 1);
+    w.enqueue(&req.to_string()).await;
+    let run = w.run().await;
+    assert_eq!((run.failed, run.deleted), (0, 1));
+    assert_eq!(w.sim.calls(), 1, "the text was tried; the fallback was not");
+    assert!(w.sent().is_empty());
+    let e = w.ledger("fb-131047-1").await.unwrap();
+    assert_eq!(e.state, SendState::Suppressed, "{:?}", e.reason);
+    assert!(e.reason.unwrap().contains("opted out of marketing"));
+}

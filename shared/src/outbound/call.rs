@@ -12,8 +12,9 @@ use super::{Next, Outcome, Sender};
 use crate::domain::contact::ContactState;
 use crate::domain::ids::{Bsuid, ContactKey, Phone, UserId, UserRef, Wamid};
 use crate::domain::ledger::{ClaimToken, SendState};
+use crate::domain::policy::{decide, Decision};
 use crate::domain::preferences::{Category, PreferenceSource};
-use crate::domain::send_request::{IdempotencyKey, OutboundMessage};
+use crate::domain::send_request::{IdempotencyKey, OutboundMessage, SendRequest};
 use crate::domain::time::UnixTime;
 use crate::graph::errors::{MARKETING_MESSAGES_REFUSALS, MARKETING_STOPPED, WINDOW_CLOSED};
 use crate::graph::message::message_body;
@@ -176,12 +177,47 @@ impl Sender {
                         && !fallback
                         && req.fallback_template.is_some() =>
                 {
-                    // Meta says the window is closed (our view was stale): the fallback goes now.
+                    // Meta says the window is closed (our view was stale): the fallback goes now,
+                    // if the person's opt-outs and consent allow it under its own (Meta's)
+                    // category, as they would have had our view been right.
                     let template = OutboundMessage::Template(
                         req.fallback_template.clone().expect("checked above"),
                     );
-                    self.call(record, p, contact, &template, true, token, new_token)
-                        .await
+                    let as_fallback = SendRequest {
+                        category: p.fallback_category.unwrap_or(req.category),
+                        message: template.clone(),
+                        fallback_template: None,
+                        ..req.clone()
+                    };
+                    let state = contact.as_ref().map(|(_, c)| c);
+                    if let Decision::Withhold { state, reason } =
+                        decide(&as_fallback, state, now, &self.settings.policy)
+                    {
+                        let decided = Finish::Decided {
+                            state,
+                            reason: &reason,
+                        };
+                        self.store.finish_send(key, token, &decided, now).await?;
+                        return Ok(Next::Done(Outcome::Withheld(state)));
+                    }
+                    let fallback_p = Prepared {
+                        request: as_fallback,
+                        from: p.from.clone(),
+                        contact_key: p.contact_key.clone(),
+                        other_keys: p.other_keys.clone(),
+                        endpoint: Endpoint::Messages,
+                        fallback_category: None,
+                    };
+                    self.call(
+                        record,
+                        &fallback_p,
+                        contact,
+                        &template,
+                        true,
+                        token,
+                        new_token,
+                    )
+                    .await
                 }
                 Err(GraphError::Meta(e))
                     if endpoint == Endpoint::MarketingMessages
@@ -196,6 +232,7 @@ impl Sender {
                         contact_key: p.contact_key.clone(),
                         other_keys: p.other_keys.clone(),
                         endpoint: Endpoint::Messages,
+                        fallback_category: p.fallback_category,
                     };
                     self.call(record, &plain, contact, message, fallback, token, new_token)
                         .await

@@ -494,8 +494,15 @@ impl Sender {
         // goes. The fingerprint is the request's own, so the ledger sees the same request either
         // way.
         let endpoint = self.endpoint_for(&decision, registry);
+        let fallback_category = request
+            .fallback_template
+            .as_ref()
+            .and_then(|t| self.category_of(&OutboundMessage::Template(t.clone()), registry));
         let gated;
-        let p = if std::ptr::eq(request, &p.request) && endpoint == p.endpoint {
+        let p = if std::ptr::eq(request, &p.request)
+            && endpoint == p.endpoint
+            && fallback_category.is_none()
+        {
             p
         } else {
             gated = Prepared {
@@ -504,6 +511,7 @@ impl Sender {
                 contact_key: p.contact_key.clone(),
                 other_keys: p.other_keys.clone(),
                 endpoint,
+                fallback_category,
             };
             &gated
         };

@@ -5,6 +5,7 @@ use super::queue::{DeadLetter, QueuedSend};
 use super::{Next, Sender, SenderSettings};
 use crate::domain::consent_request::ConsentRequest;
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef};
+use crate::domain::preferences::Category;
 use crate::domain::send_request::{IdempotencyKey, SendRequest};
 use crate::domain::time::UnixTime;
 use crate::graph::Endpoint;
@@ -21,6 +22,9 @@ pub(super) struct Prepared {
     /// Where the message is posted: set by the gates (marketing may go to the Marketing Messages
     /// API), `/messages` until then.
     pub endpoint: Endpoint,
+    /// Meta's category of the `fallback_template`, when the registry knows it: what the opt-outs
+    /// meet if Meta's 131047 sends the fallback after all.
+    pub fallback_category: Option<Category>,
 }
 
 impl Prepared {
@@ -155,6 +159,7 @@ fn prepare_send(record: &QueuedSend, numbers: Numbers<'_>) -> Result<Prepared, R
         contact_key,
         other_keys,
         endpoint: Endpoint::Messages,
+        fallback_category: None,
     })
 }
 
