@@ -197,7 +197,7 @@ impl Sender {
                             state,
                             reason: &reason,
                         };
-                        self.store.finish_send(key, token, &decided, now).await?;
+                        self.finish_claimed(key, token, &decided, now).await?;
                         return Ok(Next::Done(Outcome::Withheld(state)));
                     }
                     let fallback_p = Prepared {

@@ -545,25 +545,35 @@ impl Sender {
                         state,
                         reason: &reason,
                     };
-                    // A few tries: a claim left in flight would later look like a lost answer,
-                    // and be resent past the cap.
-                    let key = &p.request.idempotency_key;
-                    let mut attempt = 0;
-                    loop {
-                        match self.store.finish_send(key, &token, &decided, now).await {
-                            Ok(_) => break,
-                            Err(e) if attempt + 1 < crate::retry::MAX_ATTEMPTS => {
-                                tracing::warn!(event = "record_capped_retry", key_hash = %key.hashed(), attempt, error = %e, "recording a capped send failed; trying again");
-                                attempt += 1;
-                                crate::retry::backoff(attempt).await;
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
+                    self.finish_claimed(&p.request.idempotency_key, &token, &decided, now)
+                        .await?;
                     return Ok(Next::Done(Outcome::Withheld(state)));
                 }
                 self.call(record, p, &contact, &message, fallback, &token, false)
                     .await
+            }
+        }
+    }
+
+    /// Records an outcome decided under our claim, with a few tries: a claim left in flight would
+    /// later look like a lost answer and be resent (past the cap, or to someone who opted out).
+    pub(super) async fn finish_claimed(
+        &self,
+        key: &IdempotencyKey,
+        token: &crate::domain::ledger::ClaimToken,
+        finish: &store::sends::Finish<'_>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.store.finish_send(key, token, finish, now).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt + 1 < crate::retry::MAX_ATTEMPTS => {
+                    tracing::warn!(event = "record_decided_retry", key_hash = %key.hashed(), attempt, error = %e, "recording a decided outcome failed; trying again");
+                    attempt += 1;
+                    crate::retry::backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
