@@ -200,14 +200,7 @@ impl Sender {
                         self.finish_claimed(key, token, &decided, now).await?;
                         return Ok(Next::Done(Outcome::Withheld(state)));
                     }
-                    let fallback_p = Prepared {
-                        request: as_fallback,
-                        from: p.from.clone(),
-                        contact_key: p.contact_key.clone(),
-                        other_keys: p.other_keys.clone(),
-                        endpoint: Endpoint::Messages,
-                        fallback_category: None,
-                    };
+                    let fallback_p = p.regated(as_fallback, Endpoint::Messages, None);
                     self.call(
                         record,
                         &fallback_p,
@@ -226,14 +219,8 @@ impl Sender {
                 {
                     // Refused, so not sent: the same message goes once through /messages.
                     tracing::warn!(event = "marketing_messages_refused", key_hash = %key.hashed(), code = e.code, "the Marketing Messages API refused the send ({}); sending it through /messages", e.message);
-                    let plain = Prepared {
-                        request: p.request.clone(),
-                        from: p.from.clone(),
-                        contact_key: p.contact_key.clone(),
-                        other_keys: p.other_keys.clone(),
-                        endpoint: Endpoint::Messages,
-                        fallback_category: p.fallback_category,
-                    };
+                    let plain =
+                        p.regated(p.request.clone(), Endpoint::Messages, p.fallback_category);
                     self.call(record, &plain, contact, message, fallback, token, new_token)
                         .await
                 }
@@ -415,7 +402,7 @@ impl Sender {
         OutboundSend {
             wamid,
             number: &p.from,
-            contact: contact.as_ref().map_or(&p.contact_key, |(home, _)| home),
+            contact: p.home_key(contact),
             to: p.request.to.as_written(),
             category: p.request.category.as_str(),
             kind,

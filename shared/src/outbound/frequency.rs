@@ -34,7 +34,7 @@ impl MarketingCounts {
         contact: &Option<(ContactKey, ContactState)>,
         now: UnixTime,
     ) -> Result<(), String> {
-        let home = counted_under(p, contact);
+        let home = p.home_key(contact);
         let mut earlier = self
             .sent
             .get(home)
@@ -45,9 +45,8 @@ impl MarketingCounts {
                 .get(&p.contact_key)
                 .map_or(0, |times| self.cap.counted(times, now));
         }
-        let contact = home;
         let mut admitted = self.admitted.lock().expect("no panic holds this lock");
-        let this_batch = admitted.entry(contact.clone()).or_default();
+        let this_batch = admitted.entry(home.clone()).or_default();
         if let Some(why) = self.cap.refusal(earlier + *this_batch) {
             return Err(why);
         }
@@ -56,14 +55,6 @@ impl MarketingCounts {
         *this_batch += 1;
         Ok(())
     }
-}
-
-/// The key a person's marketing count is under: the contact's home key when known.
-pub(super) fn counted_under<'a>(
-    p: &'a Prepared,
-    contact: &'a Option<(ContactKey, ContactState)>,
-) -> &'a ContactKey {
-    contact.as_ref().map_or(&p.contact_key, |(home, _)| home)
 }
 
 impl Sender {

@@ -505,14 +505,7 @@ impl Sender {
         {
             p
         } else {
-            gated = Prepared {
-                request: request.clone(),
-                from: p.from.clone(),
-                contact_key: p.contact_key.clone(),
-                other_keys: p.other_keys.clone(),
-                endpoint,
-                fallback_category,
-            };
+            gated = p.regated(request.clone(), endpoint, fallback_category);
             &gated
         };
         match self
@@ -564,18 +557,18 @@ impl Sender {
         finish: &store::sends::Finish<'_>,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let mut attempt = 0;
-        loop {
+        let mut rounds = crate::retry::Rounds::new();
+        let mut last = None;
+        while let Some(attempt) = rounds.next().await {
             match self.store.finish_send(key, token, finish, now).await {
                 Ok(_) => return Ok(()),
-                Err(e) if attempt + 1 < crate::retry::MAX_ATTEMPTS => {
+                Err(e) => {
                     tracing::warn!(event = "record_decided_retry", key_hash = %key.hashed(), attempt, error = %e, "recording a decided outcome failed; trying again");
-                    attempt += 1;
-                    crate::retry::backoff(attempt).await;
+                    last = Some(e);
                 }
-                Err(e) => return Err(e),
             }
         }
+        Err(last.expect("Rounds gives at least one attempt"))
     }
 
     /// Applies a record's fate to the queue. A queue call that fails turns the record into a retry.

@@ -4,6 +4,7 @@
 use super::queue::{DeadLetter, QueuedSend};
 use super::{Next, Sender, SenderSettings};
 use crate::domain::consent_request::ConsentRequest;
+use crate::domain::contact::ContactState;
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef};
 use crate::domain::preferences::Category;
 use crate::domain::send_request::{IdempotencyKey, SendRequest};
@@ -28,6 +29,33 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// The same delivery with what the gates settled: the request as they read it (Meta's
+    /// category), where it goes, and the fallback's category. Key, fingerprint and number stay.
+    pub fn regated(
+        &self,
+        request: SendRequest,
+        endpoint: Endpoint,
+        fallback_category: Option<Category>,
+    ) -> Prepared {
+        Prepared {
+            request,
+            from: self.from.clone(),
+            contact_key: self.contact_key.clone(),
+            other_keys: self.other_keys.clone(),
+            endpoint,
+            fallback_category,
+        }
+    }
+
+    /// The key the person is kept under: their contact's home key when they have one, else the
+    /// canonical key of the number as sent.
+    pub fn home_key<'a>(
+        &'a self,
+        contact: &'a Option<(ContactKey, ContactState)>,
+    ) -> &'a ContactKey {
+        contact.as_ref().map_or(&self.contact_key, |(home, _)| home)
+    }
+
     /// Every key the recipient's contact may be found under, the canonical one first.
     pub fn lookup_keys(&self) -> impl Iterator<Item = &ContactKey> {
         std::iter::once(&self.contact_key).chain(self.other_keys.iter())

@@ -217,10 +217,8 @@ impl Store {
 
     /// One ledger entry as an operator reads it; `None` if the key has none.
     pub async fn send_view(&self, key: &IdempotencyKey) -> Result<Option<SendView>, StoreError> {
-        let found = self
-            .batch_get(&self.tables.sends, KEY, &[key.as_str().to_owned()])
-            .await?;
-        Ok(found.get(key.as_str()).map(|item| {
+        Ok(self.send_item(key).await?.map(|item| {
+            let item = &item;
             let text = |name: &str| get_s(item, name).map(str::to_owned);
             SendView {
                 state: text("state").unwrap_or_default(),
@@ -238,10 +236,19 @@ impl Store {
 
     /// Reads one ledger item.
     pub async fn get_send(&self, key: &IdempotencyKey) -> Result<Option<LedgerEntry>, StoreError> {
-        let found = self
+        Ok(self
+            .send_item(key)
+            .await?
+            .as_ref()
+            .and_then(entry_from_item))
+    }
+
+    /// A key's ledger item as stored (strongly consistent).
+    async fn send_item(&self, key: &IdempotencyKey) -> Result<Option<Item>, StoreError> {
+        let mut found = self
             .batch_get(&self.tables.sends, KEY, &[key.as_str().to_owned()])
             .await?;
-        Ok(found.get(key.as_str()).and_then(entry_from_item))
+        Ok(found.remove(key.as_str()))
     }
 
     /// Records an outcome decided before any call (expired, suppressed, window closed, rejected), unless
