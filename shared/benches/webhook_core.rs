@@ -75,10 +75,19 @@ fn status_batch() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let service = service();
-    for (name, body) in [
-        ("text_625B", text_payload()),
-        ("statuses_1000", status_batch()),
-    ] {
+    let payloads = [
+        ("text_625B", "text-hola.json", text_payload()),
+        ("statuses_1000", "statuses-1000.json", status_batch()),
+    ];
+    // scripts/bench.sh compare runs pywa over the very same bytes.
+    if let Some(dir) = std::env::var_os("WAHOOK_BENCH_PAYLOAD_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (_, file, body) in &payloads {
+            std::fs::write(dir.join(file), body).unwrap();
+        }
+    }
+    for (name, _, body) in payloads {
         let mut headers = HeaderMap::new();
         headers.insert(
             SIGNATURE_HEADER,

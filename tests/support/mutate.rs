@@ -2,6 +2,7 @@
 //! valid send and consent requests) with one to three nodes replaced, removed, duplicated or added,
 //! or the bytes cut or flipped, fed to every parser input reaches. A crash is a panic that escapes, or
 //! an item the webhook's planner had to catch (`PlanCounts::crashed`): both are bugs (DESIGN rule 18).
+//! So is a payload whose one-pass plan differs from its level-by-level plan (`inbound::plan`).
 //!
 //! `tests/hostile_input.rs` runs a bounded number of cases in CI; `scripts/bench.sh fuzz` runs the
 //! `fuzz` binary for a million or more.
@@ -13,6 +14,7 @@ use wahook::domain::consent_request::ConsentRequest;
 use wahook::domain::send_request::SendRequest;
 use wahook::domain::time::UnixTime;
 use wahook::inbound::plan;
+use wahook::inbound::plan::level_by_level;
 use wahook::inbound::InboundRules;
 
 use crate::fixtures::{payload, payload_names};
@@ -221,7 +223,9 @@ pub fn run(corpus: &Corpus, cases: u64, seed: u64) -> Report {
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if payload_case {
-                plan(&input, &rules).counts.crashed == 0
+                // The one-pass reading must plan exactly what the level-by-level one does.
+                let planned = plan(&input, &rules);
+                planned.counts.crashed == 0 && planned == level_by_level(&input, &rules)
             } else {
                 let text = String::from_utf8_lossy(&input);
                 let _ = SendRequest::parse(&text);

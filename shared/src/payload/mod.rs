@@ -11,6 +11,8 @@ pub mod content;
 
 pub use content::{MediaKind, MessageContent};
 
+use std::borrow::Cow;
+
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -121,16 +123,16 @@ pub struct Profile {
 /// [`MessageContent::of_item`] reads.
 #[derive(Debug, Deserialize)]
 pub struct MessageItem<'a> {
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub id: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub from: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub from_user_id: Option<String>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub from: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub from_user_id: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient_timestamp")]
     pub timestamp: Option<UnixTime>,
-    #[serde(rename = "type", default, deserialize_with = "lenient_string")]
-    pub kind: Option<String>,
+    #[serde(borrow, rename = "type", default, deserialize_with = "lenient_str")]
+    pub kind: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient")]
     pub text: Option<TextContent>,
     #[serde(default, deserialize_with = "lenient")]
@@ -223,21 +225,22 @@ pub struct MessageContext {
     pub id: Option<String>,
 }
 
-/// `statuses[]`: what happened to a message we sent.
+/// `statuses[]`: what happened to a message we sent. Its strings borrow from the body where they can
+/// (most have no escapes): Meta batches up to a thousand statuses, and each copy is an allocation.
 #[derive(Debug, Deserialize)]
-pub struct StatusItem {
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub id: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub status: Option<String>,
+pub struct StatusItem<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub status: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient_timestamp")]
     pub timestamp: Option<UnixTime>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub recipient_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub recipient_user_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub biz_opaque_callback_data: Option<String>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub recipient_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub recipient_user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub biz_opaque_callback_data: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient")]
     pub conversation: Option<Conversation>,
     #[serde(default, deserialize_with = "lenient")]
@@ -246,34 +249,35 @@ pub struct StatusItem {
     pub errors: Vec<MetaError>,
 }
 
-impl StatusItem {
+impl<'a> StatusItem<'a> {
     /// Parses one stored or received status item; `None` if it is not a JSON object.
-    pub fn parse(raw: &str) -> Option<Self> {
+    pub fn parse(raw: &'a str) -> Option<Self> {
         serde_json::from_str(raw).ok()
     }
 
-    /// What the status says beyond its name, in the domain's terms.
-    pub fn facts(&self) -> StatusFacts {
+    /// What the status says beyond its name, in the domain's terms. Takes the item, so the strings
+    /// it read move into the facts instead of being copied.
+    pub fn facts(self) -> StatusFacts {
+        let (conversation_id, conversation_origin) = match self.conversation {
+            Some(c) => (c.id, c.origin.and_then(|o| o.kind)),
+            None => (None, None),
+        };
         StatusFacts {
-            error: self.errors.first().map(|e| StatusError {
+            error: self.errors.into_iter().next().map(|e| StatusError {
                 code: e.code,
-                title: e.title.clone(),
-                message: e.message.clone(),
-                details: e.error_data.as_ref().and_then(|d| d.details.clone()),
+                title: e.title,
+                message: e.message,
+                details: e.error_data.and_then(|d| d.details),
             }),
-            pricing: self.pricing.as_ref().map(|p| StatusPricing {
+            pricing: self.pricing.map(|p| StatusPricing {
                 billable: p.billable,
-                pricing_model: p.pricing_model.clone(),
-                category: p.category.clone(),
-                kind: p.kind.clone(),
+                pricing_model: p.pricing_model,
+                category: p.category,
+                kind: p.kind,
             }),
-            conversation_id: self.conversation.as_ref().and_then(|c| c.id.clone()),
-            conversation_origin: self
-                .conversation
-                .as_ref()
-                .and_then(|c| c.origin.as_ref())
-                .and_then(|o| o.kind.clone()),
-            callback_data: self.biz_opaque_callback_data.clone(),
+            conversation_id,
+            conversation_origin,
+            callback_data: self.biz_opaque_callback_data.map(Cow::into_owned),
             recipient_phone: self
                 .recipient_id
                 .as_deref()
@@ -376,6 +380,7 @@ where
     D: Deserializer<'de>,
 {
     d.deserialize_any(Scalar).map(|s| match s {
+        ScalarValue::Borrowed(t) => Some(t.to_owned()),
         ScalarValue::Text(t) => Some(t),
         ScalarValue::Int(i) => Some(i.to_string()),
         ScalarValue::Float(f) => Some(f.to_string()),
@@ -383,12 +388,27 @@ where
     })
 }
 
-/// Meta's `"1795000000"`, or a number. Anything else is absent.
-fn lenient_timestamp<'de, D>(d: D) -> Result<Option<UnixTime>, D::Error>
+/// [`lenient_string`] without the copy: borrowed from the input unless the JSON string has escapes.
+pub(crate) fn lenient_str<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
 where
     D: Deserializer<'de>,
 {
     d.deserialize_any(Scalar).map(|s| match s {
+        ScalarValue::Borrowed(t) => Some(Cow::Borrowed(t)),
+        ScalarValue::Text(t) => Some(Cow::Owned(t)),
+        ScalarValue::Int(i) => Some(Cow::Owned(i.to_string())),
+        ScalarValue::Float(f) => Some(Cow::Owned(f.to_string())),
+        ScalarValue::Other => None,
+    })
+}
+
+/// Meta's `"1795000000"`, or a number. Anything else is absent.
+pub(crate) fn lenient_timestamp<'de, D>(d: D) -> Result<Option<UnixTime>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    d.deserialize_any(Scalar).map(|s| match s {
+        ScalarValue::Borrowed(t) => UnixTime::parse_meta(t),
         ScalarValue::Text(t) => UnixTime::parse_meta(&t),
         ScalarValue::Int(i) if (0..=UnixTime::MAX_PAYLOAD_SECS).contains(&i) => {
             Some(UnixTime::from_secs(i))
@@ -434,7 +454,9 @@ fn parse_unless_array<T: DeserializeOwned>(json: &str) -> Option<T> {
 }
 
 /// A JSON scalar without building a `serde_json::Value`; objects and arrays are skipped.
-enum ScalarValue {
+enum ScalarValue<'de> {
+    /// A string without escapes, borrowed from the input.
+    Borrowed(&'de str),
     Text(String),
     Int(i64),
     Float(f64),
@@ -444,43 +466,52 @@ enum ScalarValue {
 struct Scalar;
 
 impl<'de> serde::de::Visitor<'de> for Scalar {
-    type Value = ScalarValue;
+    type Value = ScalarValue<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_str<E>(self, v: &str) -> Result<ScalarValue, E> {
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<ScalarValue<'de>, E> {
+        Ok(ScalarValue::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<ScalarValue<'de>, E> {
         Ok(ScalarValue::Text(v.to_owned()))
     }
-    fn visit_string<E>(self, v: String) -> Result<ScalarValue, E> {
+    fn visit_string<E>(self, v: String) -> Result<ScalarValue<'de>, E> {
         Ok(ScalarValue::Text(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<ScalarValue, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<ScalarValue<'de>, E> {
         Ok(ScalarValue::Int(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<ScalarValue, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<ScalarValue<'de>, E> {
         Ok(i64::try_from(v).map_or(ScalarValue::Float(v as f64), ScalarValue::Int))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<ScalarValue, E> {
+    fn visit_f64<E>(self, v: f64) -> Result<ScalarValue<'de>, E> {
         Ok(ScalarValue::Float(v))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<ScalarValue, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<ScalarValue<'de>, E> {
         Ok(ScalarValue::Other)
     }
-    fn visit_unit<E>(self) -> Result<ScalarValue, E> {
+    fn visit_unit<E>(self) -> Result<ScalarValue<'de>, E> {
         Ok(ScalarValue::Other)
     }
-    fn visit_none<E>(self) -> Result<ScalarValue, E> {
+    fn visit_none<E>(self) -> Result<ScalarValue<'de>, E> {
         Ok(ScalarValue::Other)
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<ScalarValue, D::Error> {
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<ScalarValue<'de>, D::Error> {
         d.deserialize_any(Scalar)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ScalarValue, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<ScalarValue<'de>, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
         Ok(ScalarValue::Other)
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ScalarValue, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<ScalarValue<'de>, A::Error> {
         while map
             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
             .is_some()

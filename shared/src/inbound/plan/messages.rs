@@ -80,7 +80,7 @@ impl<'a> Builder<'_, 'a> {
             return self.unparsed(Level::Message, text.as_bytes(), reason, Some(number), waba);
         };
         self.plan.counts.messages += 1;
-        let kind = item.kind.clone().unwrap_or_else(|| "unknown".into());
+        let kind = item.kind.as_deref().unwrap_or("unknown").to_owned();
         if !KNOWN_MESSAGE_TYPES.contains(&kind.as_str()) {
             self.plan.counts.unknown_message_types += 1;
         }

@@ -11,6 +11,7 @@
 
 mod fields;
 mod messages;
+mod one_pass;
 mod preferences;
 mod statuses;
 mod templates;
@@ -103,15 +104,18 @@ impl From<KeywordRules> for InboundRules {
 }
 
 /// Plans the writes for a verified webhook body.
+///
+/// The common delivery (only `messages`/`user_preferences` changes for our numbers, every level well
+/// formed) is read in one pass; anything else, level by level, keeping what does not parse raw. Both
+/// readings give the same plan for the same bytes (`one_pass` says why; a property test checks it).
 pub fn plan<'a>(body: &'a [u8], rules: &InboundRules) -> Plan<'a> {
-    let mut b = Builder {
-        rules: &rules.keywords,
-        numbers: rules.numbers.as_deref(),
-        plan: Plan::default(),
-        message_index: HashMap::new(),
-        status_index: HashMap::new(),
-        contact_index: HashMap::new(),
-    };
+    one_pass::plan(body, rules).unwrap_or_else(|| level_by_level(body, rules))
+}
+
+/// The reading that keeps every level's exact bytes, for what the one pass does not take. Public so
+/// the fuzzer can check that `plan` always agrees with it.
+pub fn level_by_level<'a>(body: &'a [u8], rules: &InboundRules) -> Plan<'a> {
+    let mut b = Builder::new(rules);
     b.payload(body);
     b.finish()
 }
@@ -125,7 +129,18 @@ struct Builder<'r, 'a> {
     contact_index: HashMap<(PhoneNumberId, UserId), usize>,
 }
 
-impl<'a> Builder<'_, 'a> {
+impl<'r, 'a> Builder<'r, 'a> {
+    fn new(rules: &'r InboundRules) -> Self {
+        Builder {
+            rules: &rules.keywords,
+            numbers: rules.numbers.as_deref(),
+            plan: Plan::default(),
+            message_index: HashMap::new(),
+            status_index: HashMap::new(),
+            contact_index: HashMap::new(),
+        }
+    }
+
     fn unparsed(
         &mut self,
         level: Level,
@@ -243,28 +258,37 @@ impl<'a> Builder<'_, 'a> {
                 "no valid metadata.phone_number_id: cannot tell which business number it is for";
             return self.unparsed(Level::Change, bytes, reason.into(), None, waba);
         };
-        if self.numbers.is_some_and(|ours| !ours.contains(&number)) {
+        if !self.is_ours(&number) {
             return self.other_number(bytes, &number, waba);
         }
+        self.items(&value, &number, waba);
+    }
 
+    /// Whether changes for this business number are acted on (`WAHOOK_INBOUND_NUMBER_FILTER`).
+    fn is_ours(&self, number: &PhoneNumberId) -> bool {
+        self.numbers.is_none_or(|ours| ours.contains(number))
+    }
+
+    /// The items of a `messages` (or `user_preferences`) value whose business number is known and ours.
+    fn items(&mut self, value: &ChangeValue<'a>, number: &PhoneNumberId, waba: Option<&str>) {
         // Each item in its own guard: one that trips a bug is kept raw, the rest are planned.
         for m in &value.messages {
-            self.guarded(Level::Message, m, &number, waba, |b| {
-                b.message(m, &number, &value.contacts, waba)
+            self.guarded(Level::Message, m, number, waba, |b| {
+                b.message(m, number, &value.contacts, waba)
             });
         }
         for s in &value.statuses {
-            self.guarded(Level::Status, s, &number, waba, |b| {
-                b.status(s, &number, &value.contacts, waba)
+            self.guarded(Level::Status, s, number, waba, |b| {
+                b.status(s, number, &value.contacts, waba)
             });
         }
         for p in &value.user_preferences {
-            self.guarded(Level::Preference, p, &number, waba, |b| {
-                b.preference(p, &number, &value.contacts, waba)
+            self.guarded(Level::Preference, p, number, waba, |b| {
+                b.preference(p, number, &value.contacts, waba)
             });
         }
         for e in &value.errors {
-            self.value_error(e, &number, waba);
+            self.value_error(e, number, waba);
         }
     }
 

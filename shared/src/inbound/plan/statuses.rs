@@ -21,7 +21,7 @@ impl<'a> Builder<'_, 'a> {
         waba: Option<&str>,
     ) {
         let text = raw.get();
-        let Some(item) = StatusItem::parse(text) else {
+        let Some(mut item) = StatusItem::parse(text) else {
             return self.unparsed(
                 Level::Status,
                 text.as_bytes(),
@@ -31,13 +31,14 @@ impl<'a> Builder<'_, 'a> {
             );
         };
         let wamid = item.id.as_deref().and_then(|id| Wamid::parse(id).ok());
-        let (Some(wamid), Some(name), Some(at)) = (wamid, item.status.clone(), item.timestamp)
-        else {
+        // Taken out, so the rest of the item can move into its facts below.
+        let status = item.status.take();
+        let (Some(wamid), Some(name), Some(at)) = (wamid, status.as_deref(), item.timestamp) else {
             let reason = "status needs a valid id, status and timestamp".into();
             return self.unparsed(Level::Status, text.as_bytes(), reason, Some(number), waba);
         };
         self.plan.counts.statuses += 1;
-        if matches!(DeliveryStatus::parse(&name), DeliveryStatus::Other(_)) {
+        if matches!(DeliveryStatus::parse(name), DeliveryStatus::Other(_)) {
             self.plan.counts.unknown_statuses += 1;
         }
         // A group id in recipient_id is not a phone: it simply yields no user.
@@ -70,11 +71,11 @@ impl<'a> Builder<'_, 'a> {
         };
         match self.status_index.get(&wamid) {
             Some(&i) => {
-                self.plan.statuses[i].log.observe(&name, observation);
+                self.plan.statuses[i].log.observe(name, observation);
             }
             None => {
                 let mut log = StatusLog::default();
-                log.observe(&name, observation);
+                log.observe(name, observation);
                 self.status_index
                     .insert(wamid.clone(), self.plan.statuses.len());
                 self.plan.statuses.push(StatusUpdate {
