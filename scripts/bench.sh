@@ -7,6 +7,12 @@
 #   scripts/bench.sh sender    the sender harness only
 #   scripts/bench.sh fuzz [cases] [seed]
 #                              the long fuzz run (default 1,000,000 cases; not part of "all")
+#   scripts/bench.sh compare [--smoke]
+#                              wahook beside the peer a team would pick instead, in one run: the webhook
+#                              core against pywa (pinned, in .venv/pywa) on the same payload files, cold
+#                              starts of the release `webhook` and of Python + pywa + boto3 under
+#                              tools/coldstart, and the Lambda package sizes; prints one table of ratios.
+#                              --smoke: debug build and tiny samples (CI proves it runs; figures mean nothing)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$WAHOOK_ROOT"
@@ -17,6 +23,49 @@ if [ "$what" = fuzz ]; then
     # The dev profile: it shares the test build, and keeps debug assertions and overflow checks on,
     # which is what a fuzz run wants (about 2,500 cases/s on 2 cores: a million in ~7 min).
     exec cargo run --locked -p wahook-tests --bin fuzz -- "${2:-1000000}" "${3:-24301}"
+fi
+
+if [ "$what" = compare ]; then
+    smoke=false
+    [ "${2:-}" = --smoke ] && smoke=true
+    ensure_venv pywa
+    RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wahook-compare.XXXXXX")
+    trap 'rm -rf "$RUN_DIR"' EXIT
+    export WAHOOK_BENCH_PAYLOAD_DIR="$RUN_DIR/payloads"
+    if $smoke; then
+        # The test build's profile and artifacts: no release build of the SDK just to prove this runs.
+        profile=dev out=debug runs=2 pywa_seconds=0.2
+        criterion_args=(--warm-up-time 0.05 --measurement-time 0.1 --sample-size 10)
+    else
+        profile=release out=release runs=20 pywa_seconds=3
+        criterion_args=()
+    fi
+    log "webhook core: criterion ($profile profile)"
+    cargo bench --locked --profile "$profile" -p wahook --bench webhook_core -- "${criterion_args[@]}" >"$RUN_DIR/criterion.log" ||
+        { cat "$RUN_DIR/criterion.log"; die "the criterion benchmark failed"; }
+    grep -E '^[a-z_0-9]+/|time:' "$RUN_DIR/criterion.log" || true
+    log "webhook core: $(cat "$WAHOOK_ROOT/scripts/python/pywa.in" | tr '\n' ' ')on the same payload files"
+    "$VENV_ROOT/pywa/bin/python" scripts/bench/pywa_core.py --seconds "$pywa_seconds" --out "$RUN_DIR/pywa.json" \
+        text_625B="$WAHOOK_BENCH_PAYLOAD_DIR/text-hola.json" statuses_1000="$WAHOOK_BENCH_PAYLOAD_DIR/statuses-1000.json"
+
+    log "cold starts: the $profile webhook binary and Python + pywa + boto3, $runs runs each"
+    cargo build --locked --profile "$profile" -p wahook-webhook -p wahook-sender -p wahook-template-sync -p wahook-coldstart --bins
+    bin="$WAHOOK_TARGET_DIR/$out"
+    # Secrets from env, fixture values; the endpoint is never called by the verification event.
+    cold_env=(--env WAHOOK_APP_SECRET=wahook-fixture-app-secret --env WAHOOK_VERIFY_TOKEN=wahook-fixture-verify-token
+        --env AWS_ACCESS_KEY_ID=testing --env AWS_SECRET_ACCESS_KEY=testing --env AWS_EC2_METADATA_DISABLED=true
+        --env AWS_ENDPOINT_URL=http://127.0.0.1:9)
+    cold=("$bin/coldstart" --runs "$runs" --event events/apigw-get-verify.json --expect-status 200 "${cold_env[@]}")
+    "${cold[@]}" --label "wahook webhook" --json "$RUN_DIR/cold-wahook.json" -- "$bin/webhook"
+    "${cold[@]}" --label "python+pywa+boto3" --json "$RUN_DIR/cold-python.json" -- \
+        "$VENV_ROOT/pywa/bin/python" scripts/bench/pywa_lambda.py
+    printf '%s\n' "$bin/webhook" "$bin/sender" "$bin/template-sync" >"$RUN_DIR/binaries.txt"
+
+    log "the table"
+    smoke_flag=()
+    $smoke && smoke_flag=(--smoke)
+    "$VENV_ROOT/pywa/bin/python" scripts/bench/compare.py "$RUN_DIR" "$WAHOOK_TARGET_DIR/criterion" "${smoke_flag[@]}"
+    exit 0
 fi
 
 if [ "$what" = all ] || [ "$what" = webhook ]; then

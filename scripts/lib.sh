@@ -3,6 +3,8 @@
 
 WAHOOK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV_ROOT="$WAHOOK_ROOT/.venv"
+# Where cargo puts its output (a team may share one target dir across checkouts).
+WAHOOK_TARGET_DIR="${CARGO_TARGET_DIR:-$WAHOOK_ROOT/target}"
 
 log() { printf '\033[1m[wahook]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[wahook] error:\033[0m %s\n' "$*" >&2; exit 1; }
