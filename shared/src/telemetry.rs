@@ -6,28 +6,51 @@
 
 use std::io::Write;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 /// CloudWatch namespace of every metric we emit.
 pub const METRIC_NAMESPACE: &str = "wahook";
 
 /// JSON logs to stdout. Level from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging config), then
 /// `RUST_LOG`, default `info`.
+///
+/// The filter is `Targets` (`info`, `wahook=debug,hyper=warn`…), not `EnvFilter`: the span and field
+/// directives only `EnvFilter` knows need the `regex` crate in every binary (about 1 MB of each Lambda
+/// package), and nothing here uses them. A `RUST_LOG` that `Targets` cannot read falls back to `info`.
 pub fn init_logging() {
     let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .ok()
-        .map(|l| EnvFilter::new(l.to_lowercase()))
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let filter = pin_noisy_crates(filter);
-    let _ = tracing_subscriber::fmt()
+        .and_then(|l| lambda_log_level(&l))
+        .map(|level| Targets::new().with_default(level))
+        .or_else(|| {
+            std::env::var("RUST_LOG")
+                .ok()
+                .and_then(|l| l.parse::<Targets>().ok())
+        })
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let layer = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
-        .with_env_filter(filter)
-        .try_init();
+        .with_filter(pin_noisy_crates(filter));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Lambda's log levels (`TRACE` … `ERROR`, and `FATAL`, which `tracing` has not: read as `ERROR`).
+fn lambda_log_level(level: &str) -> Option<tracing::Level> {
+    Some(match level.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => tracing::Level::TRACE,
+        "DEBUG" => tracing::Level::DEBUG,
+        "INFO" => tracing::Level::INFO,
+        "WARN" => tracing::Level::WARN,
+        "ERROR" | "FATAL" => tracing::Level::ERROR,
+        _ => return None,
+    })
 }
 
 /// Crates whose debug and trace output carries whole events, request bodies or headers (at trace
@@ -57,16 +80,14 @@ pub const PINNED_AT_INFO: &[&str] = &[
     "tower_http",
 ];
 
-/// `filter` with every crate of [`PINNED_AT_INFO`] at info (the later directive wins).
-pub fn pin_noisy_crates(mut filter: EnvFilter) -> EnvFilter {
-    for target in PINNED_AT_INFO {
-        filter = filter.add_directive(
-            format!("{target}=info")
-                .parse()
-                .expect("a crate name and a level make a directive"),
-        );
-    }
-    filter
+/// `filter` with every crate of [`PINNED_AT_INFO`] at info (a directive for the same target replaces
+/// the one it had).
+pub fn pin_noisy_crates(filter: Targets) -> Targets {
+    filter.with_targets(
+        PINNED_AT_INFO
+            .iter()
+            .map(|target| (*target, tracing::Level::INFO)),
+    )
 }
 
 /// Emits EMF metric lines for one function.
@@ -168,16 +189,35 @@ mod tests {
 
     #[test]
     fn trace_everywhere_still_keeps_the_runtime_and_http_crates_at_info() {
-        let f = pin_noisy_crates(EnvFilter::new("trace,lambda_runtime=trace")).to_string();
+        use tracing::Level;
+        let f = pin_noisy_crates("trace,lambda_runtime=trace".parse().unwrap());
         for target in [
-            "lambda_runtime=info",
-            "aws_smithy_runtime=info",
-            "hyper=info",
-            "reqwest=info",
+            "lambda_runtime",
+            "aws_smithy_runtime",
+            "hyper",
+            "reqwest",
+            "lambda_runtime::layers",
         ] {
-            assert!(f.contains(target), "{target} in {f}");
+            assert!(!f.would_enable(target, &Level::DEBUG), "{target} in {f}");
+            assert!(f.would_enable(target, &Level::INFO), "{target} in {f}");
         }
-        assert!(!f.contains("lambda_runtime=trace"), "{f}");
+        assert!(
+            f.would_enable("wahook::inbound", &Level::TRACE),
+            "our own crates follow the level asked for: {f}"
+        );
+    }
+
+    #[test]
+    fn lambdas_log_levels_read_as_levels_and_fatal_as_error() {
+        use tracing::Level;
+        assert_eq!(lambda_log_level("INFO"), Some(Level::INFO));
+        assert_eq!(lambda_log_level("debug"), Some(Level::DEBUG));
+        assert_eq!(
+            lambda_log_level("FATAL"),
+            Some(Level::ERROR),
+            "never silence errors"
+        );
+        assert_eq!(lambda_log_level("loud"), None);
     }
 
     #[test]
