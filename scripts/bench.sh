@@ -36,12 +36,14 @@ if [ "$what" = compare ]; then
         # The test build's profile and artifacts: no release build of the SDK just to prove this runs.
         profile=dev out=debug runs=2 pywa_seconds=0.2
         criterion_args=(--warm-up-time 0.05 --measurement-time 0.1 --sample-size 10)
+        # Its own criterion output: a smoke run must not become the baseline of the next real one.
+        export CRITERION_HOME="$RUN_DIR/criterion"
     else
         profile=release out=release runs=20 pywa_seconds=3
         criterion_args=()
     fi
     log "webhook core: criterion ($profile profile)"
-    cargo bench --locked --profile "$profile" -p wahook --bench webhook_core -- "${criterion_args[@]}" >"$RUN_DIR/criterion.log" ||
+    cargo bench --locked --profile "$profile" -p wahook --bench webhook_core -- ${criterion_args[@]+"${criterion_args[@]}"} >"$RUN_DIR/criterion.log" ||
         { cat "$RUN_DIR/criterion.log"; die "the criterion benchmark failed"; }
     grep -E '^[a-z_0-9]+/|time:' "$RUN_DIR/criterion.log" || true
     log "webhook core: $(cat "$WAHOOK_ROOT/scripts/python/pywa.in" | tr '\n' ' ')on the same payload files"
@@ -64,7 +66,7 @@ if [ "$what" = compare ]; then
     log "the table"
     smoke_flag=()
     $smoke && smoke_flag=(--smoke)
-    "$VENV_ROOT/pywa/bin/python" scripts/bench/compare.py "$RUN_DIR" "$WAHOOK_TARGET_DIR/criterion" "${smoke_flag[@]}"
+    "$VENV_ROOT/pywa/bin/python" scripts/bench/compare.py "$RUN_DIR" "${CRITERION_HOME:-$WAHOOK_TARGET_DIR/criterion}" ${smoke_flag[@]+"${smoke_flag[@]}"}
     exit 0
 fi
 

@@ -46,4 +46,12 @@ export WAHOOK_MOTO_PYTHON="$VENV_ROOT/moto/bin/python"
 
 log "cargo test --workspace"
 cargo test --locked --workspace --no-fail-fast "$@"
+
+# The peer comparison on a tiny sample (debug build): proves scripts/bench.sh compare runs on a fresh
+# machine; the full run is on demand (README, Performance).
+# Not when the caller narrowed the tests with arguments.
+if [ $# -eq 0 ]; then
+    log "scripts/bench.sh compare --smoke"
+    bash scripts/bench.sh compare --smoke
+fi
 log "all tests passed"

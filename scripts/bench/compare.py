@@ -73,7 +73,9 @@ def main():
         total = items_in(payload)
         handled = pywa[group]["handled"]
         covers = f"{handled} of {total}"
-        if handled < total:
+        if handled == 0:
+            covers += " (pywa's handler failed on this payload and built nothing: docs/performance.md)"
+        elif handled < total:
             covers += " (pywa dispatches only the first item of a change; wahook plans all)"
         out.append(
             f"| {group} ({size:,} B) | {micros(hmac_ns)} | {micros(ours_ns)} | {ours_ns / hmac_ns:.1f}× "

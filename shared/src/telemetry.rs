@@ -25,11 +25,7 @@ pub fn init_logging() {
         .ok()
         .and_then(|l| lambda_log_level(&l))
         .map(|level| Targets::new().with_default(level))
-        .or_else(|| {
-            std::env::var("RUST_LOG")
-                .ok()
-                .and_then(|l| l.parse::<Targets>().ok())
-        })
+        .or_else(|| std::env::var("RUST_LOG").ok().and_then(|l| targets(&l)))
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let layer = tracing_subscriber::fmt::layer()
         .json()
@@ -39,6 +35,20 @@ pub fn init_logging() {
         .with_target(false)
         .with_filter(pin_noisy_crates(filter));
     let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// `RUST_LOG` as `target=level` directives. Empty pieces are dropped (`Targets` would read `info,` as
+/// "errors only"); an empty or unreadable value is `None`, and the default applies.
+fn targets(directives: &str) -> Option<Targets> {
+    let kept: Vec<&str> = directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    kept.join(",").parse().ok()
 }
 
 /// Lambda's log levels (`TRACE` … `ERROR`, and `FATAL`, which `tracing` has not: read as `ERROR`).
@@ -205,6 +215,17 @@ mod tests {
             f.would_enable("wahook::inbound", &Level::TRACE),
             "our own crates follow the level asked for: {f}"
         );
+    }
+
+    #[test]
+    fn rust_log_reads_as_targets_without_empty_pieces() {
+        use tracing::Level;
+        let f = targets("info,").unwrap();
+        assert!(f.would_enable("wahook", &Level::INFO), "{f}");
+        let f = targets(" wahook=debug , warn ").unwrap();
+        assert!(f.would_enable("wahook::outbound", &Level::DEBUG), "{f}");
+        assert!(!f.would_enable("tower", &Level::INFO), "{f}");
+        assert!(targets("").is_none() && targets(" , ").is_none());
     }
 
     #[test]

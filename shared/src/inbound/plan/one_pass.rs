@@ -12,8 +12,8 @@
 //! number that is not ours (each kept raw at its level) makes it answer `None`, before anything is
 //! planned, and the level-by-level reading takes the whole delivery. The level types here are the
 //! same as there (`payload::ChangeValue`, the same lenient fields), nested instead of raw, so what
-//! one pass accepts it reads as the other would; `tests/webhook_properties.rs` checks both readings
-//! give the same plan for generated and mutated deliveries.
+//! one pass accepts it reads as the other would; the mutation fuzzer (`tests/support/mutate.rs`, run by
+//! `tests/hostile_input.rs` and `scripts/bench.sh fuzz`) fails on any payload whose two plans differ.
 
 use serde::Deserialize;
 
@@ -52,7 +52,10 @@ struct Change<'a> {
 
 /// The plan of a common delivery, or `None` for the level-by-level reading to take it.
 pub(super) fn plan<'a>(body: &'a [u8], rules: &InboundRules) -> Option<Plan<'a>> {
-    let delivery: Delivery<'a> = serde_json::from_slice(body).ok()?;
+    // The level-by-level reading refuses a body whose entries are not UTF-8 even where no field we
+    // read is affected (a raw value must be text); reading from bytes, serde would skip such a string.
+    let text = std::str::from_utf8(body).ok()?;
+    let delivery: Delivery<'a> = serde_json::from_str(text).ok()?;
     if delivery.object.as_deref() != Some("whatsapp_business_account") {
         return None;
     }
@@ -122,6 +125,16 @@ mod tests {
         ] {
             assert!(plan(body.as_bytes(), &rules()).is_none(), "{body}");
         }
+        // Found by the fuzzer: a byte that is not UTF-8 in a field nobody reads. The level-by-level
+        // reading keeps the whole body raw; the one pass must not plan it.
+        let mut not_utf8 = MESSAGES.as_bytes().to_vec();
+        let at = MESSAGES.find("\"whatsapp\"").unwrap() + 6;
+        not_utf8[at] = 0xE1;
+        assert!(plan(&not_utf8, &rules()).is_none());
+        assert_eq!(
+            super::super::plan(&not_utf8, &rules()),
+            super::super::level_by_level(&not_utf8, &rules())
+        );
         let theirs = InboundRules {
             numbers: Some(vec![PhoneNumberId::parse("999").unwrap()]),
             ..InboundRules::default()
