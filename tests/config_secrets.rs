@@ -88,3 +88,103 @@ async fn a_blank_secret_in_ssm_fails_start_up() {
         "{err}"
     );
 }
+
+/// Counts the requests an SDK configuration sends, by `X-Amz-Target` (the operation, for the JSON
+/// protocols Secrets Manager and SSM speak), at the HTTP layer: every client built from the
+/// configuration, however the code under test builds it, goes through here.
+#[derive(Debug, Clone)]
+struct CountingHttp {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+}
+
+#[derive(Debug)]
+struct CountingConnector {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpConnector,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for CountingHttp {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(CountingConnector {
+            inner: self.inner.http_connector(settings, components),
+            counts: self.counts.clone(),
+        })
+    }
+}
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for CountingConnector {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        let target = request
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("(no target)")
+            .to_owned();
+        *self.counts.lock().unwrap().entry(target).or_default() += 1;
+        self.inner.call(request)
+    }
+}
+
+#[tokio::test]
+async fn a_cold_start_reads_each_secret_with_one_call() {
+    let sdk = sdk_config().await;
+    let name = unique_prefix("secret-calls");
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let mut arns = Vec::new();
+    for which in ["app-secret", "app-secret-previous"] {
+        let created = sm
+            .create_secret()
+            .name(format!("{name}/{which}"))
+            .secret_string(format!("{which}-value"))
+            .send()
+            .await
+            .unwrap();
+        arns.push(created.arn().unwrap().to_owned());
+    }
+    let param = format!("/{name}/verify-token");
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&param)
+        .value("verify-token-value")
+        .r#type(ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+
+    let counts = std::sync::Arc::default();
+    let counted = sdk
+        .to_builder()
+        .http_client(CountingHttp {
+            // moto speaks plain HTTP; the SDK's own default client is chosen per service client.
+            inner: aws_smithy_http_client::Builder::new().build_http(),
+            counts: std::sync::Arc::clone(&counts),
+        })
+        .build();
+    let env = Env::from_pairs([
+        ("WAHOOK_APP_SECRET_ARN", arns[0].clone()),
+        ("WAHOOK_APP_SECRET_PREVIOUS_ARN", arns[1].clone()),
+        ("WAHOOK_VERIFY_TOKEN_PARAM", param),
+    ]);
+    let config = WebhookConfig::load(&env, &SecretResolver::new(counted))
+        .await
+        .unwrap();
+    assert_eq!(config.app_secrets.len(), 2);
+
+    let counts = counts.lock().unwrap().clone();
+    let expected: std::collections::BTreeMap<String, usize> = [
+        ("secretsmanager.GetSecretValue".to_owned(), 2),
+        ("AmazonSSM.GetParameter".to_owned(), 1),
+    ]
+    .into();
+    assert_eq!(
+        counts, expected,
+        "one call per secret per cold start, and nothing else"
+    );
+}
