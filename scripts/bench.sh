@@ -35,6 +35,8 @@ if [ "$what" = compare ]; then
     if $smoke; then
         # The test build's profile and artifacts: no release build of the SDK just to prove this runs.
         bench_profile=dev profile=dev out=debug runs=2 pywa_seconds=0.2
+        # Workspace-wide, as the test build resolves features: every artifact is the test build's.
+        scope=(--workspace --all-targets)
         criterion_args=(--warm-up-time 0.05 --measurement-time 0.1 --sample-size 10)
         # Its own criterion output: a smoke run must not become the baseline of the next real one.
         export CRITERION_HOME="$RUN_DIR/criterion"
@@ -42,10 +44,12 @@ if [ "$what" = compare ]; then
         # criterion under the bench profile (release with symbols, as `scripts/bench.sh webhook`); the
         # functions as they ship.
         bench_profile=bench profile=release out=release runs=20 pywa_seconds=3
+        # The functions alone, with their own features, as cargo lambda builds them.
+        scope=(-p wahook-webhook -p wahook-sender -p wahook-template-sync -p wahook-coldstart --bins)
         criterion_args=()
     fi
     log "webhook core: criterion ($bench_profile profile)"
-    cargo bench --locked --profile "$bench_profile" -p wahook --bench webhook_core -- ${criterion_args[@]+"${criterion_args[@]}"} >"$RUN_DIR/criterion.log" ||
+    cargo bench --locked --profile "$bench_profile" --workspace --bench webhook_core -- ${criterion_args[@]+"${criterion_args[@]}"} >"$RUN_DIR/criterion.log" ||
         { cat "$RUN_DIR/criterion.log"; die "the criterion benchmark failed"; }
     grep -E '^[a-z_0-9]+/|time:' "$RUN_DIR/criterion.log" || true
     log "webhook core: $(cat "$WAHOOK_ROOT/scripts/python/pywa.in" | tr '\n' ' ')on the same payload files"
@@ -53,7 +57,7 @@ if [ "$what" = compare ]; then
         text_625B="$WAHOOK_BENCH_PAYLOAD_DIR/text-hola.json" statuses_1000="$WAHOOK_BENCH_PAYLOAD_DIR/statuses-1000.json"
 
     log "cold starts: the $profile webhook binary and Python + pywa + boto3, $runs runs each"
-    cargo build --locked --profile "$profile" -p wahook-webhook -p wahook-sender -p wahook-template-sync -p wahook-coldstart --bins
+    cargo build --locked --profile "$profile" "${scope[@]}"
     bin="$WAHOOK_TARGET_DIR/$out"
     # Secrets from env, fixture values; the endpoint is never called by the verification event.
     cold_env=(--env WAHOOK_APP_SECRET=wahook-fixture-app-secret --env WAHOOK_VERIFY_TOKEN=wahook-fixture-verify-token
@@ -61,6 +65,12 @@ if [ "$what" = compare ]; then
         --env AWS_ENDPOINT_URL=http://127.0.0.1:9)
     cold=("$bin/coldstart" --runs "$runs" --event events/apigw-get-verify.json --expect-status 200 "${cold_env[@]}")
     "${cold[@]}" --label "wahook webhook" --json "$RUN_DIR/cold-wahook.json" -- "$bin/webhook"
+    # The sender with an empty batch: its init (config, SDK clients, the Graph client) and memory.
+    echo '{"Records":[]}' >"$RUN_DIR/sqs-empty.json"
+    "$bin/coldstart" --runs "$runs" --event "$RUN_DIR/sqs-empty.json" "${cold_env[@]}" --env WAHOOK_ACCESS_TOKEN=bench-token \
+        --env WAHOOK_SENDS_QUEUE_URL=http://127.0.0.1:9/123456789012/sends \
+        --env WAHOOK_SENDS_DLQ_URL=http://127.0.0.1:9/123456789012/sends-dlq \
+        --label "wahook sender" --json "$RUN_DIR/cold-sender.json" -- "$bin/sender"
     "${cold[@]}" --label "python+pywa+boto3" --json "$RUN_DIR/cold-python.json" -- \
         "$VENV_ROOT/pywa/bin/python" scripts/bench/pywa_lambda.py
     printf '%s\n' "$bin/webhook" "$bin/sender" "$bin/template-sync" >"$RUN_DIR/binaries.txt"

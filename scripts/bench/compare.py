@@ -108,6 +108,14 @@ def main():
             f"| {b['median']:.1f} {unit} ({b['min']:.1f}–{b['max']:.1f}) | {ratio:.1f}× |"
         )
 
+    sender_path = os.path.join(run_dir, "cold-sender.json")
+    if os.path.exists(sender_path):
+        with open(sender_path) as f:
+            sender = json.load(f)
+        out.append("")
+        out.append(f"Our `sender` under the same harness ({sender['runs']} runs, an empty SQS batch): "
+                   f"init {sender['init_ms']['median']:.1f} ms ({sender['init_ms']['min']:.1f}–{sender['init_ms']['max']:.1f}), "
+                   f"RSS at ready {sender['rss_ready_mb']['median']:.1f} MB, peak {sender['peak_rss_mb']['median']:.1f} MB.")
     out.append("")
     out.append("## Lambda packages (the binary as `bootstrap`, deflate)")
     out.append("")
