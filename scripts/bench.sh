@@ -56,7 +56,7 @@ if [ "$what" = compare ]; then
     "$VENV_ROOT/pywa/bin/python" scripts/bench/pywa_core.py --seconds "$pywa_seconds" --out "$RUN_DIR/pywa.json" \
         text_625B="$WAHOOK_BENCH_PAYLOAD_DIR/text-hola.json" statuses_1000="$WAHOOK_BENCH_PAYLOAD_DIR/statuses-1000.json"
 
-    log "cold starts: the $profile webhook binary and Python + pywa + boto3, $runs runs each"
+    log "cold starts: the $profile webhook and sender binaries and Python + pywa + boto3, $runs runs each"
     cargo build --locked --profile "$profile" "${scope[@]}"
     bin="$WAHOOK_TARGET_DIR/$out"
     # Secrets from env, fixture values; the endpoint is never called by the verification event.

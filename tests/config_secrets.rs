@@ -1,9 +1,31 @@
 //! Secrets come from Secrets Manager or SSM when an ARN/name is configured (moto plays both), and a
 //! missing one stops start-up with a message naming the variable to set.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::SdkConfig;
 use aws_sdk_ssm::types::ParameterType;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use wahook::config::{Env, SecretResolver, WebhookConfig};
 use wahook_tests::{sdk_config, unique_prefix};
+
+/// An SSM `SecureString` parameter, as the stack stores a secret there.
+async fn put_secure_parameter(sdk: &SdkConfig, name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(sdk)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+}
 
 #[tokio::test]
 async fn secrets_are_read_from_secrets_manager_and_ssm() {
@@ -17,14 +39,7 @@ async fn secrets_are_read_from_secrets_manager_and_ssm() {
         .await
         .unwrap();
     let param = format!("/{name}/verify-token");
-    aws_sdk_ssm::Client::new(&sdk)
-        .put_parameter()
-        .name(&param)
-        .value("verify-token-from-ssm")
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_secure_parameter(&sdk, &param, "verify-token-from-ssm").await;
 
     let env = Env::from_pairs([
         ("WAHOOK_APP_SECRET_ARN", secret.arn().unwrap().to_owned()),
@@ -67,14 +82,7 @@ async fn an_unreadable_secret_says_which_variable_and_where() {
 async fn a_blank_secret_in_ssm_fails_start_up() {
     let sdk = sdk_config().await;
     let param = format!("/{}/blank", unique_prefix("blank"));
-    aws_sdk_ssm::Client::new(&sdk)
-        .put_parameter()
-        .name(&param)
-        .value(" ")
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_secure_parameter(&sdk, &param, " ").await;
     let env = Env::from_pairs([
         ("WAHOOK_APP_SECRET", "a".to_owned()),
         ("WAHOOK_VERIFY_TOKEN_PARAM", param),
@@ -94,34 +102,31 @@ async fn a_blank_secret_in_ssm_fails_start_up() {
 /// configuration, however the code under test builds it, goes through here.
 #[derive(Debug, Clone)]
 struct CountingHttp {
-    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
-    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+    inner: SharedHttpClient,
+    counts: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
 #[derive(Debug)]
 struct CountingConnector {
-    inner: aws_smithy_runtime_api::client::http::SharedHttpConnector,
-    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+    inner: SharedHttpConnector,
+    counts: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
-impl aws_smithy_runtime_api::client::http::HttpClient for CountingHttp {
+impl HttpClient for CountingHttp {
     fn http_connector(
         &self,
-        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
-        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
-        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(CountingConnector {
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(CountingConnector {
             inner: self.inner.http_connector(settings, components),
             counts: self.counts.clone(),
         })
     }
 }
 
-impl aws_smithy_runtime_api::client::http::HttpConnector for CountingConnector {
-    fn call(
-        &self,
-        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
-    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+impl HttpConnector for CountingConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let target = request
             .headers()
             .get("x-amz-target")
@@ -149,22 +154,15 @@ async fn a_cold_start_reads_each_secret_with_one_call() {
         arns.push(created.arn().unwrap().to_owned());
     }
     let param = format!("/{name}/verify-token");
-    aws_sdk_ssm::Client::new(&sdk)
-        .put_parameter()
-        .name(&param)
-        .value("verify-token-value")
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_secure_parameter(&sdk, &param, "verify-token-value").await;
 
-    let counts = std::sync::Arc::default();
+    let counts = Arc::default();
     let counted = sdk
         .to_builder()
         .http_client(CountingHttp {
             // moto speaks plain HTTP; the SDK's own default client is chosen per service client.
             inner: aws_smithy_http_client::Builder::new().build_http(),
-            counts: std::sync::Arc::clone(&counts),
+            counts: Arc::clone(&counts),
         })
         .build();
     let env = Env::from_pairs([
@@ -178,7 +176,7 @@ async fn a_cold_start_reads_each_secret_with_one_call() {
     assert_eq!(config.app_secrets.len(), 2);
 
     let counts = counts.lock().unwrap().clone();
-    let expected: std::collections::BTreeMap<String, usize> = [
+    let expected: BTreeMap<String, usize> = [
         ("secretsmanager.GetSecretValue".to_owned(), 2),
         ("AmazonSSM.GetParameter".to_owned(), 1),
     ]

@@ -375,20 +375,7 @@ where
 }
 
 /// A string, or a number read as its decimal text (some tools send ids as numbers). Else absent.
-pub(crate) fn lenient_string<'de, D>(d: D) -> Result<Option<String>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    d.deserialize_any(Scalar).map(|s| match s {
-        ScalarValue::Borrowed(t) => Some(t.to_owned()),
-        ScalarValue::Text(t) => Some(t),
-        ScalarValue::Int(i) => Some(i.to_string()),
-        ScalarValue::Float(f) => Some(f.to_string()),
-        ScalarValue::Other => None,
-    })
-}
-
-/// [`lenient_string`] without the copy: borrowed from the input unless the JSON string has escapes.
+/// Borrowed from the input unless the JSON string has escapes (or was a number).
 pub(crate) fn lenient_str<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
 where
     D: Deserializer<'de>,
@@ -400,6 +387,14 @@ where
         ScalarValue::Float(f) => Some(Cow::Owned(f.to_string())),
         ScalarValue::Other => None,
     })
+}
+
+/// [`lenient_str`], owned: for the fields a plan keeps.
+pub(crate) fn lenient_string<'de, D>(d: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    lenient_str(d).map(|s| s.map(Cow::into_owned))
 }
 
 /// Meta's `"1795000000"`, or a number. Anything else is absent.

@@ -77,13 +77,9 @@ fn serve(stream: TcpStream, tx: Sender<Incoming>) {
     };
     let mut reader = BufReader::new(stream);
     loop {
-        let Ok(Some(mut request)) = read_request(&mut reader, &answer) else {
+        let Ok(Some(request)) = read_request(&mut reader, &answer) else {
             return;
         };
-        let Ok(clone) = answer.try_clone() else {
-            return;
-        };
-        request.answer = clone;
         if tx.send(request).is_err() {
             return;
         }

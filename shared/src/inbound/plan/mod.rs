@@ -107,7 +107,7 @@ impl From<KeywordRules> for InboundRules {
 ///
 /// The common delivery (only `messages`/`user_preferences` changes for our numbers, every level well
 /// formed) is read in one pass; anything else, level by level, keeping what does not parse raw. Both
-/// readings give the same plan for the same bytes (`one_pass` says why; a property test checks it).
+/// readings give the same plan for the same bytes (`one_pass` says why; the mutation fuzzer checks it).
 pub fn plan<'a>(body: &'a [u8], rules: &InboundRules) -> Plan<'a> {
     one_pass::plan(body, rules).unwrap_or_else(|| level_by_level(body, rules))
 }

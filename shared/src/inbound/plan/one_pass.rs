@@ -34,7 +34,8 @@ struct Delivery<'a> {
 struct Entry<'a> {
     #[serde(default, deserialize_with = "lenient_string")]
     id: Option<String>,
-    // Read (as the other reading does) so that a malformed one fails both alike; messages carry none.
+    // Unused here (messages carry none), but declared as the other reading declares it: a duplicate
+    // `time` key fails that reading's entry, so it must fail this one too.
     #[serde(default, deserialize_with = "lenient_timestamp")]
     #[allow(dead_code)]
     time: Option<UnixTime>,
