@@ -36,6 +36,7 @@ fn service() -> WebhookService {
         )
         .unwrap(),
         delivery_deadline: std::time::Duration::from_secs(8),
+        media_queue_url: None,
     };
     // A client that is never called: the benchmark stops before any write.
     let client = aws_sdk_dynamodb::Client::from_conf(

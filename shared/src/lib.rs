@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod graph;
 pub mod inbound;
+pub mod media;
 pub mod outbound;
 pub mod payload;
 pub mod retry;

@@ -10,8 +10,11 @@ use std::time::Instant;
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::config::WebhookConfig;
+use crate::domain::ids::Wamid;
 use crate::domain::time::UnixTime;
 use crate::inbound::{plan, ApplyReport, InboundRules, InboundWriter, Plan};
+use crate::media::MediaQueue;
+use crate::retry::try_bounded;
 use crate::secret::SecretString;
 use crate::signature::{SignatureConfigError, SignatureError, SignatureVerifier, SIGNATURE_HEADER};
 use crate::store::Store;
@@ -66,6 +69,8 @@ pub struct WebhookService {
     writer: InboundWriter,
     delivery_deadline: std::time::Duration,
     metrics: Metrics,
+    /// Where media jobs go; `None` when inbound media is not fetched (`WAHOOK_MEDIA_QUEUE_URL` unset).
+    media_queue: Option<MediaQueue>,
 }
 
 impl WebhookService {
@@ -85,7 +90,14 @@ impl WebhookService {
             writer: InboundWriter::new(store, config.write_concurrency),
             delivery_deadline: config.delivery_deadline,
             metrics,
+            media_queue: None,
         })
+    }
+
+    /// Queues a media job for every stored message with media (`docs/media.md`).
+    pub fn with_media_queue(mut self, queue: MediaQueue) -> Self {
+        self.media_queue = Some(queue);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -158,11 +170,7 @@ impl WebhookService {
             }
         };
         let counts = plan.counts;
-        let stored = tokio::time::timeout(
-            self.delivery_deadline,
-            self.writer.apply(&plan, UnixTime::now()),
-        )
-        .await;
+        let stored = tokio::time::timeout(self.delivery_deadline, self.store_delivery(&plan)).await;
         let stored = match stored {
             Ok(stored) => stored,
             Err(_) => {
@@ -202,6 +210,28 @@ impl WebhookService {
                 )
             }
         }
+    }
+
+    /// Writes the plan, then queues the media jobs it left to queue: Meta gets its 200 only when both
+    /// are durable, so a media file is never forgotten (a redelivery queues what is still pending).
+    async fn store_delivery(&self, plan: &Plan<'_>) -> Result<ApplyReport, String> {
+        let applied = self
+            .writer
+            .apply(plan, UnixTime::now())
+            .await
+            .map_err(|e| e.to_string())?;
+        if let (Some(queue), false) = (&self.media_queue, applied.media_unqueued.is_empty()) {
+            let wamids: Vec<&Wamid> = applied.media_unqueued.iter().collect();
+            queue.enqueue(&wamids).await?;
+            let marks = wamids
+                .iter()
+                .map(|w| self.store().mark_media_queued(w))
+                .collect();
+            try_bounded(marks, self.writer.concurrency())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(applied.report)
     }
 
     fn log_delivery(&self, plan: &Plan<'_>, r: &ApplyReport, started: Instant) {

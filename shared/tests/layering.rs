@@ -25,8 +25,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["domain", "graph", "store", "config", "retry", "telemetry"],
     ),
     (
+        "media",
+        &["domain", "graph", "store", "config", "retry", "telemetry"],
+    ),
+    (
         "webhook",
         &[
+            "media",
             "domain",
             "payload",
             "store",

@@ -261,6 +261,15 @@ pub mod build {
         value(json!({"contacts": [contact], "messages": [msg]}))
     }
 
+    /// A media message (`kind`: image, audio, video, document, sticker) from a phone; `object` is
+    /// what Meta puts under the kind (`id`, `mime_type`, `sha256`, `caption`…).
+    pub fn media(id: &str, phone: &str, ts: i64, kind: &str, object: Value) -> Value {
+        let mut msg = json!({"id": id, "from": phone, "timestamp": ts.to_string(), "type": kind});
+        msg[kind] = object;
+        let contact = json!({"profile": {"name": "Test User"}, "wa_id": phone});
+        value(json!({"contacts": [contact], "messages": [msg]}))
+    }
+
     /// A `system` message from `from` (no `contacts[]`, as Meta sends it): `system` is its object,
     /// e.g. `{"type": "user_changed_number", "wa_id": "…"}`.
     pub fn system(id: &str, from: &str, ts: i64, system: Value) -> Value {

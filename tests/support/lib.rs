@@ -5,6 +5,7 @@
 pub mod dynamo;
 pub mod fixtures;
 pub mod local_stack;
+pub mod media;
 pub mod mutate;
 pub mod sender;
 
@@ -126,6 +127,7 @@ impl Harness {
             // moto serialises DynamoDB requests and this machine is shared: a 1000-status delivery
             // can take longer here than Lambda's 8 s. The deadline's own tests set theirs.
             delivery_deadline: std::time::Duration::from_secs(60),
+            media_queue_url: None,
         };
         tweak(&mut config);
         // The tables are set up without the deadlines: creating five tables in a busy moto is not
@@ -157,6 +159,12 @@ impl Harness {
 
     pub fn store(&self) -> &Store {
         self.service.store()
+    }
+
+    /// The same webhook, queueing media jobs on `queue`.
+    pub fn with_media_queue(mut self, queue: wahook::media::MediaQueue) -> Self {
+        self.service = self.service.with_media_queue(queue);
+        self
     }
 
     /// Invokes the webhook function's handler with a raw API Gateway v2 event (JSON text).

@@ -15,6 +15,7 @@ pub enum Function {
     Webhook,
     Sender,
     TemplateSync,
+    Media,
 }
 
 impl Function {
@@ -26,6 +27,8 @@ impl Function {
             Function::Sender => (30, 5_000, 2_000),
             // Pages of templates and their registry writes: minutes at most, hourly.
             Function::TemplateSync => (300, 5_000, 2_000),
+            // One download of up to 100 MB (documents) streamed into S3, a part at a time.
+            Function::Media => (300, 10_000, 5_000),
         }
     }
 }

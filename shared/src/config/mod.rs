@@ -10,6 +10,7 @@
 
 pub mod deadlines;
 pub mod env;
+pub mod media;
 pub mod secrets;
 pub mod sender;
 pub mod template_sync;
@@ -17,6 +18,7 @@ pub mod webhook;
 
 pub use deadlines::{Deadlines, Function};
 pub use env::{ConfigError, Env};
+pub use media::MediaConfig;
 pub use secrets::{SecretRef, SecretResolver};
 pub use sender::{SenderConfig, SenderSettings, TemplateSettings};
 pub use template_sync::TemplateSyncConfig;

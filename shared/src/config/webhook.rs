@@ -31,6 +31,8 @@ pub struct WebhookConfig {
     pub deadlines: Deadlines,
     /// How long storing one delivery may take before the webhook answers 503 (Meta redelivers).
     pub delivery_deadline: Duration,
+    /// `WAHOOK_MEDIA_QUEUE_URL`: where media jobs go; unset, inbound media is not fetched.
+    pub media_queue_url: Option<String>,
 }
 
 impl WebhookConfig {
@@ -62,6 +64,10 @@ impl WebhookConfig {
             keywords: keyword_rules(env)?,
             inbound_numbers: inbound_numbers(env)?,
             write_concurrency: parse_number(env, "WAHOOK_WRITE_CONCURRENCY", 32, 1..=256)?,
+            media_queue_url: env
+                .get("WAHOOK_MEDIA_QUEUE_URL")
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty()),
         })
     }
 }

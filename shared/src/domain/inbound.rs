@@ -136,6 +136,8 @@ pub enum MessageContent {
         mime_type: Option<String>,
         caption: Option<String>,
         filename: Option<String>,
+        /// Meta's SHA-256 of the file, as Meta wrote it (see `domain::media::Sha256Digest`).
+        sha256: Option<String>,
         /// Audio recorded as a voice note.
         voice: bool,
     },

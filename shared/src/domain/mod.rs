@@ -8,6 +8,7 @@ pub mod ids;
 pub mod inbound;
 pub mod keywords;
 pub mod ledger;
+pub mod media;
 pub mod numbering;
 pub mod policy;
 pub mod preferences;

@@ -2,6 +2,7 @@
 //! failures told apart by whether the request can have reached Meta.
 
 pub mod errors;
+pub mod media;
 pub mod message;
 pub mod templates;
 

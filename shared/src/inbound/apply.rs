@@ -58,6 +58,14 @@ impl ApplyReport {
 }
 
 /// Writes plans through a [`Store`], with at most `concurrency` requests in flight per kind of write.
+/// What `apply` wrote, and the stored messages whose media job is still to be queued (the caller
+/// queues them, then marks them queued, before answering Meta).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub report: ApplyReport,
+    pub media_unqueued: Vec<Wamid>,
+}
+
 #[derive(Debug, Clone)]
 pub struct InboundWriter {
     store: Store,
@@ -76,8 +84,13 @@ impl InboundWriter {
         &self.store
     }
 
-    pub async fn apply(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {
-        let (events, messages, statuses, contacts, templates) = tokio::try_join!(
+    /// How many writes one delivery may have in flight.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    pub async fn apply(&self, plan: &Plan<'_>, now: UnixTime) -> Result<Applied, StoreError> {
+        let (events, (messages, media_unqueued), statuses, contacts, templates) = tokio::try_join!(
             self.events(plan, now),
             self.messages(plan, now),
             self.statuses(&plan.statuses),
@@ -89,12 +102,16 @@ impl InboundWriter {
         for m in &plan.moves {
             moved.contacts_moved += usize::from(self.store.move_identity(m).await?);
         }
-        Ok(events
+        let report = events
             .add(messages)
             .add(statuses)
             .add(contacts)
             .add(templates)
-            .add(moved))
+            .add(moved);
+        Ok(Applied {
+            report,
+            media_unqueued,
+        })
     }
 
     /// One conditional write per template update, in the delivery's order: each part moves only to
@@ -138,19 +155,35 @@ impl InboundWriter {
         })
     }
 
-    async fn messages(&self, plan: &Plan<'_>, now: UnixTime) -> Result<ApplyReport, StoreError> {
+    async fn messages(
+        &self,
+        plan: &Plan<'_>,
+        now: UnixTime,
+    ) -> Result<(ApplyReport, Vec<Wamid>), StoreError> {
         let puts = plan
             .messages
             .iter()
-            .map(|m| self.store.put_inbound(m, now))
+            .map(|m| async move {
+                let put = self.store.put_inbound(m, now).await?;
+                Ok::<_, StoreError>((put, &m.wamid))
+            })
             .collect();
-        let (stored, duplicate) =
-            created_and_duplicate(&try_bounded(puts, self.concurrency).await?);
-        Ok(ApplyReport {
-            messages_stored: stored,
-            messages_duplicate: duplicate,
-            ..ApplyReport::default()
-        })
+        let written = try_bounded(puts, self.concurrency).await?;
+        let outcomes: Vec<PutOutcome> = written.iter().map(|(w, _)| w.outcome).collect();
+        let (stored, duplicate) = created_and_duplicate(&outcomes);
+        let media_unqueued = written
+            .iter()
+            .filter(|(w, _)| w.media_unqueued)
+            .map(|(_, wamid)| (*wamid).clone())
+            .collect();
+        Ok((
+            ApplyReport {
+                messages_stored: stored,
+                messages_duplicate: duplicate,
+                ..ApplyReport::default()
+            },
+            media_unqueued,
+        ))
     }
 
     async fn statuses(&self, updates: &[StatusUpdate]) -> Result<ApplyReport, StoreError> {

@@ -9,5 +9,5 @@ pub mod plan;
 #[cfg(test)]
 mod properties;
 
-pub use apply::{ApplyReport, InboundWriter};
+pub use apply::{Applied, ApplyReport, InboundWriter};
 pub use plan::{plan, InboundRules, Plan, PlanCounts};

@@ -11,24 +11,13 @@ use super::MessageItem;
 use crate::domain::ids::Wamid;
 pub use crate::domain::inbound::{MediaKind, MessageContent};
 
-/// The media kind Meta names by `type`, if it is one.
-fn media_kind(kind: &str) -> Option<MediaKind> {
-    Some(match kind {
-        "image" => MediaKind::Image,
-        "video" => MediaKind::Video,
-        "audio" => MediaKind::Audio,
-        "document" => MediaKind::Document,
-        "sticker" => MediaKind::Sticker,
-        _ => return None,
-    })
-}
-
 #[derive(Deserialize)]
 struct Media {
     id: Option<String>,
     mime_type: Option<String>,
     caption: Option<String>,
     filename: Option<String>,
+    sha256: Option<String>,
     #[serde(default)]
     voice: bool,
 }
@@ -140,7 +129,7 @@ impl MessageContent {
     fn try_of_item(kind: &str, item: &MessageItem<'_>) -> Option<MessageContent> {
         // Only the object named after the type is read.
         let object = item.object(kind);
-        if let Some(media) = media_kind(kind) {
+        if let Some(media) = MediaKind::parse(kind) {
             let m: Media = read(object)?;
             return Some(MessageContent::Media {
                 kind: media,
@@ -148,6 +137,7 @@ impl MessageContent {
                 mime_type: m.mime_type,
                 caption: m.caption,
                 filename: m.filename,
+                sha256: m.sha256,
                 voice: m.voice,
             });
         }

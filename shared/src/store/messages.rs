@@ -10,6 +10,7 @@ use super::tables::{MESSAGES, MESSAGES_BY_IDEMPOTENCY_KEY};
 use super::{versioned_outcome, PutOutcome, Store, StoreError, WriteOutcome};
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserRef, Wamid};
 use crate::domain::inbound::{InboundMessage, MessageContent};
+use crate::domain::media::MediaState;
 use crate::domain::send_request::IdempotencyKey;
 use crate::domain::status::{StatusLog, StatusObservation};
 use crate::domain::time::UnixTime;
@@ -24,6 +25,14 @@ pub struct StoredStatus {
     pub sent_by_us: bool,
 }
 
+/// What storing an inbound message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundPut {
+    pub outcome: PutOutcome,
+    /// Its media job has not been queued yet: queue it, then `mark_media_queued`.
+    pub media_unqueued: bool,
+}
+
 /// The contact attribute of a message: the key of the identity the payload named (BSUID first). The
 /// timeline of a contact reads this index for the contact's key and for its phone alias.
 pub fn timeline_key(number: &PhoneNumberId, user: &UserRef) -> ContactKey {
@@ -31,12 +40,14 @@ pub fn timeline_key(number: &PhoneNumberId, user: &UserRef) -> ContactKey {
 }
 
 impl Store {
-    /// Stores an inbound message unless its wamid is already stored.
+    /// Stores an inbound message unless its wamid is already stored. A message with media is stored
+    /// with `media_state = pending`; the answer says whether its media job still has to be queued
+    /// (stored now, or stored earlier by a delivery that failed before queueing it).
     pub async fn put_inbound(
         &self,
         msg: &InboundMessage<'_>,
         now: UnixTime,
-    ) -> Result<PutOutcome, StoreError> {
+    ) -> Result<InboundPut, StoreError> {
         let table = &self.tables.messages;
         let at = msg.at.unwrap_or(now);
         let mut item: Item = HashMap::from([
@@ -76,12 +87,21 @@ impl Store {
         // What a later step needs without re-reading the raw JSON: the media to download (within
         // 7 days) and the message a reaction points at.
         match &msg.content {
-            MessageContent::Media { id, mime_type, .. } => {
+            MessageContent::Media {
+                id,
+                mime_type,
+                sha256,
+                ..
+            } => {
                 if let Some(id) = id {
                     item.insert("media_id".into(), s(id));
+                    item.insert("media_state".into(), s(MediaState::Pending.as_str()));
                 }
                 if let Some(m) = mime_type {
                     item.insert("mime_type".into(), s(m));
+                }
+                if let Some(h) = sha256 {
+                    item.insert("media_sha256".into(), s(h));
                 }
             }
             MessageContent::Reaction {
@@ -92,8 +112,23 @@ impl Store {
             }
             _ => {}
         }
-        self.put_if_absent(table, MESSAGES.partition_key.name, item)
-            .await
+        let has_media = item.contains_key("media_state");
+        let earlier = self
+            .put_new(table, MESSAGES.partition_key.name, item)
+            .await?;
+        let media_unqueued = |stored: Option<&str>| {
+            has_media && stored.and_then(MediaState::parse) == Some(MediaState::Pending)
+        };
+        Ok(match earlier {
+            None => InboundPut {
+                outcome: PutOutcome::Created,
+                media_unqueued: media_unqueued(Some(MediaState::Pending.as_str())),
+            },
+            Some(old) => InboundPut {
+                outcome: PutOutcome::Duplicate,
+                media_unqueued: media_unqueued(get_s(&old, "media_state")),
+            },
+        })
     }
 
     /// Reads the status logs of these messages (absent ones read as empty, version `None`). Their

@@ -7,6 +7,7 @@
 pub mod attrs;
 pub mod contacts;
 pub mod events;
+pub mod media;
 pub mod messages;
 pub mod sends;
 pub mod tables;

@@ -16,6 +16,8 @@
 //! Webhook bodies are written the way Meta writes them (ASCII only, `\uXXXX`, `\/`) and signed with
 //! an HMAC computed here, independently of wahook's own code.
 
+pub mod media;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,6 +151,13 @@ struct SimState {
     template_pages: AtomicU64,
     counter: AtomicU64,
     http: Option<reqwest::Client>,
+    /// Media files by id (`POST /_sim/media`), the download URLs given out (token → id, expiry),
+    /// how many of the next URLs are given out already expired, and what was looked up and served.
+    media: Mutex<HashMap<String, media::StoredMedia>>,
+    media_urls: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    expire_media_urls: AtomicU64,
+    media_lookups: AtomicU64,
+    media_downloads: AtomicU64,
 }
 
 impl SimState {
@@ -160,6 +169,19 @@ impl SimState {
         let mut faults = self.faults.lock().unwrap();
         let queue = faults.get_mut(&digits(to))?;
         queue.pop_front()
+    }
+
+    fn add_media(&self, file: media::SimMedia) -> (String, String) {
+        let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = format!(
+            "{}{:06}",
+            9_000_000_000u64 + u64::from(std::process::id()),
+            n
+        );
+        let stored = media::StoredMedia::new(file);
+        let sha256 = stored.sha256.clone();
+        self.media.lock().unwrap().insert(id.clone(), stored);
+        (id, sha256)
     }
 
     fn wamid(&self) -> String {
@@ -203,6 +225,8 @@ impl MetaSim {
             .route("/_sim/statuses", post(post_status))
             .route("/_sim/templates", post(post_template))
             .route("/{version}/{waba}/message_templates", get(list_templates))
+            .route("/_sim/media", post(media::post_media))
+            .route("/_sim/media/{token}", get(media::download))
             .route("/_sim/health", get(|| async { "ok" }))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(bind).await?;
@@ -251,6 +275,32 @@ impl MetaSim {
         let mut faults = self.state.faults.lock().unwrap();
         let queue = faults.entry(digits(to)).or_default();
         queue.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Registers a media file as Meta would hold one a user sent: its id and the SHA-256 webhooks
+    /// carry (the true one unless `claimed_sha256` says otherwise).
+    pub fn add_media(&self, file: media::SimMedia) -> (String, String) {
+        self.state.add_media(file)
+    }
+
+    /// Meta deletes the file: `GET /{media_id}` answers 404, code 100.
+    pub fn delete_media(&self, id: &str) {
+        if let Some(m) = self.state.media.lock().unwrap().get_mut(id) {
+            m.deleted = true;
+        }
+    }
+
+    /// The next `n` download URLs are given out already expired.
+    pub fn expire_next_media_urls(&self, n: u64) {
+        self.state.expire_media_urls.store(n, Ordering::SeqCst);
+    }
+
+    /// `GET /{media_id}` lookups and downloads served so far.
+    pub fn media_counts(&self) -> (u64, u64) {
+        (
+            self.state.media_lookups.load(Ordering::SeqCst),
+            self.state.media_downloads.load(Ordering::SeqCst),
+        )
     }
 
     /// Changes where webhooks go (e.g. once the webhook is up).
@@ -356,6 +406,9 @@ async fn get_account(
     Path((_version, waba)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(answer) = media::lookup(&state, &waba, &headers) {
+        return answer;
+    }
     let config = state.config();
     if let Some(refusal) = account_refusal(&config, &headers, &waba) {
         return refusal;
@@ -851,7 +904,18 @@ struct InboundRequest {
     /// Include a Click-to-WhatsApp ad referral.
     #[serde(default)]
     referral: bool,
+    /// A media message: the id of a file registered with `POST /_sim/media`.
+    media: Option<InboundMedia>,
     phone_number_id: String,
+}
+
+#[derive(Deserialize)]
+struct InboundMedia {
+    /// image, video, audio, document or sticker.
+    kind: String,
+    id: String,
+    caption: Option<String>,
+    filename: Option<String>,
 }
 
 fn default_name() -> String {
@@ -886,6 +950,26 @@ async fn post_inbound(
         message["from_user_id"] = json!(u);
     }
     match (&req.text, &req.button) {
+        _ if req.media.is_some() => {
+            let m = req.media.as_ref().expect("checked");
+            let Some(file) = state.media.lock().unwrap().get(&m.id).cloned() else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("no media {} (register it with POST /_sim/media)", m.id),
+                )
+                    .into_response();
+            };
+            let mut object =
+                json!({ "id": m.id, "mime_type": file.media.mime_type, "sha256": file.sha256 });
+            if let Some(c) = &m.caption {
+                object["caption"] = json!(c);
+            }
+            if let Some(f) = &m.filename {
+                object["filename"] = json!(f);
+            }
+            message["type"] = json!(m.kind);
+            message[m.kind.as_str()] = object;
+        }
         (_, Some(label)) => {
             message["type"] = json!("button");
             message["button"] = json!({ "text": label, "payload": label });

@@ -1,0 +1,21 @@
+//! The media Lambda: wiring only. Configuration and clients are built once per cold start.
+
+use lambda_runtime::{service_fn, Error};
+use wahook::config::{Env, MediaConfig, SecretResolver};
+use wahook::media::MediaService;
+use wahook::telemetry::{self, Metrics};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init_logging();
+    let sdk = wahook::aws::sdk_config().await;
+    let config = match MediaConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(event = "startup_failed", error = %e, "configuration error: {e}");
+            return Err(e.into());
+        }
+    };
+    let service = MediaService::from_config(&config, &sdk, Metrics::for_service("media"))?;
+    lambda_runtime::run(service_fn(|event| wahook_media::handle(&service, event))).await
+}

@@ -1,0 +1,294 @@
+//! Inbound media from Meta in two steps (whatsapp-platform.md §10): `GET /{version}/{media_id}` gives a
+//! short-lived URL, and `GET <url>` with the same bearer token gives the bytes, read as a stream so a
+//! 100 MB document never sits in memory.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{check_base_url, error_chain, parse_error, GraphClient, GraphSetupError};
+
+/// Meta's answer to `GET /{media_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MediaLocation {
+    pub url: String,
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default, deserialize_with = "lenient_size")]
+    pub file_size: Option<u64>,
+}
+
+/// Why a step did not give what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaFetchError {
+    /// Meta no longer has it (deleted, or older than the 7 days media ids last): final.
+    #[error("Meta no longer has this media: {0}")]
+    Gone(String),
+    /// The download URL was refused (expired after its 5 minutes, or not ours): ask for a fresh one.
+    #[error("the download URL was refused: {0}")]
+    Expired(String),
+    /// Worth another try later (no answer, 5xx, throttling, a token Meta refused).
+    #[error("{0}")]
+    Retry(String),
+}
+
+/// Where media may be downloaded from and how long a download may stall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaDownloadConfig {
+    /// Hosts the bearer token may be sent to for a download: exact names or `*.suffix`. UNSURE: Meta's
+    /// URLs have been on `lookaside.fbsbx.com`; the list is `WAHOOK_MEDIA_DOWNLOAD_HOSTS`.
+    pub allowed_hosts: Vec<String>,
+    /// The longest wait for the next bytes; a download as a whole has no limit but the function's.
+    pub read_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+pub const DEFAULT_MEDIA_DOWNLOAD_HOSTS: &[&str] = &[
+    "lookaside.fbsbx.com",
+    "*.fbsbx.com",
+    "*.whatsapp.net",
+    "*.fbcdn.net",
+];
+
+impl Default for MediaDownloadConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: DEFAULT_MEDIA_DOWNLOAD_HOSTS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect(),
+            read_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Resolves media ids and streams their bytes. Shares the Graph client's token.
+#[derive(Debug, Clone)]
+pub struct MediaClient {
+    graph: GraphClient,
+    download: reqwest::Client,
+    config: MediaDownloadConfig,
+}
+
+/// An answer whose body is read a chunk at a time.
+pub struct MediaBody {
+    response: reqwest::Response,
+}
+
+impl MediaBody {
+    /// `Content-Length`, when the server sends it.
+    pub fn length(&self) -> Option<u64> {
+        self.response.content_length()
+    }
+
+    pub fn content_type(&self) -> Option<String> {
+        self.response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// The next bytes, `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, MediaFetchError> {
+        self.response.chunk().await.map_err(|e| {
+            MediaFetchError::Retry(format!("the download broke off: {}", error_chain(&e)))
+        })
+    }
+}
+
+impl MediaClient {
+    pub fn new(graph: GraphClient, config: MediaDownloadConfig) -> Result<Self, GraphSetupError> {
+        let download = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            // A redirect would carry the bearer token to a host nobody checked.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wahook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(GraphSetupError::HttpClient)?;
+        Ok(Self {
+            graph,
+            download,
+            config,
+        })
+    }
+
+    pub fn graph(&self) -> &GraphClient {
+        &self.graph
+    }
+
+    /// `GET {base}/{version}/{media_id}?phone_number_id={number}`: Meta checks the media belongs to
+    /// that number.
+    pub async fn locate(
+        &self,
+        media_id: &str,
+        number: &str,
+    ) -> Result<MediaLocation, MediaFetchError> {
+        let mut url = reqwest::Url::parse(&format!(
+            "{}/{}/",
+            self.graph.config.base_url.trim_end_matches('/'),
+            self.graph.config.api_version,
+        ))
+        .map_err(|e| MediaFetchError::Retry(format!("bad Graph base URL: {e}")))?;
+        // One escaped path segment: an odd id cannot reach another path or the query.
+        url.path_segments_mut()
+            .map_err(|()| MediaFetchError::Retry("bad Graph base URL".into()))?
+            .pop_if_empty()
+            .push(media_id);
+        url.query_pairs_mut().append_pair("phone_number_id", number);
+        let token = self.graph.bearer();
+        let response = self
+            .graph
+            .http
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                MediaFetchError::Retry(format!("could not reach Graph: {}", error_chain(&e)))
+            })?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| {
+            MediaFetchError::Retry(format!(
+                "reading Graph's answer failed: {}",
+                error_chain(&e)
+            ))
+        })?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                MediaFetchError::Retry(format!(
+                    "Graph answered HTTP {status} without a media URL ({e})"
+                ))
+            });
+        }
+        let error = parse_error(status, &bytes);
+        // 404, or code 100 ("does not exist / cannot be loaded"): the id is no longer valid.
+        if status == 404 || error.code == Some(100) {
+            return Err(MediaFetchError::Gone(format!(
+                "GET /{{media_id}} answered HTTP {status} code {:?}: {}",
+                error.code, error.message
+            )));
+        }
+        Err(MediaFetchError::Retry(format!(
+            "GET /{{media_id}} answered HTTP {status} code {:?}: {}",
+            error.code, error.message
+        )))
+    }
+
+    /// `GET <url>` with the bearer token, if the URL's host is one the token may go to.
+    pub async fn open(&self, url: &str) -> Result<MediaBody, MediaFetchError> {
+        self.check_download_url(url)?;
+        let token = self.graph.bearer();
+        let response = self
+            .download
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                MediaFetchError::Retry(format!(
+                    "could not reach the media host: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => Ok(MediaBody { response }),
+            401 | 403 | 404 | 410 => Err(MediaFetchError::Expired(format!(
+                "the media host answered HTTP {status}"
+            ))),
+            _ => Err(MediaFetchError::Retry(format!(
+                "the media host answered HTTP {status}"
+            ))),
+        }
+    }
+
+    /// The token goes over TLS to an allowed host, or to a simulator on this machine.
+    fn check_download_url(&self, url: &str) -> Result<(), MediaFetchError> {
+        let refuse = |why: String| {
+            Err(MediaFetchError::Retry(format!(
+                "refused to send the access token to the media URL Meta gave: {why}; if Meta moved its media host, add it to WAHOOK_MEDIA_DOWNLOAD_HOSTS"
+            )))
+        };
+        if let Err(e) = check_base_url(url) {
+            return refuse(e.to_string());
+        }
+        let parsed = reqwest::Url::parse(url).map_err(|e| MediaFetchError::Retry(e.to_string()))?;
+        if parsed.scheme() == "http" {
+            return Ok(()); // check_base_url allows plain http to loopback only
+        }
+        let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+        if host_allowed(&host, &self.config.allowed_hosts) {
+            Ok(())
+        } else {
+            refuse(format!("host {host} is not in the allowed list"))
+        }
+    }
+}
+
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|pattern| {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+            None => host == pattern,
+        }
+    })
+}
+
+/// Meta writes sizes as numbers; a string of digits reads too, anything else as unknown.
+fn lenient_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_only_to_allowed_media_hosts() {
+        let allowed: Vec<String> = DEFAULT_MEDIA_DOWNLOAD_HOSTS
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect();
+        for ok in [
+            "lookaside.fbsbx.com",
+            "scontent.whatsapp.net",
+            "a.b.fbcdn.net",
+        ] {
+            assert!(host_allowed(ok, &allowed), "{ok}");
+        }
+        for bad in [
+            "evil.com",
+            "fbsbx.com.evil.com",
+            "xfbsbx.com",
+            "whatsapp.net",
+            ".fbsbx.com",
+        ] {
+            assert!(!host_allowed(bad, &allowed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn meta_media_answers_read_with_sizes_as_numbers_or_strings() {
+        let a: MediaLocation = serde_json::from_str(
+            r#"{"messaging_product":"whatsapp","url":"https://lookaside.fbsbx.com/x","mime_type":"image/jpeg","sha256":"ab","file_size":"303833","id":"1"}"#,
+        )
+        .unwrap();
+        assert_eq!(a.file_size, Some(303_833));
+        let b: MediaLocation =
+            serde_json::from_str(r#"{"url":"u","file_size":12,"sha256":null}"#).unwrap();
+        assert_eq!((b.file_size, b.sha256), (Some(12), None));
+    }
+}
