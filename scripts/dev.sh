@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline on one machine, no AWS account:
-#   moto (DynamoDB, SQS) on 127.0.0.1, with the tables and the sends queue + DLQ created from the code's
-#   definitions; wahook-local running the webhook (real HTTP) and the sender (fed from SQS) with the
+#   moto (DynamoDB, SQS, S3) on 127.0.0.1, with the tables, the sends queue + DLQ, the media queue and
+#   bucket created from the code's definitions; wahook-local running the webhook (real HTTP) and the sender (fed from SQS) with the
 #   same handler code as Lambda; the Meta simulator, wired both ways (Graph calls go to it; it posts
 #   signed inbound and status webhooks to the webhook).
 #
@@ -125,7 +125,7 @@ up() {
     export WAHOOK_CONTACTS_TABLE=wahook-local-contacts WAHOOK_MESSAGES_TABLE=wahook-local-messages
     export WAHOOK_EVENTS_TABLE=wahook-local-events WAHOOK_SENDS_TABLE=wahook-local-sends
     export WAHOOK_TEMPLATES_TABLE=wahook-local-templates
-    log "creating the tables and the sends queue with its DLQ"
+    log "creating the tables, the sends queue with its DLQ, the media queue and the media bucket"
     eval "$("$bins/wahook-dev" provision wahook-local-sends | sed 's/^/export /')"
 
     # From the OS random source: a local stack listens on 127.0.0.1, but other users of the machine
@@ -157,7 +157,7 @@ up() {
 
     {
         for k in WAHOOK_WEBHOOK_URL WAHOOK_META_SIM_URL AWS_ENDPOINT_URL AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID \
-            AWS_SECRET_ACCESS_KEY WAHOOK_SENDS_QUEUE_URL WAHOOK_SENDS_DLQ_URL WAHOOK_CONTACTS_TABLE \
+            AWS_SECRET_ACCESS_KEY WAHOOK_SENDS_QUEUE_URL WAHOOK_SENDS_DLQ_URL WAHOOK_MEDIA_QUEUE_URL WAHOOK_MEDIA_BUCKET WAHOOK_CONTACTS_TABLE \
             WAHOOK_MESSAGES_TABLE WAHOOK_EVENTS_TABLE WAHOOK_SENDS_TABLE WAHOOK_TEMPLATES_TABLE WAHOOK_APP_SECRET \
             WAHOOK_VERIFY_TOKEN WAHOOK_ACCESS_TOKEN WAHOOK_DEFAULT_PHONE_NUMBER_ID WAHOOK_WABA_ID; do
             echo "$k=${!k}"

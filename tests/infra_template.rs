@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_config::BehaviorVersion;
 use serde_norway::Value;
-use wahook::config::{Env, SecretResolver, SenderConfig, TemplateSyncConfig, WebhookConfig};
+use wahook::config::{
+    Env, MediaConfig, SecretResolver, SenderConfig, TemplateSyncConfig, WebhookConfig,
+};
 use wahook::store::tables::{AttrKind, TableDef, ALL_TABLES};
 
 fn template() -> Value {
@@ -180,6 +182,7 @@ fn functions_run_the_binaries_cargo_lambda_builds() {
         ("WebhookFunction", "webhook"),
         ("SenderFunction", "sender"),
         ("TemplateSyncFunction", "template-sync"),
+        ("MediaFunction", "media"),
     ] {
         let p = &resource(&t, function)["Properties"];
         assert_eq!(
@@ -217,6 +220,7 @@ enum Loader {
     Webhook,
     Sender,
     TemplateSync,
+    Media,
 }
 
 async fn names_the_loader_reads(loader: Loader) -> BTreeSet<String> {
@@ -230,12 +234,14 @@ async fn names_the_loader_reads(loader: Loader) -> BTreeSet<String> {
         ("WAHOOK_SENDS_QUEUE_URL", "http://q"),
         ("WAHOOK_SENDS_DLQ_URL", "http://d"),
         ("WAHOOK_WABA_ID", "1"),
+        ("WAHOOK_MEDIA_BUCKET", "b"),
     ]);
     let resolver = SecretResolver::new(sdk);
     match loader {
         Loader::Sender => drop(SenderConfig::load(&env, &resolver).await.unwrap()),
         Loader::Webhook => drop(WebhookConfig::load(&env, &resolver).await.unwrap()),
         Loader::TemplateSync => drop(TemplateSyncConfig::load(&env, &resolver).await.unwrap()),
+        Loader::Media => drop(MediaConfig::load(&env, &resolver).await.unwrap()),
     }
     env.names_read()
 }
@@ -274,6 +280,16 @@ async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
                 "WAHOOK_ACCESS_TOKEN_ARN",
                 "WAHOOK_WABA_ID",
                 "WAHOOK_TEMPLATES_TABLE",
+                "WAHOOK_FUNCTION_TIMEOUT_SECONDS",
+            ][..],
+        ),
+        (
+            "MediaFunction",
+            Loader::Media,
+            &[
+                "WAHOOK_ACCESS_TOKEN_ARN",
+                "WAHOOK_MEDIA_BUCKET",
+                "WAHOOK_MESSAGES_TABLE",
                 "WAHOOK_FUNCTION_TIMEOUT_SECONDS",
             ][..],
         ),
@@ -442,10 +458,29 @@ fn each_function_may_read_only_its_own_secrets_and_queues() {
         format!("{:?}", resource(&t, role)["Properties"]["Policies"])
     };
     let webhook = policy("WebhookFunction");
+    assert!(!webhook.contains("AccessTokenArn"), "{webhook}");
+    // Its one queue permission: sending media jobs.
+    assert_eq!(webhook.matches("sqs:").count(), 1, "{webhook}");
     assert!(
-        !webhook.contains("AccessTokenArn") && !webhook.contains("sqs:"),
+        webhook.contains("sqs:SendMessage") && webhook.contains("MediaQueue.Arn"),
         "{webhook}"
     );
+    let media = policy("MediaFunction");
+    assert!(
+        !media.contains("AppSecretArn") && !media.contains("SendsQueue"),
+        "{media}"
+    );
+    for table in [
+        "ContactsTable",
+        "EventsTable",
+        "SendsTable",
+        "TemplatesTable",
+    ] {
+        assert!(
+            !media.contains(table),
+            "media records on messages only: {media}"
+        );
+    }
     let sender = policy("SenderFunction");
     assert!(
         !sender.contains("AppSecretArn") && !sender.contains("VerifyTokenArn"),
@@ -507,7 +542,7 @@ fn the_template_sync_runs_on_a_schedule_only_when_an_account_is_named() {
 #[test]
 fn no_function_gets_an_aws_managed_policy_or_a_wildcard_beyond_xray() {
     let t = template();
-    for function in ["WebhookFunction", "SenderFunction"] {
+    for function in ["WebhookFunction", "SenderFunction", "MediaFunction"] {
         let props = &resource(&t, function)["Properties"];
         // With an explicit Role, SAM attaches nothing (no AWSLambdaBasicExecutionRole, no
         // AWSLambdaSQSQueueExecutionRole, no AWSXrayWriteOnlyAccess: each grants on "*").
@@ -746,7 +781,43 @@ async fn the_rehearsed_deploy_gives_each_function_what_its_code_works_against() 
             .as_u64()
             .unwrap()
     );
-    for f in ["WebhookFunction", "SenderFunction", "TemplateSyncFunction"] {
+    // The media function loads, drains the queue the webhook fills, and records on its messages.
+    let media_env = Env::from_pairs(pairs(&functions["MediaFunction"]["environment"]));
+    let media = MediaConfig::load(&media_env, &SecretResolver::new(sdk.clone()))
+        .await
+        .expect("the deployed media function's configuration loads, its secret included");
+    assert_eq!(
+        media.storage.tables.messages,
+        webhook.storage.tables.messages
+    );
+    assert_eq!(
+        media.deadlines.function_timeout.as_secs(),
+        functions["MediaFunction"]["timeout"].as_u64().unwrap()
+    );
+    let media_queue = attrs(
+        webhook
+            .media_queue_url
+            .clone()
+            .expect("the webhook queues media jobs"),
+    )
+    .await;
+    let media_mapping = report["event_source_mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["function"] == functions["MediaFunction"]["name"])
+        .expect("an event source mapping for the media function");
+    assert_eq!(
+        media_mapping["queue_arn"].as_str(),
+        Some(media_queue[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].as_str())
+    );
+    assert!(media_queue.contains_key(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy));
+    for f in [
+        "WebhookFunction",
+        "SenderFunction",
+        "TemplateSyncFunction",
+        "MediaFunction",
+    ] {
         assert_eq!(functions[f]["runtime"], "provided.al2023", "{f}");
         assert_eq!(functions[f]["handler"], "bootstrap", "{f}");
     }

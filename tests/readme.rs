@@ -285,8 +285,20 @@ fn the_local_stack_commands_work_as_written() {
             }
         }
         if cmd.starts_with("scripts/dev.sh timeline ") {
+            let wants = [
+                "<- text \"Hola\"",
+                "marketing   opted out",
+                "order_shipped",
+                // `inbound --image` ran before; a user looks again if the file is not in S3 yet.
+                "<- [image]  [media stored: s3://wahook-local-media/inbound/",
+            ];
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !wants.iter().all(|w| text(&out).contains(w)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(300));
+                out = run(&line);
+            }
             let shown = text(&out);
-            for want in ["<- text \"Hola\"", "marketing   opted out", "order_shipped"] {
+            for want in wants {
                 assert!(shown.contains(want), "`{cmd}` lacks {want:?}:\n{shown}");
             }
         }

@@ -378,6 +378,10 @@ pub struct TimelineEntry {
     /// Meta's pacing (`held_for_quality_assessment`) and the Marketing Messages API, when so.
     pub pacing: Option<String>,
     pub endpoint: Option<String>,
+    /// For inbound media: where it stands (`domain::media::MediaState`), and where the file is
+    /// (`s3://bucket/key`) or why it is not.
+    pub media_state: Option<String>,
+    pub media_where: Option<String>,
 }
 
 impl Store {
@@ -435,6 +439,11 @@ fn timeline_entry(item: &Item) -> TimelineEntry {
         idempotency_key: get_s(item, "idempotency_key").map(str::to_owned),
         pacing: get_s(item, "pacing").map(str::to_owned),
         endpoint: get_s(item, "endpoint").map(str::to_owned),
+        media_state: get_s(item, "media_state").map(str::to_owned),
+        media_where: match (get_s(item, "media_bucket"), get_s(item, "media_key")) {
+            (Some(b), Some(k)) => Some(format!("s3://{b}/{k}")),
+            _ => get_s(item, "media_problem").map(str::to_owned),
+        },
     }
 }
 

@@ -101,40 +101,13 @@ pub async fn provision(
         .await
         .map_err(|e| format!("creating the tables failed: {e}"))?;
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let create = |name: String, attrs: Vec<(QueueAttributeName, String)>| {
-        let sqs = sqs.clone();
-        async move {
-            let mut req = sqs.create_queue().queue_name(&name);
-            for (k, v) in attrs {
-                req = req.attributes(k, v);
-            }
-            req.send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "creating queue {name} failed: {}",
-                        aws_sdk_sqs::Error::from(e)
-                    )
-                })?
-                .queue_url
-                .ok_or_else(|| format!("no URL for queue {name}"))
-        }
-    };
+    let create = |name, attrs| create_queue(&sqs, name, attrs);
     let retention = (
         QueueAttributeName::MessageRetentionPeriod,
         SENDS_QUEUE.retention_secs.to_string(),
     );
     let dlq_url = create(format!("{queue_name}-dlq"), vec![retention.clone()]).await?;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or("the DLQ has no ARN")?;
+    let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
     let redrive =
         json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": SENDS_QUEUE.max_receive_count})
             .to_string();
@@ -153,6 +126,75 @@ pub async fn provision(
     Ok((queue_url, dlq_url))
 }
 
+/// Creates the media queue with its DLQ (as `infra/template.yaml` does) and the media bucket; returns
+/// the queue URL and the bucket.
+pub async fn provision_media(sdk: &SdkConfig, name: &str) -> Result<(String, String), String> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let create = |name, attrs| create_queue(&sqs, name, attrs);
+    let dlq_url = create(format!("{name}-media-dlq"), vec![]).await?;
+    let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string();
+    let queue_url = create(
+        format!("{name}-media"),
+        vec![
+            // Longer than the media function's timeout (300 s), as the template sets it.
+            (QueueAttributeName::VisibilityTimeout, "360".into()),
+            (QueueAttributeName::RedrivePolicy, redrive),
+        ],
+    )
+    .await?;
+    let bucket = format!("{name}-media");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "creating bucket {bucket} failed: {}",
+                aws_sdk_s3::Error::from(e)
+            )
+        })?;
+    Ok((queue_url, bucket))
+}
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: String,
+    attrs: Vec<(QueueAttributeName, String)>,
+) -> Result<String, String> {
+    let mut req = sqs.create_queue().queue_name(&name);
+    for (k, v) in attrs {
+        req = req.attributes(k, v);
+    }
+    req.send()
+        .await
+        .map_err(|e| {
+            format!(
+                "creating queue {name} failed: {}",
+                aws_sdk_sqs::Error::from(e)
+            )
+        })?
+        .queue_url
+        .ok_or_else(|| format!("no URL for queue {name}"))
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, String> {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| format!("the queue {url} has no ARN"))
+}
+
 /// A user writes to the business: the simulator posts a signed inbound webhook.
 pub struct Inbound {
     pub from: Option<String>,
@@ -161,6 +203,32 @@ pub struct Inbound {
     pub text: Option<String>,
     pub button: Option<String>,
     pub referral: bool,
+    /// A file the user sends: (kind, path), e.g. ("image", "receipt.jpg").
+    pub media: Option<(String, String)>,
+    pub caption: Option<String>,
+}
+
+/// The MIME type Meta would give a file, by its extension.
+pub fn mime_of(path: &str) -> &'static str {
+    let ext = path
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "3gp" => "video/3gpp",
+        "ogg" | "opus" => "audio/ogg",
+        "mp3" => "audio/mpeg",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        _ => "application/octet-stream",
+    }
 }
 
 /// POSTs `body` to the simulator's `path`; its JSON answer, and the text for errors.
@@ -179,10 +247,26 @@ async fn post_to_sim(dev: &DevEnv, path: &str, body: &Value) -> Result<(Value, S
 }
 
 pub async fn inbound(dev: &DevEnv, msg: &Inbound) -> Result<String, String> {
-    let body = json!({
+    let mut body = json!({
         "from": msg.from, "from_user_id": msg.user_id, "name": msg.name, "text": msg.text,
         "button": msg.button, "referral": msg.referral, "phone_number_id": dev.number()?.as_str(),
     });
+    if let Some((kind, path)) = &msg.media {
+        use base64::Engine;
+        let bytes = std::fs::read(path).map_err(|e| format!("read {path}: {e}"))?;
+        let file = json!({
+            "mime_type": mime_of(path),
+            "base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+        });
+        let (registered, _) = post_to_sim(dev, "/_sim/media", &file).await?;
+        let filename = std::path::Path::new(path)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned());
+        body["media"] = json!({
+            "kind": kind, "id": registered["id"], "caption": msg.caption,
+            "filename": (kind == "document").then_some(filename).flatten(),
+        });
+    }
     let (v, text) = post_to_sim(dev, "/_sim/inbound", &body).await?;
     match v["webhook_status"].as_u64() {
         Some(200) => Ok(v["wamid"].as_str().unwrap_or_default().to_owned()),
@@ -488,6 +572,11 @@ pub fn format_timeline(
         if let Some(via) = &e.endpoint {
             status.push_str(&format!(" via /{via}"));
         }
+        match (&e.media_state, &e.media_where) {
+            (Some(state), Some(place)) => status.push_str(&format!("  [media {state}: {place}]")),
+            (Some(state), None) => status.push_str(&format!("  [media {state}]")),
+            _ => {}
+        }
         out.push_str(&format!("  {} UTC  {arrow} {what}{status}\n", when(e.at)));
     }
     out
@@ -585,6 +674,8 @@ pub async fn demo(dev: &DevEnv) -> Result<(), String> {
             text: Some(text.into()),
             button: None,
             referral: false,
+            media: None,
+            caption: None,
         };
         inbound(dev, &message).await
     };
@@ -594,6 +685,34 @@ pub async fn demo(dev: &DevEnv) -> Result<(), String> {
     wait_for("the message stored and her window open", limit, || async {
         let (_, state, _) = timeline(ana).await?;
         Ok(state.and_then(|s| s.window_expires_at()).is_some())
+    })
+    .await?;
+
+    println!("\n   …and a photo of her receipt: the media function stores it in S3, checked");
+    let photo = std::env::temp_dir().join(format!("wahook-demo-{run}.jpg"));
+    let bytes: Vec<u8> = (0..48 * 1024u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(&photo, &bytes).map_err(|e| format!("write {}: {e}", photo.display()))?;
+    let sent_photo = inbound(
+        dev,
+        &Inbound {
+            from: Some(ana.into()),
+            user_id: Some("MX.1310418412279093".into()),
+            name: "Ana García".into(),
+            text: None,
+            button: None,
+            referral: false,
+            media: Some(("image".into(), photo.display().to_string())),
+            caption: Some("mi recibo".into()),
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&photo);
+    let photo_wamid = sent_photo?;
+    wait_for("the photo in S3", limit, || async {
+        let (_, _, entries) = timeline(ana).await?;
+        Ok(entries
+            .iter()
+            .any(|e| e.wamid == photo_wamid && e.media_state.as_deref() == Some("stored")))
     })
     .await?;
 
@@ -742,7 +861,7 @@ mod tests {
         let mut state = ContactState::default();
         state.observe_inbound(UnixTime::from_secs(1_000));
         state.observe_profile_name("Ana".into(), UnixTime::from_secs(1_000));
-        let entries = vec![TimelineEntry {
+        let mut entries = vec![TimelineEntry {
             wamid: "w1".into(),
             at: UnixTime::from_secs(1_000),
             direction: "in".into(),
@@ -755,8 +874,19 @@ mod tests {
             idempotency_key: None,
             pacing: None,
             endpoint: None,
+            media_state: None,
+            media_where: None,
         }];
-        let mut entries = entries;
+        entries.push(TimelineEntry {
+            wamid: "w0".into(),
+            at: UnixTime::from_secs(1_050),
+            direction: "in".into(),
+            kind: "image".into(),
+            raw: Some(r#"{"id":"w0","type":"image","image":{"id":"9"}}"#.into()),
+            media_state: Some("stored".into()),
+            media_where: Some("s3://media/inbound/1/w0".into()),
+            ..entries[0].clone()
+        });
         entries.push(TimelineEntry {
             wamid: "w2".into(),
             at: UnixTime::from_secs(1_100),
@@ -770,6 +900,8 @@ mod tests {
             idempotency_key: Some("k".into()),
             pacing: Some("held_for_quality_assessment".into()),
             endpoint: Some("marketing_messages".into()),
+            media_state: None,
+            media_where: None,
         });
         let out = format_timeline(&home, Some(&state), &entries, UnixTime::from_secs(2_000));
         assert!(
@@ -782,5 +914,9 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("<- text \"Hola\""), "{out}");
+        assert!(
+            out.contains("<- [image]  [media stored: s3://media/inbound/1/w0]"),
+            "{out}"
+        );
     }
 }

@@ -19,6 +19,7 @@ use lambda_http::{Body, RequestExt};
 use lambda_runtime::{Context, LambdaEvent};
 
 pub mod dev;
+use wahook::media::MediaService;
 use wahook::outbound::Sender;
 use wahook::webhook::WebhookService;
 
@@ -108,9 +109,16 @@ pub struct SqsPoller {
     queue_url: String,
     queue_arn: String,
     region: String,
-    sender: Arc<Sender>,
+    consumer: Consumer,
     /// Each batch gets Lambda's deadline, this long from its start, as the real runtime gives it.
     function_timeout: std::time::Duration,
+}
+
+/// The function an event source mapping feeds.
+#[derive(Clone)]
+enum Consumer {
+    Sender(Arc<Sender>),
+    Media(Arc<MediaService>),
 }
 
 impl SqsPoller {
@@ -119,6 +127,25 @@ impl SqsPoller {
         queue_url: String,
         region: String,
         sender: Arc<Sender>,
+    ) -> Self {
+        Self::feeding(client, queue_url, region, Consumer::Sender(sender))
+    }
+
+    /// A poller that feeds the media function (its queue is the media queue).
+    pub fn for_media(
+        client: aws_sdk_sqs::Client,
+        queue_url: String,
+        region: String,
+        media: Arc<MediaService>,
+    ) -> Self {
+        Self::feeding(client, queue_url, region, Consumer::Media(media))
+    }
+
+    fn feeding(
+        client: aws_sdk_sqs::Client,
+        queue_url: String,
+        region: String,
+        consumer: Consumer,
     ) -> Self {
         // arn:aws:sqs:<region>:<account>:<name>, from the URL's last two segments.
         let mut parts = queue_url.rsplit('/');
@@ -130,7 +157,7 @@ impl SqsPoller {
             queue_url,
             queue_arn,
             region,
-            sender,
+            consumer,
             function_timeout: std::time::Duration::from_secs(30),
         }
     }
@@ -189,9 +216,12 @@ impl SqsPoller {
             .unwrap_or_default()
             .as_millis() as u64;
         context.deadline = now_ms + self.function_timeout.as_millis() as u64;
-        let response = wahook_sender::handle(&self.sender, LambdaEvent::new(event, context))
-            .await
-            .map_err(|e| format!("the sender handler failed the whole batch: {e}"))?;
+        let event = LambdaEvent::new(event, context);
+        let response = match &self.consumer {
+            Consumer::Sender(sender) => wahook_sender::handle(sender, event).await,
+            Consumer::Media(media) => wahook_media::handle(media, event).await,
+        }
+        .map_err(|e| format!("the handler failed the whole batch: {e}"))?;
         let failed: Vec<String> = response
             .batch_item_failures
             .iter()

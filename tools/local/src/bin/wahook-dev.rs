@@ -7,8 +7,11 @@ use wahook_local::dev::{self, Args, DevEnv, Inbound};
 const USAGE: &str = "usage: wahook-dev <command>
 
   inbound  --from +5215512345678 [--user-id MX.131…] [--name Ana]
-           (--text \"Hola\" | --button \"Stop promotions\") [--referral]
-                         a user writes to the business (the simulator posts a signed webhook)
+           (--text \"Hola\" | --button \"Stop promotions\"
+           | --image FILE | --document FILE | --audio FILE | --video FILE | --sticker FILE)
+           [--caption \"…\"] [--referral]
+                         a user writes to the business (the simulator posts a signed webhook;
+                         a file goes to S3 through the media queue: see it with timeline)
   send     --to +5215512345678 (--template NAME --language es_MX --category utility
            | --text \"…\" [--fallback NAME --fallback-language es_MX --category utility])
            [--key KEY] [--not-after 2026-11-23T12:00:00Z]
@@ -28,7 +31,8 @@ const USAGE: &str = "usage: wahook-dev <command>
                          change a template in the simulator as Meta would (APPROVED, PAUSED,
                          DISABLED…; UTILITY, MARKETING…): its webhooks feed the registry
   demo                   the walk-through of a plain scripts/dev.sh run
-  provision QUEUE_NAME   create the tables and the sends queue (scripts/dev.sh does this)";
+  provision QUEUE_NAME   create the tables, the sends queue, the media queue and bucket
+                         (scripts/dev.sh does this)";
 
 #[tokio::main]
 async fn main() {
@@ -53,6 +57,9 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
                 dev::provision(&sdk, &wahook::config::table_names(&env), &queue).await?;
             println!("WAHOOK_SENDS_QUEUE_URL={queue_url}");
             println!("WAHOOK_SENDS_DLQ_URL={dlq_url}");
+            let (media_queue_url, bucket) = dev::provision_media(&sdk, "wahook-local").await?;
+            println!("WAHOOK_MEDIA_QUEUE_URL={media_queue_url}");
+            println!("WAHOOK_MEDIA_BUCKET={bucket}");
             Ok(())
         }
         "inbound" => {
@@ -63,6 +70,13 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
                 text: args.value("--text"),
                 button: args.value("--button"),
                 referral: args.flag("--referral"),
+                media: ["image", "video", "audio", "document", "sticker"]
+                    .into_iter()
+                    .find_map(|kind| {
+                        args.value(&format!("--{kind}"))
+                            .map(|path| (kind.to_owned(), path))
+                    }),
+                caption: args.value("--caption"),
             };
             args.done()?;
             if msg.from.is_none() && msg.user_id.is_none() {

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wahook::config::{Env, SecretResolver, SenderConfig, WebhookConfig};
+use wahook::config::{Env, MediaConfig, SecretResolver, SenderConfig, WebhookConfig};
+use wahook::media::{MediaQueue, MediaService};
 use wahook::outbound::Sender;
 use wahook::telemetry::{self, Metrics};
 use wahook::webhook::WebhookService;
@@ -31,22 +32,43 @@ async fn main() -> Result<(), String> {
         .parse()
         .map_err(|_| "WAHOOK_WEBHOOK_PORT is not a port number")?;
 
-    let service = Arc::new(
-        WebhookService::new(
-            &webhook_config,
-            aws_sdk_dynamodb::Client::new(&webhook_config.deadlines.apply(&sdk)),
-            Metrics::disabled("webhook"),
-        )
-        .map_err(|e| e.to_string())?,
-    );
-    let sender = Arc::new(
-        Sender::from_config(&sender_config, &sdk, Metrics::disabled("sender"))
-            .map_err(|e| e.to_string())?,
-    );
     let region = sdk
         .region()
         .map(|r| r.to_string())
         .unwrap_or_else(|| "us-east-1".into());
+    let mut service = WebhookService::new(
+        &webhook_config,
+        aws_sdk_dynamodb::Client::new(&webhook_config.deadlines.apply(&sdk)),
+        Metrics::disabled("webhook"),
+    )
+    .map_err(|e| e.to_string())?;
+    // Inbound media, as deployed: the webhook queues jobs, the media function drains them.
+    let media_poller = match &webhook_config.media_queue_url {
+        Some(url) => {
+            let media_config = MediaConfig::load(&env, &resolver)
+                .await
+                .map_err(|e| e.to_string())?;
+            service = service
+                .with_media_queue(MediaQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()));
+            let media = MediaService::from_config(&media_config, &sdk, Metrics::disabled("media"))
+                .map_err(|e| e.to_string())?;
+            Some(
+                SqsPoller::for_media(
+                    aws_sdk_sqs::Client::new(&sdk),
+                    url.clone(),
+                    region.clone(),
+                    Arc::new(media),
+                )
+                .with_function_timeout(media_config.deadlines.function_timeout),
+            )
+        }
+        None => None,
+    };
+    let service = Arc::new(service);
+    let sender = Arc::new(
+        Sender::from_config(&sender_config, &sdk, Metrics::disabled("sender"))
+            .map_err(|e| e.to_string())?,
+    );
     let poller = SqsPoller::new(
         aws_sdk_sqs::Client::new(&sdk),
         sender_config.queue_url.clone(),
@@ -64,7 +86,8 @@ async fn main() -> Result<(), String> {
 
     tokio::select! {
         served = serve_webhook(service, listener) => served.map_err(|e| format!("the webhook server stopped: {e}")),
-        () = poll_forever(poller) => Ok(()),
+        () = poll_forever(poller, "sends") => Ok(()),
+        () = poll_media(media_poller) => Ok(()),
         () = shutdown() => {
             tracing::info!(event = "shutdown", "stopping");
             Ok(())
@@ -72,19 +95,27 @@ async fn main() -> Result<(), String> {
     }
 }
 
-async fn poll_forever(poller: SqsPoller) {
+async fn poll_media(poller: Option<SqsPoller>) {
+    match poller {
+        Some(p) => poll_forever(p, "media").await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn poll_forever(poller: SqsPoller, queue: &'static str) {
     loop {
         match poller.poll_once(2).await {
             Ok(report) if report.received > 0 => tracing::info!(
                 event = "batch_done",
+                queue,
                 received = report.received,
                 failed = report.failed,
                 deleted = report.deleted,
-                "a batch of sends went through the sender"
+                "a batch from the {queue} queue went through its function"
             ),
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(event = "poll_failed", error = %e, "could not poll the sends queue; retrying");
+                tracing::warn!(event = "poll_failed", queue, error = %e, "could not poll the {queue} queue; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
