@@ -2,9 +2,12 @@
 //! resolves the id at the Meta simulator, streams the bytes into moto's S3 and records the outcome on
 //! the message in moto's DynamoDB. Each bad case of docs/media.md has its test here.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use wahook::domain::ids::Wamid;
 use wahook::domain::media::MediaState;
-use wahook::media::{MediaQueue, MediaReport};
+use wahook::domain::time::UnixTime;
+use wahook::media::{MediaError, MediaQueue, MediaReport};
+use wahook::store::media::{MediaClaim, MediaOutcome};
 use wahook_meta_sim::media::SimMedia;
 use wahook_tests::fixtures::NUMBER;
 use wahook_tests::media::MediaWorld;
@@ -54,12 +57,15 @@ async fn the_same_webhook_twice_queues_one_job_and_downloads_once() {
             SimMedia::bytes("application/pdf", photo()),
         )
         .await;
-    let (_, sha) = (
-        id.clone(),
-        w.harness.message_item("wamid.MEDIA-DUP").await.unwrap()["media_sha256"].clone(),
-    );
+    let sha = w.harness.message_item("wamid.MEDIA-DUP").await.unwrap()["media_sha256"].clone();
     let again = w
-        .deliver_media("wamid.MEDIA-DUP", "document", &id, "application/pdf", &sha)
+        .deliver_media(
+            "wamid.MEDIA-DUP",
+            "document",
+            &id,
+            "application/pdf",
+            Some(&sha),
+        )
         .await;
     assert_eq!((first.status, again.status), (200, 200));
     assert_eq!(w.drain().await, (1, 0), "one job for two deliveries");
@@ -68,7 +74,7 @@ async fn the_same_webhook_twice_queues_one_job_and_downloads_once() {
     // SQS may still hand a job over twice: the second finds the work done.
     let wamid = Wamid::parse("wamid.MEDIA-DUP").unwrap();
     assert_eq!(
-        w.service.process(&wamid).await.unwrap(),
+        w.service.process(&wamid, None).await.unwrap(),
         MediaReport::Skipped(Some(MediaState::Stored))
     );
     assert_eq!(w.sim.media_counts().1, 1, "downloaded once");
@@ -93,6 +99,20 @@ async fn bytes_that_do_not_match_metas_sha256_are_not_kept() {
     );
     assert!(!record.contains_key("media_key"));
     assert_eq!(w.object_count().await, 0, "nothing kept");
+
+    // Past one part (8 MiB) the bytes go up as a multipart upload: aborted, not completed.
+    let mut big = SimMedia::generated("application/pdf", 9 * 1024 * 1024);
+    big.claimed_sha256 = Some("n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=".into());
+    w.user_sends("wamid.MEDIA-SHA-BIG", "document", big).await;
+    assert_eq!(w.drain().await, (1, 0));
+    let record = w.harness.message_item("wamid.MEDIA-SHA-BIG").await.unwrap();
+    assert_eq!(record["media_state"], "sha256_mismatch");
+    assert_eq!(w.object_count().await, 0, "nothing kept");
+    assert_eq!(
+        w.open_uploads().await,
+        0,
+        "the multipart upload was aborted"
+    );
     w.stop().await;
 }
 
@@ -133,7 +153,7 @@ async fn an_expired_url_is_resolved_once_more_and_twice_is_a_retry() {
     // The queue's redelivery (here: the same job again) then stores it.
     let wamid = Wamid::parse("wamid.MEDIA-EXP2").unwrap();
     assert_eq!(
-        w.service.process(&wamid).await.unwrap(),
+        w.service.process(&wamid, None).await.unwrap(),
         MediaReport::Done(MediaState::Stored)
     );
     w.stop().await;
@@ -161,6 +181,12 @@ async fn a_file_over_its_cap_is_recorded_as_too_large_and_not_downloaded() {
     assert_eq!(w.drain().await, (1, 0));
     let record = w.harness.message_item("wamid.MEDIA-LIAR").await.unwrap();
     assert_eq!(record["media_state"], "too_large");
+    assert!(
+        record["media_problem"].starts_with("more than 100000 bytes arrived"),
+        "cut off while streaming: {}",
+        record["media_problem"]
+    );
+    assert!(w.sim.media_counts().1 > 0, "this one was being downloaded");
     assert_eq!(w.object_count().await, 0);
     w.stop().await;
 }
@@ -180,7 +206,7 @@ async fn media_meta_no_longer_has_is_recorded_as_gone() {
     let record = w.harness.message_item("wamid.MEDIA-GONE").await.unwrap();
     assert_eq!(record["media_state"], "gone");
     assert!(
-        record["media_problem"].contains("code Some(100)"),
+        record["media_problem"].contains("HTTP 404, code 100"),
         "{}",
         record["media_problem"]
     );
@@ -242,17 +268,90 @@ async fn a_job_that_cannot_be_read_is_failed_for_the_dlq_and_one_without_media_i
     let w = MediaWorld::new("media-bad-job").await;
     let failed = w
         .service
-        .handle_batch(vec![
-            wahook::media::QueuedJob {
-                message_id: "m1".into(),
-                body: "not json".into(),
-            },
-            wahook::media::QueuedJob {
-                message_id: "m2".into(),
-                body: r#"{"v":1,"wamid":"wamid.NOT-STORED"}"#.into(),
-            },
-        ])
+        .handle_batch(
+            vec![
+                wahook::media::QueuedJob {
+                    message_id: "m1".into(),
+                    body: "not json".into(),
+                },
+                wahook::media::QueuedJob {
+                    message_id: "m2".into(),
+                    body: r#"{"v":1,"wamid":"wamid.NOT-STORED"}"#.into(),
+                },
+            ],
+            None,
+        )
         .await;
     assert_eq!(failed, vec!["m1".to_owned()]);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn media_meta_gives_no_checksum_for_is_stored_and_marked_unchecked() {
+    let w = MediaWorld::new("media-unchecked").await;
+    let mut file = SimMedia::bytes("image/jpeg", photo());
+    file.no_sha256 = true;
+    w.user_sends("wamid.MEDIA-NOSHA", "image", file).await;
+    assert_eq!(w.drain().await, (1, 0));
+    let record = w.harness.message_item("wamid.MEDIA-NOSHA").await.unwrap();
+    assert_eq!(record["media_state"], "stored");
+    assert_eq!(record["media_unchecked"], "true");
+    assert!(
+        !record.contains_key("media_sha256_verified"),
+        "not called verified"
+    );
+    assert_eq!(record["media_sha256_computed"].len(), 64);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_live_claim_holds_off_a_second_job_and_an_ended_one_is_taken_over() {
+    let w = MediaWorld::new("media-lease").await;
+    w.user_sends(
+        "wamid.MEDIA-LEASE",
+        "image",
+        SimMedia::bytes("image/jpeg", photo()),
+    )
+    .await;
+    let wamid = Wamid::parse("wamid.MEDIA-LEASE").unwrap();
+    let store = w.harness.store();
+    let now = UnixTime::now();
+    // Another worker holds it.
+    assert_eq!(
+        store.claim_media(&wamid, "other", now, 300).await.unwrap(),
+        MediaClaim::Claimed
+    );
+    match w.service.process(&wamid, None).await {
+        Err(MediaError::Busy { lease_until }) => assert_eq!(lease_until, now.secs() + 300),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // That worker died and its lease ended: the next job takes the media over and stores it.
+    w.harness
+        .client
+        .update_item()
+        .table_name(&w.harness.tables.messages)
+        .key("wamid", AttributeValue::S("wamid.MEDIA-LEASE".into()))
+        .update_expression("SET media_lease_until = :past")
+        .expression_attribute_values(":past", AttributeValue::N((now.secs() - 5).to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        w.service.process(&wamid, None).await.unwrap(),
+        MediaReport::Done(MediaState::Stored)
+    );
+    // The dead worker's late answer changes nothing: its claim is not the holder's.
+    let late = MediaOutcome::Gone {
+        reason: "late".into(),
+    };
+    assert!(!store
+        .finish_media(&wamid, "other", &late, now)
+        .await
+        .unwrap());
+    assert!(!store.release_media(&wamid, "other", "late").await.unwrap());
+    assert_eq!(
+        w.harness.message_item("wamid.MEDIA-LEASE").await.unwrap()["media_state"],
+        "stored"
+    );
     w.stop().await;
 }

@@ -120,8 +120,10 @@ impl MediaWorld {
     /// Returns the media id.
     pub async fn user_sends(&self, wamid: &str, kind: &str, file: SimMedia) -> (String, Reply) {
         let mime = file.mime_type.clone();
+        let no_sha256 = file.no_sha256;
         let (id, sha256) = self.sim.add_media(file);
-        let reply = self.deliver_media(wamid, kind, &id, &mime, &sha256).await;
+        let sha256 = (!no_sha256).then_some(sha256.as_str());
+        let reply = self.deliver_media(wamid, kind, &id, &mime, sha256).await;
         (id, reply)
     }
 
@@ -131,15 +133,13 @@ impl MediaWorld {
         kind: &str,
         media_id: &str,
         mime: &str,
-        sha256: &str,
+        sha256: Option<&str>,
     ) -> Reply {
-        let body = build::envelope(vec![build::media(
-            wamid,
-            ANA,
-            1_795_400_000,
-            kind,
-            json!({"id": media_id, "mime_type": mime, "sha256": sha256, "caption": "the receipt"}),
-        )]);
+        let mut object = json!({"id": media_id, "mime_type": mime, "caption": "the receipt"});
+        if let Some(h) = sha256 {
+            object["sha256"] = json!(h);
+        }
+        let body = build::envelope(vec![build::media(wamid, ANA, 1_795_400_000, kind, object)]);
         self.harness.deliver(&body).await
     }
 
@@ -176,7 +176,7 @@ impl MediaWorld {
         let n = received.len();
         let (jobs, handles): (Vec<_>, Vec<_>) = received.into_iter().unzip();
         let ids: Vec<String> = jobs.iter().map(|j| j.message_id.clone()).collect();
-        let failed = self.service.handle_batch(jobs).await;
+        let failed = self.service.handle_batch(jobs, None).await;
         for (id, handle) in ids.iter().zip(handles) {
             if !failed.contains(id) {
                 self.sqs
@@ -202,6 +202,19 @@ impl MediaWorld {
             .await
             .ok()?;
         Some(out.body.collect().await.ok()?.into_bytes().to_vec())
+    }
+
+    /// Multipart uploads begun and neither completed nor aborted.
+    pub async fn open_uploads(&self) -> usize {
+        self.s3
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("list multipart uploads")
+            .uploads
+            .unwrap_or_default()
+            .len()
     }
 
     /// How many objects the bucket holds.

@@ -9,6 +9,7 @@ pub async fn handle(
     service: &MediaService,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
+    let deadline = wahook::media::deadline_from_epoch_ms(event.context.deadline);
     let jobs = event
         .payload
         .records
@@ -19,7 +20,7 @@ pub async fn handle(
         })
         .collect();
     let mut response = SqsBatchResponse::default();
-    for id in service.handle_batch(jobs).await {
+    for id in service.handle_batch(jobs, deadline).await {
         // Lambda treats an empty identifier as a failure of the whole batch, which is the safe side.
         response.add_failure(id);
     }

@@ -13,6 +13,35 @@ use crate::graph::media::MediaDownloadConfig;
 use crate::graph::GraphConfig;
 use crate::secret::SecretString;
 
+/// Where inbound media goes in the bucket (the stack's role may write there only).
+pub const MEDIA_PREFIX: &str = "inbound/";
+
+/// `WAHOOK_MEDIA_DOWNLOAD_HOSTS`: host names or `*.domain.tld` patterns; the access token goes to
+/// them, so nothing broader than one registered domain's subdomains.
+fn download_hosts(hosts: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let bad = |value: &str, why: &str| {
+        ConfigError::Invalid {
+        var: "WAHOOK_MEDIA_DOWNLOAD_HOSTS".into(),
+        value: value.into(),
+        expected: format!("{why}: comma-separated host names or *.domain.tld patterns (default lookaside.fbsbx.com, *.fbsbx.com, *.whatsapp.net, *.fbcdn.net)"),
+    }
+    };
+    if hosts.is_empty() {
+        return Err(bad("", "at least one host (the access token goes to them)"));
+    }
+    for h in &hosts {
+        let name = h.strip_prefix("*.").unwrap_or(h);
+        let labels: Vec<&str> = name.split('.').collect();
+        let plain = labels
+            .iter()
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !plain || (h.starts_with("*.") && labels.len() < 2) || name.contains('*') {
+            return Err(bad(h, "a host name, or *. followed by a domain with a dot"));
+        }
+    }
+    Ok(hosts)
+}
+
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
     pub access_token: SecretString,
@@ -22,7 +51,8 @@ pub struct MediaConfig {
     pub storage: StorageConfig,
     /// `WAHOOK_MEDIA_BUCKET`: where verified files go.
     pub bucket: String,
-    /// `WAHOOK_MEDIA_PREFIX` (default `inbound/`): keys are `{prefix}{phone_number_id}/{wamid}`.
+    /// Keys are `{prefix}{phone_number_id}/{wamid}`; `inbound/`, the prefix the stack's role may
+    /// write under.
     pub prefix: String,
     pub caps: MediaCaps,
     /// How long a worker holds a message's media before another may take it over.
@@ -41,9 +71,7 @@ impl MediaConfig {
                 expected: "the S3 bucket inbound media is stored in (the stack's MediaBucket)"
                     .into(),
             })?;
-        let prefix = env
-            .get("WAHOOK_MEDIA_PREFIX")
-            .unwrap_or_else(|| "inbound/".into());
+        let prefix = MEDIA_PREFIX.to_owned();
         let defaults = MediaCaps::default();
         let cap = |var: &str, default: u64| parse_number(env, var, default, 1..=100 * 1024 * 1024);
         let caps = MediaCaps {
@@ -55,7 +83,7 @@ impl MediaConfig {
         };
         let mut download = MediaDownloadConfig::default();
         if let Some(hosts) = list(env, "WAHOOK_MEDIA_DOWNLOAD_HOSTS") {
-            download.allowed_hosts = hosts;
+            download.allowed_hosts = download_hosts(hosts)?;
         }
         download.read_timeout = Duration::from_millis(parse_number(
             env,
@@ -128,5 +156,19 @@ mod tests {
         assert_eq!(ok.caps.document, 1_048_576);
         assert_eq!(ok.prefix, "inbound/");
         assert_eq!(ok.download.allowed_hosts, vec!["media.example.net"]);
+        for hosts in [" , ", "*", "*.com", "a.*.b", "evil.com/x", "*."] {
+            let e = MediaConfig::load(
+                &Env::from_pairs([
+                    ("WAHOOK_ACCESS_TOKEN", "t"),
+                    ("WAHOOK_MEDIA_BUCKET", "b"),
+                    ("WAHOOK_MEDIA_DOWNLOAD_HOSTS", hosts),
+                ]),
+                &resolver(),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("WAHOOK_MEDIA_DOWNLOAD_HOSTS"), "{hosts:?}: {e}");
+        }
     }
 }

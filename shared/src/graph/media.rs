@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{check_base_url, error_chain, parse_error, GraphClient, GraphSetupError};
+use super::{
+    check_base_url, error_chain, parse_error, GraphClient, GraphSetupError, MAX_ANSWER_BYTES,
+};
 
 /// Meta's answer to `GET /{media_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -23,9 +25,13 @@ pub struct MediaLocation {
 /// Why a step did not give what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaFetchError {
-    /// Meta no longer has it (deleted, or older than the 7 days media ids last): final.
+    /// Meta no longer has it (404: deleted, or older than the 7 days media ids last): final.
     #[error("Meta no longer has this media: {0}")]
     Gone(String),
+    /// Meta says it cannot load it (code 100). That is what an expired id gets, and also what a token
+    /// without access to the number gets: the caller tells them apart by the message's age.
+    #[error("Meta cannot load this media: {0}")]
+    Unavailable(String),
     /// The download URL was refused (expired after its 5 minutes, or not ours): ask for a fresh one.
     #[error("the download URL was refused: {0}")]
     Expired(String),
@@ -95,7 +101,10 @@ impl MediaBody {
     /// The next bytes, `None` at the end.
     pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, MediaFetchError> {
         self.response.chunk().await.map_err(|e| {
-            MediaFetchError::Retry(format!("the download broke off: {}", error_chain(&e)))
+            MediaFetchError::Retry(format!(
+                "the download broke off: {}",
+                error_chain(&e.without_url())
+            ))
         })
     }
 }
@@ -152,12 +161,7 @@ impl MediaClient {
                 MediaFetchError::Retry(format!("could not reach Graph: {}", error_chain(&e)))
             })?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| {
-            MediaFetchError::Retry(format!(
-                "reading Graph's answer failed: {}",
-                error_chain(&e)
-            ))
-        })?;
+        let bytes = read_capped(response).await?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 MediaFetchError::Retry(format!(
@@ -166,17 +170,16 @@ impl MediaClient {
             });
         }
         let error = parse_error(status, &bytes);
-        // 404, or code 100 ("does not exist / cannot be loaded"): the id is no longer valid.
-        if status == 404 || error.code == Some(100) {
-            return Err(MediaFetchError::Gone(format!(
-                "GET /{{media_id}} answered HTTP {status} code {:?}: {}",
-                error.code, error.message
-            )));
-        }
-        Err(MediaFetchError::Retry(format!(
-            "GET /{{media_id}} answered HTTP {status} code {:?}: {}",
-            error.code, error.message
-        )))
+        let code = error.code.map_or_else(|| "none".into(), |c| c.to_string());
+        let what = format!(
+            "GET /{{media_id}} answered HTTP {status}, code {code}: {}",
+            error.message
+        );
+        Err(match (status, error.code) {
+            (404, _) => MediaFetchError::Gone(what),
+            (_, Some(100)) => MediaFetchError::Unavailable(what),
+            _ => MediaFetchError::Retry(what),
+        })
     }
 
     /// `GET <url>` with the bearer token, if the URL's host is one the token may go to.
@@ -190,9 +193,10 @@ impl MediaClient {
             .send()
             .await
             .map_err(|e| {
+                // Without the URL: it is a signed, short-lived link to a user's file.
                 MediaFetchError::Retry(format!(
                     "could not reach the media host: {}",
-                    error_chain(&e)
+                    error_chain(&e.without_url())
                 ))
             })?;
         let status = response.status().as_u16();
@@ -214,14 +218,30 @@ impl MediaClient {
                 "refused to send the access token to the media URL Meta gave: {why}; if Meta moved its media host, add it to WAHOOK_MEDIA_DOWNLOAD_HOSTS"
             )))
         };
-        if let Err(e) = check_base_url(url) {
-            return refuse(e.to_string());
-        }
-        let parsed = reqwest::Url::parse(url).map_err(|e| MediaFetchError::Retry(e.to_string()))?;
-        if parsed.scheme() == "http" {
-            return Ok(()); // check_base_url allows plain http to loopback only
-        }
+        // Only the scheme and host are named: the URL itself is a signed link to a user's file.
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return refuse("it is not a URL".into());
+        };
         let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+        if let Err(e) = check_base_url(url) {
+            let why = match e {
+                GraphSetupError::BaseUrl { problem, .. } => problem,
+                GraphSetupError::HttpClient(_) => "is not usable",
+            };
+            return refuse(format!("{}://{host} {why}", parsed.scheme()));
+        }
+        if parsed.scheme() == "http" {
+            // check_base_url allows plain http to loopback only; and only a simulator on this
+            // machine (a loopback Graph base URL) hands out such URLs. In Lambda, loopback is the
+            // runtime API: never send it a request on Meta's word.
+            let graph_is_local = reqwest::Url::parse(&self.graph.config.base_url)
+                .is_ok_and(|g| g.scheme() == "http");
+            return if graph_is_local {
+                Ok(())
+            } else {
+                refuse("a plain-http URL while Graph is reached over TLS".into())
+            };
+        }
         if host_allowed(&host, &self.config.allowed_hosts) {
             Ok(())
         } else {
@@ -240,6 +260,25 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
             None => host == pattern,
         }
     })
+}
+
+/// Graph's answer, up to `MAX_ANSWER_BYTES` (Meta's are far smaller; anything bigger is not Meta).
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, MediaFetchError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        MediaFetchError::Retry(format!(
+            "reading Graph's answer failed: {}",
+            error_chain(&e.without_url())
+        ))
+    })? {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(MediaFetchError::Retry(format!(
+                "Graph's answer is over {MAX_ANSWER_BYTES} bytes, which is not Meta's: check WAHOOK_GRAPH_BASE_URL"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// Meta writes sizes as numbers; a string of digits reads too, anything else as unknown.
@@ -278,6 +317,48 @@ mod tests {
         ] {
             assert!(!host_allowed(bad, &allowed), "{bad}");
         }
+    }
+
+    fn client(base_url: &str) -> MediaClient {
+        let graph = GraphClient::new(
+            crate::graph::GraphConfig {
+                base_url: base_url.into(),
+                ..Default::default()
+            },
+            crate::secret::SecretString::new("t"),
+        )
+        .unwrap();
+        MediaClient::new(graph, MediaDownloadConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn download_urls_are_checked_before_the_token_is_sent() {
+        let meta = client("https://graph.facebook.com");
+        assert!(meta
+            .check_download_url("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1")
+            .is_ok());
+        for refused in [
+            "https://evil.example/x",
+            "http://lookaside.fbsbx.com/x",
+            // Lambda's runtime API listens on loopback: never on Meta's word.
+            "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next",
+            "https://user:pw@lookaside.fbsbx.com/x",
+            "ftp://lookaside.fbsbx.com/x",
+            "not a url",
+        ] {
+            let e = meta.check_download_url(refused).unwrap_err().to_string();
+            assert!(
+                e.contains("refused to send the access token"),
+                "{refused}: {e}"
+            );
+        }
+        let sim = client("http://127.0.0.1:8080");
+        assert!(sim
+            .check_download_url("http://127.0.0.1:8080/_sim/media/abc")
+            .is_ok());
+        assert!(sim
+            .check_download_url("http://10.0.0.1/_sim/media/abc")
+            .is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 pub mod queue;
 mod upload;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -41,6 +41,54 @@ pub enum MediaReport {
     Done(MediaState),
     /// Nothing to do: already final, no media, or no such message.
     Skipped(Option<MediaState>),
+    /// This attempt outlived its lease; another took the media over and records it.
+    LeaseLost,
+}
+
+/// The invocation's deadline (Lambda's, in Unix milliseconds) as an `Instant`; `None` when the
+/// runtime gave none (0).
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(Instant::now() + left)
+}
+
+/// Time kept back from the invocation to record the outcome (or give the claim back).
+const RECORD_MARGIN: Duration = Duration::from_secs(15);
+
+/// Meta keeps a webhook's media id for 7 days.
+const MEDIA_ID_LIFETIME_SECS: i64 = 7 * 24 * 60 * 60;
+
+/// A MIME type fit for S3's `Content-Type`: `type/subtype` in token characters (parameters kept only
+/// when they are plain too). Anything else is stored as bytes.
+fn content_type(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let (essence, params) = raw.split_once(';').unwrap_or((raw, ""));
+    let (kind, sub) = essence.trim().split_once('/')?;
+    if !token(kind) || !token(sub) {
+        return None;
+    }
+    let plain_params = params.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    Some(if params.trim().is_empty() || !plain_params {
+        format!("{}/{}", kind.to_ascii_lowercase(), sub.to_ascii_lowercase())
+    } else {
+        format!(
+            "{}/{}; {}",
+            kind.to_ascii_lowercase(),
+            sub.to_ascii_lowercase(),
+            params.trim()
+        )
+    })
 }
 
 /// Why a job is to be tried again.
@@ -112,8 +160,13 @@ impl MediaService {
     }
 
     /// One SQS batch: each job on its own, one at a time (a download uses the bandwidth; a batch of
-    /// one is what the stack configures). Returns the message ids to retry.
-    pub async fn handle_batch(&self, jobs: Vec<QueuedJob>) -> Vec<String> {
+    /// one is what the stack configures), each ending before `deadline` (the invocation's). Returns
+    /// the message ids to retry.
+    pub async fn handle_batch(
+        &self,
+        jobs: Vec<QueuedJob>,
+        deadline: Option<Instant>,
+    ) -> Vec<String> {
         let mut failures = Vec::new();
         for job in jobs {
             let wamid = match MediaJob::parse(&job.body) {
@@ -125,26 +178,31 @@ impl MediaService {
                     continue;
                 }
             };
-            match self.process(&wamid).await {
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(event = "media_job_retry", wamid = %wamid, error = %e, "media job failed: {e}");
-                    failures.push(job.message_id);
-                }
+            if let Err(e) = self.process(&wamid, deadline).await {
+                tracing::warn!(event = "media_job_retry", wamid = %wamid, error = %e, "media job failed: {e}");
+                failures.push(job.message_id);
             }
         }
         failures
     }
 
-    /// Fetches the media of one stored message, once.
-    pub async fn process(&self, wamid: &Wamid) -> Result<MediaReport, MediaError> {
+    /// Fetches the media of one stored message, once, and records how it ended before `deadline`
+    /// (less a margin to record it).
+    pub async fn process(
+        &self,
+        wamid: &Wamid,
+        deadline: Option<Instant>,
+    ) -> Result<MediaReport, MediaError> {
         let Some(record) = self.store.media_record(wamid).await? else {
             tracing::warn!(event = "media_job_without_media", wamid = %wamid, "a media job names a message that is not stored or has no media id; dropped");
             return Ok(MediaReport::Skipped(None));
         };
+        // A token only this attempt knows: an attempt that outlived its lease cannot overwrite the
+        // work of the one that took over.
+        let claim = uuid::Uuid::new_v4().to_string();
         match self
             .store
-            .claim_media(wamid, UnixTime::now(), self.lease_secs)
+            .claim_media(wamid, &claim, UnixTime::now(), self.lease_secs)
             .await?
         {
             MediaClaim::Claimed => {}
@@ -153,12 +211,30 @@ impl MediaService {
             MediaClaim::Busy { lease_until } => return Err(MediaError::Busy { lease_until }),
         }
         let started = Instant::now();
-        let outcome = match self.fetch(&record).await {
+        // Inside the lease, and inside the invocation with time left to record the outcome.
+        let mut budget = Duration::from_secs(self.lease_secs.max(60) as u64 - 30);
+        if let Some(d) = deadline {
+            budget = budget.min(
+                d.saturating_duration_since(started)
+                    .saturating_sub(RECORD_MARGIN),
+            );
+        }
+        let fetched = match tokio::time::timeout(budget, self.fetch(&record)).await {
+            Ok(fetched) => fetched,
+            Err(_) => Err(format!(
+                "the download did not finish within {} s (the function's time, less {} s to record this); a slow host or a large file: the job comes back, and a longer function timeout helps",
+                budget.as_secs(),
+                RECORD_MARGIN.as_secs()
+            )),
+        };
+        let outcome = match fetched {
             Ok(outcome) => outcome,
             Err(problem) => {
                 tracing::warn!(event = "media_retry", wamid = %wamid, kind = record.kind.as_str(), problem = %problem, "media not fetched this time: {problem}");
                 self.metrics.emit(&[("MediaRetries", 1)]);
-                self.store.release_media(wamid, &problem).await?;
+                if !self.store.release_media(wamid, &claim, &problem).await? {
+                    tracing::warn!(event = "media_lease_lost", wamid = %wamid, "another attempt took this media over after our lease ended");
+                }
                 return Err(MediaError::Retry(problem));
             }
         };
@@ -168,9 +244,15 @@ impl MediaService {
             MediaOutcome::Mismatch { .. } => MediaState::Mismatch,
             MediaOutcome::Gone { .. } => MediaState::Gone,
         };
-        self.store
-            .finish_media(wamid, &outcome, UnixTime::now())
-            .await?;
+        if !self
+            .store
+            .finish_media(wamid, &claim, &outcome, UnixTime::now())
+            .await?
+        {
+            // The object (if any) is the same bytes under the same key the other attempt writes.
+            tracing::warn!(event = "media_lease_lost", wamid = %wamid, state = state.as_str(), "this attempt outlived its lease and another took over; its outcome is not recorded");
+            return Ok(MediaReport::LeaseLost);
+        }
         let size = match &outcome {
             MediaOutcome::Stored(m) => m.size,
             _ => 0,
@@ -195,23 +277,31 @@ impl MediaService {
             Err(gone) => return Ok(gone),
         };
         // A URL lasts five minutes: one refused download earns one fresh URL, then the queue retries.
-        for fresh_url_left in [true, false] {
+        let mut fresh_url_left = true;
+        loop {
             if let Some(size) = location.file_size.filter(|s| *s > cap) {
-                return Ok(MediaOutcome::TooLarge { size, cap });
+                return Ok(MediaOutcome::TooLarge {
+                    size,
+                    cap,
+                    announced: true,
+                });
             }
             match self.download(record, &location, cap).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(MediaFetchError::Expired(why)) if fresh_url_left => {
                     tracing::info!(event = "media_url_refused", wamid = %record.wamid, why = %why, "asking Meta for a fresh download URL");
+                    fresh_url_left = false;
                     location = match self.locate(record).await? {
                         Ok(l) => l,
                         Err(gone) => return Ok(gone),
                     };
                 }
+                Err(MediaFetchError::Expired(why)) => {
+                    return Err(format!("the download URL was refused twice ({why})"))
+                }
                 Err(e) => return Err(e.to_string()),
             }
         }
-        Err("the download URL was refused twice".into())
     }
 
     /// `Ok(Err(outcome))`: Meta says the media is gone, which is final.
@@ -226,6 +316,18 @@ impl MediaService {
         {
             Ok(l) => Ok(Ok(l)),
             Err(MediaFetchError::Gone(reason)) => Ok(Err(MediaOutcome::Gone { reason })),
+            // Code 100 is what an expired id gets, and what a token without access to the number
+            // gets: only the first is final, so only past the id's lifetime.
+            Err(MediaFetchError::Unavailable(reason)) => {
+                let age = record.at.map(|at| UnixTime::now().secs() - at.secs());
+                if age.is_some_and(|a| a > MEDIA_ID_LIFETIME_SECS) {
+                    Ok(Err(MediaOutcome::Gone { reason }))
+                } else {
+                    Err(format!(
+                        "{reason}. The message is younger than the 7 days Meta keeps media, so the access token may lack access to this number (its system user must be assigned to the WhatsApp account)"
+                    ))
+                }
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -237,15 +339,36 @@ impl MediaService {
         location: &MediaLocation,
         cap: u64,
     ) -> Result<MediaOutcome, MediaFetchError> {
+        // Which checksum to hold the bytes to, decided before any byte is read: the webhook's
+        // first (it came signed), Meta's media answer's when the webhook's is absent or unreadable.
+        let claimed: Vec<&str> = [record.sha256.as_deref(), location.sha256.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let expected = claimed.iter().find_map(|raw| Sha256Digest::parse(raw));
+        if expected.is_none() && !claimed.is_empty() {
+            tracing::error!(event = "media_checksum_unreadable", wamid = %record.wamid, "Meta's SHA-256 reads as neither hex nor base64; nothing is downloaded until it does (see domain::media::Sha256Digest)");
+            return Err(MediaFetchError::Retry(format!(
+                "Meta's SHA-256 ({}…) reads as neither hex nor base64",
+                claimed[0].chars().take(12).collect::<String>()
+            )));
+        }
         let mut body = self.client.open(&location.url).await?;
         if let Some(size) = body.length().filter(|s| *s > cap) {
-            return Ok(MediaOutcome::TooLarge { size, cap });
+            return Ok(MediaOutcome::TooLarge {
+                size,
+                cap,
+                announced: true,
+            });
         }
-        let mime_type = record
-            .mime_type
-            .clone()
-            .or_else(|| location.mime_type.clone())
-            .or_else(|| body.content_type());
+        let mime_type = [
+            record.mime_type.clone(),
+            location.mime_type.clone(),
+            body.content_type(),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|m| content_type(&m));
         let key = object_key(&self.prefix, &record.number, &record.wamid);
         let mut upload = ObjectUpload::new(&self.s3, &self.bucket, &key, mime_type.clone());
         let mut hasher = Sha256::new();
@@ -263,7 +386,11 @@ impl MediaService {
             if size > cap {
                 // The host sent more than the cap (or more than it announced): stop reading.
                 upload.abort().await;
-                return Ok(MediaOutcome::TooLarge { size, cap });
+                return Ok(MediaOutcome::TooLarge {
+                    size,
+                    cap,
+                    announced: false,
+                });
             }
             hasher.update(&chunk);
             if let Err(e) = upload.write(&chunk).await {
@@ -272,30 +399,17 @@ impl MediaService {
             }
         }
         let got = Sha256Digest::from_bytes(hasher.finalize().into());
-        // The webhook's checksum first (it came signed); Meta's media answer when the webhook had none.
-        let expected = record
-            .sha256
-            .as_deref()
-            .or(location.sha256.as_deref())
-            .map(|raw| (raw, Sha256Digest::parse(raw)));
         match expected {
-            Some((_, Some(want))) if want != got => {
+            Some(want) if want != got => {
                 upload.abort().await;
                 return Ok(MediaOutcome::Mismatch {
                     expected_hex: want.to_hex(),
                     got_hex: got.to_hex(),
                 });
             }
-            Some((raw, None)) => {
-                upload.abort().await;
-                return Ok(MediaOutcome::Mismatch {
-                    expected_hex: format!("(unreadable checksum {raw:?})"),
-                    got_hex: got.to_hex(),
-                });
-            }
             Some(_) => {}
             None => {
-                tracing::warn!(event = "media_unchecked", wamid = %record.wamid, "Meta gave no SHA-256 for this media; stored unchecked");
+                tracing::warn!(event = "media_unchecked", wamid = %record.wamid, "Meta gave no SHA-256 for this media; stored with media_unchecked = true");
             }
         }
         upload.complete().await.map_err(MediaFetchError::Retry)?;
@@ -305,6 +419,7 @@ impl MediaService {
             size,
             mime_type,
             sha256_hex: got.to_hex(),
+            verified: expected.is_some(),
         }))
     }
 }

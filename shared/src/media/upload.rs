@@ -46,8 +46,14 @@ impl<'c> ObjectUpload<'c> {
             let room = PART_BYTES - self.buffer.len();
             let take = room.min(bytes.len());
             if self.buffer.capacity() == 0 {
-                self.buffer
-                    .reserve_exact(PART_BYTES.min(bytes.len().max(64 * 1024)));
+                // The first part grows with the file (most files are small); once a part has been
+                // sent the file is big, and each part takes its whole buffer at once.
+                let want = if self.parts.is_empty() {
+                    bytes.len().max(64 * 1024)
+                } else {
+                    PART_BYTES
+                };
+                self.buffer.reserve_exact(want.min(PART_BYTES));
             }
             self.buffer.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];

@@ -4,7 +4,7 @@
 //! undo a final state.
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::attrs::{get_n, get_s, n, s, Item, UpdateBuilder};
 use super::tables::MESSAGES;
@@ -25,6 +25,8 @@ pub struct MediaRecord {
     /// Meta's checksum from the webhook, as written there.
     pub sha256: Option<String>,
     pub state: Option<MediaState>,
+    /// The message's payload time: Meta keeps media ids for 7 days from it.
+    pub at: Option<UnixTime>,
 }
 
 /// Where verified bytes were put.
@@ -35,15 +37,20 @@ pub struct StoredMedia {
     pub size: u64,
     pub mime_type: Option<String>,
     pub sha256_hex: String,
+    /// Whether `sha256_hex` matched Meta's checksum (`false`: Meta gave none to check against).
+    pub verified: bool,
 }
 
 /// How a fetch ended, for the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaOutcome {
     Stored(StoredMedia),
+    /// `announced`: Meta's (or the host's) size said so and nothing was read; otherwise the bytes
+    /// passed the cap as they streamed.
     TooLarge {
         size: u64,
         cap: u64,
+        announced: bool,
     },
     Mismatch {
         expected_hex: String,
@@ -69,6 +76,7 @@ pub enum MediaClaim {
 
 const STATE: &str = "media_state";
 const LEASE: &str = "media_lease_until";
+const CLAIM: &str = "media_claim";
 
 impl Store {
     /// Reads a message's media facts (consistent read). `None` if the message is not stored or has
@@ -98,17 +106,20 @@ impl Store {
         self.update_media(wamid, u, condition).await.map(|_| ())
     }
 
-    /// Takes the media for `lease_secs`: from `pending`/`queued`, or from `fetching` whose lease has
-    /// ended (a worker that died mid-download). Final states are never taken again.
+    /// Takes the media for `lease_secs` under `claim` (a token only this worker knows): from
+    /// `pending`/`queued`, or from `fetching` whose lease has ended (a worker that died
+    /// mid-download). Final states are never taken again.
     pub async fn claim_media(
         &self,
         wamid: &Wamid,
+        claim: &str,
         now: UnixTime,
         lease_secs: i64,
     ) -> Result<MediaClaim, StoreError> {
         let mut u = UpdateBuilder::default();
         u.set(STATE, s(MediaState::Fetching.as_str()));
         u.set(LEASE, n(now.secs() + lease_secs));
+        u.set(CLAIM, s(claim));
         let (state, lease) = (u.name_of(STATE), u.name_of(LEASE));
         for (placeholder, value) in [
             (":pending", MediaState::Pending),
@@ -135,30 +146,45 @@ impl Store {
         }
     }
 
-    /// Records how the fetch ended and gives up the lease. Only the lease holder's state is replaced.
+    /// Records how the fetch ended and gives up the lease. Only the holder of `claim` does: `false`
+    /// if the lease was lost (another worker took over after it ended).
     pub async fn finish_media(
         &self,
         wamid: &Wamid,
+        claim: &str,
         outcome: &MediaOutcome,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         let mut u = UpdateBuilder::default();
         let state = match outcome {
             MediaOutcome::Stored(m) => {
+                let checksum = if m.verified {
+                    "media_sha256_verified"
+                } else {
+                    // Meta gave nothing to check against: say so rather than call it verified.
+                    u.set("media_unchecked", AttributeValue::Bool(true));
+                    "media_sha256_computed"
+                };
                 u.set("media_bucket", s(&m.bucket))
                     .set("media_key", s(&m.key))
                     .set("media_size", n(m.size as i64))
-                    .set("media_sha256_verified", s(&m.sha256_hex))
-                    .set_opt("media_content_type", m.mime_type.as_deref().map(s));
+                    .set(checksum, s(&m.sha256_hex))
+                    .set_opt("media_content_type", m.mime_type.as_deref().map(s))
+                    .remove("media_problem");
                 MediaState::Stored
             }
-            MediaOutcome::TooLarge { size, cap } => {
-                u.set("media_size", n(*size as i64)).set(
-                    "media_problem",
-                    s(format!(
-                        "{size} bytes is over the cap of {cap} bytes for this kind; not downloaded"
-                    )),
-                );
+            MediaOutcome::TooLarge {
+                size,
+                cap,
+                announced,
+            } => {
+                let what = if *announced {
+                    format!("{size} bytes (as announced) is over the cap of {cap} bytes for this kind; not downloaded")
+                } else {
+                    format!("more than {cap} bytes arrived (over the cap for this kind; {size} read before stopping); not kept")
+                };
+                u.set("media_size", n(*size as i64))
+                    .set("media_problem", s(what));
                 MediaState::TooLarge
             }
             MediaOutcome::Mismatch {
@@ -180,26 +206,27 @@ impl Store {
         };
         u.set(STATE, s(state.as_str()))
             .set("media_done_at", n(now.secs()))
-            .remove(LEASE);
-        let name = u.name_of(STATE);
-        u.values
-            .insert(":fetching".into(), s(MediaState::Fetching.as_str()));
-        let condition = format!("{name} = :fetching");
+            .remove(LEASE)
+            .remove(CLAIM);
+        let condition = holder_condition(&mut u, claim);
         Ok(self.update_media(wamid, u, condition).await?.is_none())
     }
 
     /// Gives the lease back after a failure worth retrying (`queued` again, the problem noted), so
-    /// the queue's next delivery of the job can claim it at once.
-    pub async fn release_media(&self, wamid: &Wamid, problem: &str) -> Result<(), StoreError> {
+    /// the queue's next delivery of the job can claim it at once. Only the holder of `claim` does.
+    pub async fn release_media(
+        &self,
+        wamid: &Wamid,
+        claim: &str,
+        problem: &str,
+    ) -> Result<bool, StoreError> {
         let mut u = UpdateBuilder::default();
         u.set(STATE, s(MediaState::Queued.as_str()))
             .set("media_problem", s(problem))
-            .remove(LEASE);
-        let name = u.name_of(STATE);
-        u.values
-            .insert(":fetching".into(), s(MediaState::Fetching.as_str()));
-        let condition = format!("{name} = :fetching");
-        self.update_media(wamid, u, condition).await.map(|_| ())
+            .remove(LEASE)
+            .remove(CLAIM);
+        let condition = holder_condition(&mut u, claim);
+        Ok(self.update_media(wamid, u, condition).await?.is_none())
     }
 
     /// `None` when written; the item as it was when the condition failed (empty if absent).
@@ -240,6 +267,15 @@ impl Store {
     }
 }
 
+/// `fetching`, under this claim.
+fn holder_condition(u: &mut UpdateBuilder, claim: &str) -> String {
+    let (state, holder) = (u.name_of(STATE), u.name_of(CLAIM));
+    u.values
+        .insert(":fetching".into(), s(MediaState::Fetching.as_str()));
+    u.values.insert(":claim".into(), s(claim));
+    format!("{state} = :fetching AND {holder} = :claim")
+}
+
 fn media_record(wamid: &Wamid, item: &Item) -> Option<MediaRecord> {
     let owned = |name| get_s(item, name).map(str::to_owned);
     Some(MediaRecord {
@@ -250,5 +286,6 @@ fn media_record(wamid: &Wamid, item: &Item) -> Option<MediaRecord> {
         mime_type: owned("mime_type"),
         sha256: owned("media_sha256"),
         state: get_s(item, STATE).and_then(MediaState::parse),
+        at: get_n(item, "at").map(UnixTime::from_secs),
     })
 }

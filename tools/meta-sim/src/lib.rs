@@ -959,8 +959,10 @@ async fn post_inbound(
                 )
                     .into_response();
             };
-            let mut object =
-                json!({ "id": m.id, "mime_type": file.media.mime_type, "sha256": file.sha256 });
+            let mut object = json!({ "id": m.id, "mime_type": file.media.mime_type });
+            if !file.media.no_sha256 {
+                object["sha256"] = json!(file.sha256);
+            }
             if let Some(c) = &m.caption {
                 object["caption"] = json!(c);
             }

@@ -85,8 +85,11 @@ pub struct SimMedia {
     pub content: SimContent,
     /// What webhooks and `GET /{media_id}` say the SHA-256 is; `None`: the true one.
     pub claimed_sha256: Option<String>,
-    /// What `GET /{media_id}` says the size is; `None`: the true one.
+    /// What `GET /{media_id}` says the size is; `None`: the true one. When set, the download is
+    /// sent without `Content-Length` (chunked), so only its bytes tell the real size.
     pub claimed_size: Option<u64>,
+    /// Neither the webhook nor `GET /{media_id}` carries a SHA-256.
+    pub no_sha256: bool,
 }
 
 impl SimMedia {
@@ -96,6 +99,7 @@ impl SimMedia {
             content: SimContent::Bytes(Arc::new(bytes)),
             claimed_sha256: None,
             claimed_size: None,
+            no_sha256: false,
         }
     }
 
@@ -105,6 +109,7 @@ impl SimMedia {
             content: SimContent::Pattern { len },
             claimed_sha256: None,
             claimed_size: None,
+            no_sha256: false,
         }
     }
 }
@@ -166,6 +171,7 @@ pub(crate) async fn post_media(
         content,
         claimed_sha256: req.sha256,
         claimed_size: req.file_size,
+        no_sha256: false,
     };
     let (id, sha256) = state.add_media(media);
     Json(json!({ "id": id, "sha256": sha256 })).into_response()
@@ -215,17 +221,17 @@ pub(crate) fn lookup(state: &SimState, media_id: &str, headers: &HeaderMap) -> O
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1");
-    Some(
-        Json(json!({
-            "messaging_product": "whatsapp",
-            "url": format!("http://{host}/_sim/media/{token}"),
-            "mime_type": stored.media.mime_type,
-            "sha256": stored.sha256,
-            "file_size": stored.media.claimed_size.unwrap_or(stored.media.content.len()),
-            "id": media_id,
-        }))
-        .into_response(),
-    )
+    let mut answer = json!({
+        "messaging_product": "whatsapp",
+        "url": format!("http://{host}/_sim/media/{token}"),
+        "mime_type": stored.media.mime_type,
+        "file_size": stored.media.claimed_size.unwrap_or(stored.media.content.len()),
+        "id": media_id,
+    });
+    if !stored.media.no_sha256 {
+        answer["sha256"] = json!(stored.sha256);
+    }
+    Some(Json(answer).into_response())
 }
 
 /// `GET /_sim/media/{token}`: the bytes, with the bearer token, while the URL lasts.
@@ -258,12 +264,15 @@ pub(crate) async fn download(
             })
         }
     });
-    (
-        [
-            (header::CONTENT_TYPE, stored.media.mime_type.clone()),
-            (header::CONTENT_LENGTH, len.to_string()),
-        ],
+    let mut response = (
+        [(header::CONTENT_TYPE, stored.media.mime_type.clone())],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response();
+    if stored.media.claimed_size.is_none() {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, len.into());
+    }
+    response
 }

@@ -48,8 +48,9 @@ async fn main() -> Result<(), String> {
             let media_config = MediaConfig::load(&env, &resolver)
                 .await
                 .map_err(|e| e.to_string())?;
-            service = service
-                .with_media_queue(MediaQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()));
+            // As deployed: the webhook's SQS calls within its deadlines.
+            let sqs = aws_sdk_sqs::Client::new(&webhook_config.deadlines.apply(&sdk));
+            service = service.with_media_queue(MediaQueue::new(sqs, url.clone()));
             let media = MediaService::from_config(&media_config, &sdk, Metrics::disabled("media"))
                 .map_err(|e| e.to_string())?;
             Some(
