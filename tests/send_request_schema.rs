@@ -4,8 +4,9 @@
 
 use serde_json::{json, Value};
 use wahook::domain::send_request::{
-    SendRequest, FIELDS, MAX_CALLBACK_DATA_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
-    MAX_TEMPLATE_NAME_CHARS, MAX_TEXT_CHARS, TEMPLATE_FIELDS, TEXT_FIELDS,
+    media_fields, SendRequest, FIELDS, MAX_CALLBACK_DATA_CHARS, MAX_CAPTION_CHARS,
+    MAX_FILENAME_CHARS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_TEMPLATE_NAME_CHARS, MAX_TEXT_CHARS,
+    MEDIA_KINDS, TEMPLATE_FIELDS, TEXT_FIELDS,
 };
 
 fn schema() -> Value {
@@ -53,6 +54,23 @@ fn the_schema_lists_exactly_the_fields_and_limits_of_the_code() {
         s["$defs"]["template"]["properties"]["name"]["maxLength"],
         MAX_TEMPLATE_NAME_CHARS
     );
+    for kind in MEDIA_KINDS {
+        let def = s["properties"][kind.as_str()]["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+            .unwrap_or_else(|| panic!("{} refers to a $def", kind.as_str()));
+        assert_eq!(
+            keys(&s["$defs"][def]["properties"]),
+            sorted(media_fields(kind)),
+            "{}",
+            kind.as_str()
+        );
+    }
+    assert_eq!(s["$defs"]["caption"]["maxLength"], MAX_CAPTION_CHARS);
+    assert_eq!(
+        s["$defs"]["document"]["properties"]["filename"]["maxLength"],
+        MAX_FILENAME_CHARS
+    );
 }
 
 fn base() -> Value {
@@ -86,7 +104,82 @@ fn text() -> Value {
 fn corpus() -> Vec<(&'static str, Value, bool)> {
     let t = with(base(), template());
     let x = with(base(), text());
+    let img = with(
+        base(),
+        json!({"image": {"s3": "s3://media-bucket/outbound/r-17.jpg", "caption": "Tu recibo"}}),
+    );
     vec![
+        ("an image from S3", img.clone(), true),
+        (
+            "a document with its file name",
+            with(
+                base(),
+                json!({"document": {"s3": "s3://media-bucket/inv.pdf", "filename": "factura.pdf"}}),
+            ),
+            true,
+        ),
+        (
+            "a file with a fallback template",
+            with(
+                img.clone(),
+                json!({"category": "utility", "fallback_template": {"name": "receipt_ready", "language": "es_MX"}}),
+            ),
+            true,
+        ),
+        (
+            "an image with a file name",
+            with(
+                base(),
+                json!({"image": {"s3": "s3://media-bucket/a.jpg", "filename": "a.jpg"}}),
+            ),
+            false,
+        ),
+        (
+            "audio with a caption",
+            with(
+                base(),
+                json!({"audio": {"s3": "s3://media-bucket/a.ogg", "caption": "hi"}}),
+            ),
+            false,
+        ),
+        (
+            "a file by URL, not S3",
+            with(
+                base(),
+                json!({"image": {"s3": "https://example.com/a.jpg"}}),
+            ),
+            false,
+        ),
+        (
+            "an S3 URI without a key",
+            with(base(), json!({"sticker": {"s3": "s3://media-bucket/"}})),
+            false,
+        ),
+        ("an image and text", with(img.clone(), text()), false),
+        (
+            "an image and a video",
+            with(
+                img.clone(),
+                json!({"video": {"s3": "s3://media-bucket/v.mp4"}}),
+            ),
+            false,
+        ),
+        (
+            "a caption too long",
+            with(
+                base(),
+                json!({"image": {"s3": "s3://media-bucket/a.jpg", "caption": "c".repeat(1025)}}),
+            ),
+            false,
+        ),
+        (
+            "a file sent as service with a fallback",
+            with(
+                img.clone(),
+                json!({"category": "service", "fallback_template": {"name": "receipt_ready", "language": "es_MX"}}),
+            ),
+            false,
+        ),
         (
             "the design example",
             with(

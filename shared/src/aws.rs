@@ -10,3 +10,13 @@ pub async fn sdk_config() -> SdkConfig {
         .load()
         .await
 }
+
+/// An S3 client on `sdk`. An emulator on an endpoint URL (moto) has no bucket subdomains, so
+/// path-style addressing there only.
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build(),
+    )
+}

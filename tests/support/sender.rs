@@ -13,8 +13,9 @@ use wahook::config::{SecretRef, SecretResolver, TemplateSettings};
 use wahook::domain::ledger::{LedgerEntry, LedgerSettings};
 use wahook::domain::policy::PolicyConfig;
 use wahook::domain::send_request::IdempotencyKey;
+use wahook::graph::media::{MediaClient, MediaDownloadConfig};
 use wahook::graph::{GraphClient, GraphConfig};
-use wahook::outbound::{Pacer, SendQueue, Sender, SenderSettings, TokenSource};
+use wahook::outbound::{MediaUploads, Pacer, SendQueue, Sender, SenderSettings, TokenSource};
 use wahook::secret::SecretString;
 use wahook::telemetry::Metrics;
 use wahook_local::{PollReport, SqsPoller};
@@ -333,6 +334,12 @@ fn make_sender(
         SecretString::new(options.token.clone()),
     )
     .unwrap();
+    // Files from moto's S3, uploaded to the simulator (the deployed sender's S3 client and caps).
+    let media = MediaUploads::new(
+        MediaClient::new(graph.clone(), MediaDownloadConfig::default()).unwrap(),
+        wahook::aws::s3_client(sdk),
+        wahook::domain::media::MediaCaps::outbound(),
+    );
     let sender = Sender::new(
         harness.store().clone(),
         graph,
@@ -354,7 +361,8 @@ fn make_sender(
             marketing_cap: options.marketing_cap,
         },
         Metrics::disabled("sender"),
-    );
+    )
+    .with_media(media);
     match &options.token_secret {
         None => sender,
         Some(arn) => sender.with_token_source(TokenSource::new(

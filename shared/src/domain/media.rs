@@ -39,6 +39,14 @@ impl Default for MediaCaps {
 }
 
 impl MediaCaps {
+    /// What Meta takes in a send (§10): the inbound maxima, but a sticker is at most 500 KB.
+    pub fn outbound() -> Self {
+        Self {
+            sticker: 500 * 1024,
+            ..Self::default()
+        }
+    }
+
     pub fn of(&self, kind: MediaKind) -> u64 {
         match kind {
             MediaKind::Image => self.image,
@@ -110,6 +118,59 @@ impl fmt::Debug for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sha256:{}", self.to_hex())
     }
+}
+
+/// A MIME type fit for S3's `Content-Type`: `type/subtype` in token characters (parameters kept only
+/// when they are plain too). Anything else is stored as bytes.
+pub fn content_type(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let (essence, params) = raw.split_once(';').unwrap_or((raw, ""));
+    let (kind, sub) = essence.trim().split_once('/')?;
+    if !token(kind) || !token(sub) {
+        return None;
+    }
+    let plain_params = params.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    Some(if params.trim().is_empty() || !plain_params {
+        format!("{}/{}", kind.to_ascii_lowercase(), sub.to_ascii_lowercase())
+    } else {
+        format!(
+            "{}/{}; {}",
+            kind.to_ascii_lowercase(),
+            sub.to_ascii_lowercase(),
+            params.trim()
+        )
+    })
+}
+
+/// The MIME type Meta expects for a file, by its name's extension (Meta's supported types, §10).
+pub fn mime_for_name(name: &str) -> Option<&'static str> {
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "3gp" => "video/3gpp",
+        "ogg" | "opus" => "audio/ogg",
+        "mp3" => "audio/mpeg",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        "amr" => "audio/amr",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        _ => return None,
+    })
 }
 
 /// Where a message's media goes: `{prefix}{number}/{wamid}`, the wamid escaped so that no character
@@ -241,6 +302,29 @@ mod tests {
         for bad in ["", "x", &hex[..63], "not base64 at all!", &std[..20]] {
             assert_eq!(Sha256Digest::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn content_types_are_kept_only_when_plain() {
+        assert_eq!(content_type("image/JPEG").as_deref(), Some("image/jpeg"));
+        assert_eq!(
+            content_type("audio/ogg; codecs=opus").as_deref(),
+            Some("audio/ogg; codecs=opus")
+        );
+        for bad in [
+            "",
+            "jpeg",
+            "image/",
+            "/png",
+            "text/html\r\nX: y",
+            "image/jp eg",
+        ] {
+            assert_eq!(content_type(bad), None, "{bad:?}");
+        }
+        // Parameters that are not plain are dropped, the type kept.
+        assert_eq!(content_type("a/b; c=\u{7f}").as_deref(), Some("a/b"));
+        assert_eq!(mime_for_name("Invoice.PDF"), Some("application/pdf"));
+        assert_eq!(mime_for_name("noext"), None);
     }
 
     #[test]

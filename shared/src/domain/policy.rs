@@ -112,7 +112,7 @@ pub fn decide(
             message: request.message.clone(),
             fallback: false,
         },
-        OutboundMessage::Text { .. } => {
+        OutboundMessage::Text { .. } | OutboundMessage::Media(_) => {
             let open = contact.is_some_and(|c| c.window_open_at(now, config.window_margin_secs));
             match (open, &request.fallback_template) {
                 (true, _) => Decision::Send {
@@ -125,7 +125,7 @@ pub fn decide(
                 },
                 (false, None) => Decision::withhold(
                     SendState::WindowClosed,
-                    "free-form text outside the 24 h customer service window, and no fallback_template",
+                    "free-form text or a file outside the 24 h customer service window, and no fallback_template",
                 ),
             }
         }

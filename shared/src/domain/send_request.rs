@@ -8,6 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::ids::{Bsuid, Phone, PhoneNumberId, UserId, Wamid};
+use super::inbound::MediaKind;
 use super::preferences::Category;
 use super::time::UnixTime;
 
@@ -19,6 +20,9 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 pub const MAX_TEXT_CHARS: usize = 4096;
 pub const MAX_CALLBACK_DATA_CHARS: usize = 512;
 pub const MAX_TEMPLATE_NAME_CHARS: usize = 512;
+/// Meta's limit on a media caption.
+pub const MAX_CAPTION_CHARS: usize = 1024;
+pub const MAX_FILENAME_CHARS: usize = 240;
 
 /// The key a producer chooses so that a request is sent at most once: 1–128 of `A-Z a-z 0-9 - _ . : / = + @`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,27 +90,103 @@ pub enum OutboundMessage {
         body: String,
         preview_url: bool,
     },
+    /// A file from S3 (free-form, like text: only inside the window).
+    Media(MediaMessage),
 }
+
+/// An S3 object a producer names as `s3://bucket/key`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct S3Object {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl S3Object {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let rest = raw
+            .strip_prefix("s3://")
+            .ok_or("must be an S3 URI: s3://bucket/key")?;
+        let (bucket, key) = rest
+            .split_once('/')
+            .ok_or("must name a key after the bucket: s3://bucket/key")?;
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && !bucket.starts_with(['.', '-'])
+            && !bucket.ends_with(['.', '-']);
+        if !bucket_ok {
+            return Err("names no valid bucket: 3–63 lowercase letters, digits, dots and hyphens");
+        }
+        if key.is_empty() || key.len() > 1024 {
+            return Err("must name a key of 1–1024 bytes after the bucket");
+        }
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for S3Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// A file to send: its kind, where it is, and what Meta shows with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaMessage {
+    pub kind: MediaKind,
+    pub object: S3Object,
+    /// image, video and document only.
+    pub caption: Option<String>,
+    /// document only.
+    pub filename: Option<String>,
+}
+
+/// The fields of a media object, per kind: what Meta accepts with each.
+pub fn media_fields(kind: MediaKind) -> &'static [&'static str] {
+    match kind {
+        MediaKind::Image | MediaKind::Video => &["s3", "caption"],
+        MediaKind::Document => &["s3", "caption", "filename"],
+        MediaKind::Audio | MediaKind::Sticker => &["s3"],
+    }
+}
+
+pub const MEDIA_KINDS: [MediaKind; 5] = [
+    MediaKind::Image,
+    MediaKind::Video,
+    MediaKind::Audio,
+    MediaKind::Document,
+    MediaKind::Sticker,
+];
 
 impl OutboundMessage {
     pub fn kind(&self) -> &'static str {
         match self {
             OutboundMessage::Template(_) => "template",
             OutboundMessage::Text { .. } => "text",
+            OutboundMessage::Media(m) => m.kind.as_str(),
         }
+    }
+
+    /// Text or a file: Meta takes it only inside the customer service window.
+    pub fn is_free_form(&self) -> bool {
+        !matches!(self, OutboundMessage::Template(_))
     }
 
     pub fn template_name(&self) -> Option<&str> {
         match self {
             OutboundMessage::Template(t) => Some(&t.name),
-            OutboundMessage::Text { .. } => None,
+            OutboundMessage::Text { .. } | OutboundMessage::Media(_) => None,
         }
     }
 
     pub fn template_language(&self) -> Option<&str> {
         match self {
             OutboundMessage::Template(t) => Some(&t.language),
-            OutboundMessage::Text { .. } => None,
+            OutboundMessage::Text { .. } | OutboundMessage::Media(_) => None,
         }
     }
 }
@@ -195,6 +275,11 @@ pub const FIELDS: &[&str] = &[
     "category",
     "template",
     "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
     "fallback_template",
     "not_after",
     "callback_data",
@@ -271,31 +356,43 @@ impl SendRequest {
         let text = p.object(obj, "text");
         let fallback = p.object(obj, "fallback_template");
         let has = |k: &str| obj.contains_key(k);
-        let message = match (has("template"), has("text")) {
-            (true, true) => p.none(
+        let kinds: Vec<&'static str> = ["template", "text"]
+            .into_iter()
+            .chain(MEDIA_KINDS.map(MediaKind::as_str))
+            .filter(|k| has(k))
+            .collect();
+        let message = match kinds.as_slice() {
+            [] => p.none(
                 "template",
-                "and text are both set: send exactly one of them",
+                "or text, image, video, audio, document or sticker is required",
             ),
-            (false, false) => p.none("template", "or text is required"),
-            (true, false) => template
+            [_, _, ..] => {
+                p.add(
+                    "template",
+                    format!("{} are all set: send exactly one of them", kinds.join(", ")),
+                );
+                None
+            }
+            ["template"] => template
                 .and_then(|t| parse_template(t, "template", &mut p))
                 .map(OutboundMessage::Template),
-            (false, true) => text.and_then(|t| parse_text(t, &mut p)),
+            ["text"] => text.and_then(|t| parse_text(t, &mut p)),
+            [kind] => {
+                let media = MediaKind::parse(kind).expect("one of MEDIA_KINDS");
+                p.object(obj, kind)
+                    .and_then(|m| parse_media(media, m, &mut p))
+            }
         };
+        let free_form = !kinds.is_empty() && !has("template");
         let fallback_template = match (has("fallback_template"), has("template")) {
             (true, true) => p.none(
                 "fallback_template",
-                "only applies to a text message (a template can always be sent)",
+                "only applies to text or a file (a template can always be sent)",
             ),
             (true, false) => fallback.and_then(|t| parse_template(t, "fallback_template", &mut p)),
             (false, _) => None,
         };
-        let category = parse_category(
-            obj,
-            has("text") && !has("template"),
-            has("fallback_template"),
-            &mut p,
-        );
+        let category = parse_category(obj, free_form, has("fallback_template"), &mut p);
         let not_after = p.string(obj, "not_after").and_then(|n| {
             p.check(
                 "not_after",
@@ -523,17 +620,51 @@ fn parse_text(t: &Object, p: &mut Problems) -> Option<OutboundMessage> {
     }
 }
 
-/// Templates name their category; free-form text is `service` unless a fallback template is given,
+fn parse_media(kind: MediaKind, m: &Object, p: &mut Problems) -> Option<OutboundMessage> {
+    let field = kind.as_str();
+    p.unknown_fields(m, media_fields(kind), field);
+    let mut text_field = |name: &str, max: usize| match m.get(name) {
+        None => None,
+        Some(Value::String(v)) if v.trim().is_empty() => p.none(field, &format!("{name} is empty")),
+        Some(Value::String(v)) if v.chars().count() > max => p.none(
+            field,
+            &format!(
+                "{name} is {} characters; WhatsApp allows at most {max}",
+                v.chars().count()
+            ),
+        ),
+        Some(Value::String(v)) => Some(v.clone()),
+        Some(_) => p.none(field, &format!("{name} must be a string")),
+    };
+    let caption = text_field("caption", MAX_CAPTION_CHARS);
+    let filename = text_field("filename", MAX_FILENAME_CHARS);
+    let object = match m.get("s3") {
+        None => p.none(field, "needs s3: the file as s3://bucket/key"),
+        Some(Value::String(uri)) => match S3Object::parse(uri) {
+            Ok(o) => Some(o),
+            Err(e) => p.none(field, &format!("s3 {e}")),
+        },
+        Some(_) => p.none(field, "s3 must be a string: s3://bucket/key"),
+    }?;
+    Some(OutboundMessage::Media(MediaMessage {
+        kind,
+        object,
+        caption,
+        filename,
+    }))
+}
+
+/// Templates name their category; free-form text or a file is `service` unless a fallback template is given,
 /// in which case the category is the fallback's (what Meta bills and what opt-outs apply to).
 fn parse_category(
     obj: &Object,
-    is_text: bool,
+    free_form: bool,
     has_fallback: bool,
     p: &mut Problems,
 ) -> Option<Category> {
     let parsed = match p.string(obj, "category") {
         None if obj.contains_key("category") => return None,
-        None if is_text && !has_fallback => return Some(Category::Service),
+        None if free_form && !has_fallback => return Some(Category::Service),
         None => {
             return p.none(
                 "category",
@@ -542,7 +673,7 @@ fn parse_category(
         }
         Some(c) => p.check("category", c.parse::<Category>().map_err(|e| e.to_string()))?,
     };
-    let template_sent = !is_text || has_fallback;
+    let template_sent = !free_form || has_fallback;
     if template_sent && parsed == Category::Service {
         return p.none(
             "category",
@@ -663,11 +794,11 @@ mod tests {
         let both = problems(
             r#"{"v":1,"idempotency_key":"k","to":"+15551234567","category":"utility","text":{"body":"x"},"template":{"name":"a","language":"en"}}"#,
         );
-        assert!(both[0].1.contains("both set"), "{both:?}");
+        assert!(both[0].1.contains("are all set"), "{both:?}");
         assert!(
             problems(r#"{"v":1,"idempotency_key":"k","to":"+15551234567"}"#)[0]
                 .1
-                .contains("or text is required")
+                .contains("or text, image, video, audio, document or sticker is required")
         );
         let missing = problems(r#"{"v":1,"text":{"body":"x"}}"#);
         assert_eq!(
@@ -791,5 +922,45 @@ mod tests {
             .unwrap();
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_ne!(a.fingerprint, c.fingerprint);
+    }
+
+    #[test]
+    fn a_file_is_named_by_its_s3_uri_and_each_problem_is_said() {
+        let ok = SendRequest::parse(
+            r#"{"v":1,"idempotency_key":"k","to":"+5215512345678","document":{"s3":"s3://my-bucket/outbound/inv 9.pdf","filename":"factura.pdf","caption":"Factura"}}"#,
+        )
+        .unwrap();
+        let OutboundMessage::Media(m) = &ok.message else {
+            panic!("a media message: {:?}", ok.message)
+        };
+        assert_eq!(m.kind, MediaKind::Document);
+        assert_eq!(m.object.to_string(), "s3://my-bucket/outbound/inv 9.pdf");
+        assert_eq!(m.filename.as_deref(), Some("factura.pdf"));
+        assert!(ok.message.is_free_form());
+        assert_eq!(ok.category, Category::Service);
+        assert_eq!(ok.message.kind(), "document");
+
+        let problems = |body: &str| SendRequest::parse(body).unwrap_err().to_string();
+        let e = problems(
+            r#"{"v":1,"idempotency_key":"k","to":"+5215512345678","image":{"s3":"https://x/y.jpg","filename":"y.jpg"}}"#,
+        );
+        assert!(e.contains("image: unknown field \"filename\""), "{e}");
+        assert!(e.contains("s3 must be an S3 URI"), "{e}");
+        let e = problems(
+            r#"{"v":1,"idempotency_key":"k","to":"+5215512345678","audio":{"s3":"s3://Bad_Bucket/a.ogg"}}"#,
+        );
+        assert!(e.contains("names no valid bucket"), "{e}");
+        let e = problems(
+            r#"{"v":1,"idempotency_key":"k","to":"+5215512345678","sticker":{"s3":"s3://bucket/s.webp"},"text":{"body":"x"}}"#,
+        );
+        assert!(
+            e.contains("text, sticker are all set: send exactly one of them"),
+            "{e}"
+        );
+        let e = problems(r#"{"v":1,"idempotency_key":"k","to":"+5215512345678"}"#);
+        assert!(
+            e.contains("or text, image, video, audio, document or sticker is required"),
+            "{e}"
+        );
     }
 }

@@ -7,8 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    check_base_url, error_chain, parse_error, GraphClient, GraphSetupError, MAX_ANSWER_BYTES,
+    check_base_url, error_chain, parse_error, GraphClient, GraphError, GraphSetupError,
+    MAX_ANSWER_BYTES,
 };
+use crate::domain::ids::PhoneNumberId;
 
 /// Meta's answer to `GET /{media_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -209,6 +211,65 @@ impl MediaClient {
                 "the media host answered HTTP {status}"
             ))),
         }
+    }
+
+    /// `POST {base}/{version}/{number}/media`: uploads a file for sends from `number`, streamed
+    /// from `body` (`len` bytes); Meta's media id, good for 30 days. Nothing is sent to anyone by
+    /// this call, so a failure that never got an answer is `NotSent`.
+    pub async fn upload(
+        &self,
+        number: &PhoneNumberId,
+        mime_type: &str,
+        filename: &str,
+        len: u64,
+        body: reqwest::Body,
+    ) -> Result<String, GraphError> {
+        let url = format!(
+            "{}/{}/{}/media",
+            self.graph.config.base_url.trim_end_matches('/'),
+            self.graph.config.api_version,
+            number.as_str(),
+        );
+        let file = reqwest::multipart::Part::stream_with_length(body, len)
+            .file_name(filename.to_owned())
+            .mime_str(mime_type)
+            .map_err(|e| GraphError::NotSent(format!("bad MIME type {mime_type:?}: {e}")))?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", mime_type.to_owned())
+            .part("file", file);
+        let token = self.graph.bearer();
+        let response = self
+            .download
+            .post(url)
+            .bearer_auth(token.expose())
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| {
+                GraphError::NotSent(format!(
+                    "uploading the file to Meta failed: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        let status = response.status().as_u16();
+        let bytes = read_capped(response)
+            .await
+            .map_err(|e| GraphError::NotSent(format!("uploading the file to Meta: {e}")))?;
+        if (200..300).contains(&status) {
+            #[derive(Deserialize)]
+            struct Uploaded {
+                id: String,
+            }
+            return serde_json::from_slice::<Uploaded>(&bytes)
+                .map(|u| u.id)
+                .map_err(|_| {
+                    GraphError::NotSent(format!(
+                        "Meta answered the upload with HTTP {status} but no media id"
+                    ))
+                });
+        }
+        Err(GraphError::Meta(parse_error(status, &bytes)))
     }
 
     /// The token goes over TLS to an allowed host, or to a simulator on this machine.

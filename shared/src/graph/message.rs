@@ -47,11 +47,30 @@ pub fn message_body(
             body["type"] = json!("text");
             body["text"] = json!({ "body": text, "preview_url": preview_url });
         }
+        // The media id is set once the file is uploaded (`with_media_id`).
+        OutboundMessage::Media(m) => {
+            let mut object = json!({});
+            if let Some(c) = &m.caption {
+                object["caption"] = json!(c);
+            }
+            if let Some(f) = &m.filename {
+                object["filename"] = json!(f);
+            }
+            body["type"] = json!(m.kind.as_str());
+            body[m.kind.as_str()] = object;
+        }
     }
     if let Some(reply_to) = &req.reply_to {
         body["context"] = json!({ "message_id": reply_to.as_str() });
     }
     body
+}
+
+/// Names the uploaded file in a media message's body.
+pub fn with_media_id(body: &mut Value, message: &OutboundMessage, media_id: &str) {
+    if let OutboundMessage::Media(m) = message {
+        body[m.kind.as_str()]["id"] = json!(media_id);
+    }
 }
 
 #[cfg(test)]
@@ -92,5 +111,17 @@ mod tests {
         );
         assert_eq!(body["text"], json!({"body": "Hola", "preview_url": false}));
         assert!(body.get("context").is_none());
+
+        let doc = SendRequest::parse(
+            r#"{"v":1,"idempotency_key":"k","to":"+5215512345678","document":{"s3":"s3://files/inv/77.pdf","caption":"Your invoice","filename":"invoice-77.pdf"}}"#,
+        )
+        .unwrap();
+        let mut body = message_body(&doc, &doc.message, None);
+        with_media_id(&mut body, &doc.message, "1013859600285441");
+        assert_eq!(body["type"], "document");
+        assert_eq!(
+            body["document"],
+            json!({"id": "1013859600285441", "caption": "Your invoice", "filename": "invoice-77.pdf"})
+        );
     }
 }

@@ -18,7 +18,9 @@ pub use upload::PART_BYTES;
 
 use crate::config::MediaConfig;
 use crate::domain::ids::Wamid;
-use crate::domain::media::{object_key, MediaCaps, MediaJob, MediaState, Sha256Digest};
+use crate::domain::media::{
+    content_type, object_key, MediaCaps, MediaJob, MediaState, Sha256Digest,
+};
 use crate::domain::time::UnixTime;
 use crate::graph::media::{MediaClient, MediaFetchError, MediaLocation};
 use crate::graph::{GraphClient, GraphSetupError};
@@ -63,33 +65,6 @@ const RECORD_MARGIN: Duration = Duration::from_secs(15);
 
 /// Meta keeps a webhook's media id for 7 days.
 const MEDIA_ID_LIFETIME_SECS: i64 = 7 * 24 * 60 * 60;
-
-/// A MIME type fit for S3's `Content-Type`: `type/subtype` in token characters (parameters kept only
-/// when they are plain too). Anything else is stored as bytes.
-fn content_type(raw: &str) -> Option<String> {
-    let raw = raw.trim();
-    let token = |t: &str| {
-        !t.is_empty()
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-    };
-    let (essence, params) = raw.split_once(';').unwrap_or((raw, ""));
-    let (kind, sub) = essence.trim().split_once('/')?;
-    if !token(kind) || !token(sub) {
-        return None;
-    }
-    let plain_params = params.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-    Some(if params.trim().is_empty() || !plain_params {
-        format!("{}/{}", kind.to_ascii_lowercase(), sub.to_ascii_lowercase())
-    } else {
-        format!(
-            "{}/{}; {}",
-            kind.to_ascii_lowercase(),
-            sub.to_ascii_lowercase(),
-            params.trim()
-        )
-    })
-}
 
 /// Why a job is to be tried again.
 #[derive(Debug, thiserror::Error)]
@@ -146,12 +121,7 @@ impl MediaService {
         let store = config.storage.store(aws_sdk_dynamodb::Client::new(sdk));
         let graph = GraphClient::new(config.graph.clone(), config.access_token.clone())?;
         let client = MediaClient::new(graph, config.download.clone())?;
-        // An emulator on an endpoint URL (moto) has no bucket subdomains: path-style there only.
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(sdk.endpoint_url().is_some())
-                .build(),
-        );
+        let s3 = crate::aws::s3_client(sdk);
         Ok(Self::new(config, store, client, s3, metrics))
     }
 

@@ -10,14 +10,14 @@ use super::prepare::Prepared;
 use super::queue::QueuedSend;
 use super::{Next, Outcome, Sender};
 use crate::domain::contact::ContactState;
-use crate::domain::ids::{Bsuid, ContactKey, Phone, UserId, UserRef, Wamid};
+use crate::domain::ids::{Bsuid, ContactKey, Phone, PhoneNumberId, UserId, UserRef, Wamid};
 use crate::domain::ledger::{ClaimToken, SendState};
 use crate::domain::policy::{decide, Decision};
 use crate::domain::preferences::{Category, PreferenceSource};
 use crate::domain::send_request::{IdempotencyKey, OutboundMessage, SendRequest};
 use crate::domain::time::UnixTime;
 use crate::graph::errors::{MARKETING_MESSAGES_REFUSALS, MARKETING_STOPPED, WINDOW_CLOSED};
-use crate::graph::message::message_body;
+use crate::graph::message::{message_body, with_media_id};
 use crate::graph::{retry_delay_secs, Accepted, Endpoint, ErrorClass, GraphError, MetaApiError};
 use crate::retry::{backoff, jitter, MAX_ATTEMPTS};
 use crate::store::messages::OutboundSend;
@@ -32,6 +32,30 @@ const REFUSAL_STATES: &[(i64, SendState)] = &[
     // The parameters do not match the template.
     (132_000, SendState::InvalidParameters),
 ];
+
+impl Sender {
+    /// Names the uploaded file in a media message's body (uploading it unless this number already
+    /// has it for this object version).
+    async fn attach_media(
+        &self,
+        from: &PhoneNumberId,
+        message: &OutboundMessage,
+        body: &mut serde_json::Value,
+    ) -> Result<(), GraphError> {
+        let OutboundMessage::Media(media) = message else {
+            return Ok(());
+        };
+        let Some(uploads) = &self.media else {
+            return Err(super::media::refuse(
+                501,
+                "this sender was built without S3 access for files; send files with the deployed sender".into(),
+            ));
+        };
+        let id = uploads.media_id(from, media).await?;
+        with_media_id(body, message, &id);
+        Ok(())
+    }
+}
 
 fn state_of_refusal(code: Option<i64>) -> SendState {
     REFUSAL_STATES
@@ -70,7 +94,7 @@ impl Sender {
             // The gates chose the endpoint; text only ever goes to `/messages`.
             let endpoint = match message {
                 OutboundMessage::Template(_) => p.endpoint,
-                OutboundMessage::Text { .. } => Endpoint::Messages,
+                OutboundMessage::Text { .. } | OutboundMessage::Media(_) => Endpoint::Messages,
             };
             if endpoint == Endpoint::MarketingMessages {
                 if let Some(policy) = &self.settings.templates.product_policy {
@@ -104,8 +128,14 @@ impl Sender {
                     });
                 }
             };
-            self.pacer.acquire(&p.from).await;
-            let result = self.graph.send_to(&p.from, endpoint, &body).await;
+            // A file is uploaded first: a failure there reached nobody, and ends like a refused call.
+            let result = match self.attach_media(&p.from, message, &mut body).await {
+                Ok(()) => {
+                    self.pacer.acquire(&p.from).await;
+                    self.graph.send_to(&p.from, endpoint, &body).await
+                }
+                Err(e) => Err(e),
+            };
             let answer = match &result {
                 Err(GraphError::Meta(e)) if e.class == ErrorClass::Account => Answer::Halted {
                     code: e.code,

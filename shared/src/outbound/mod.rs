@@ -15,6 +15,7 @@ mod call;
 mod consent;
 mod frequency;
 mod ledger;
+pub mod media;
 pub mod pacer;
 mod prepare;
 pub mod queue;
@@ -26,6 +27,7 @@ use std::time::Instant;
 
 pub use crate::config::SenderSettings;
 pub use breaker::AccountBreaker;
+pub use media::MediaUploads;
 pub use pacer::Pacer;
 pub use queue::{DeadLetter, QueuedSend, SendQueue};
 pub use token::TokenSource;
@@ -33,12 +35,14 @@ pub use token::TokenSource;
 use crate::domain::contact::ContactState;
 use crate::domain::ids::ContactKey;
 use crate::domain::ledger::SendState;
+use crate::domain::media::MediaCaps;
 use crate::domain::policy::{decide, Decision};
 use crate::domain::preferences::Category;
 use crate::domain::send_request::{IdempotencyKey, OutboundMessage, SendRequest};
 use crate::domain::template::TemplateVerdict;
 use crate::domain::time::UnixTime;
 use crate::graph::errors::TEMPLATE_PAUSED;
+use crate::graph::media::{MediaClient, MediaDownloadConfig};
 use crate::graph::{retry_delay_secs, GraphClient};
 use crate::retry::{bounded, jitter};
 use crate::store::{self, Store, StoreError};
@@ -151,6 +155,8 @@ pub struct Sender {
     breaker: AccountBreaker,
     /// Where the access token is read again from after Meta refuses it (`None`: it cannot change).
     token_source: Option<TokenSource>,
+    /// Files from S3 for media sends (`None`: a media send is refused, naming why).
+    media: Option<MediaUploads>,
 }
 
 impl Sender {
@@ -171,7 +177,14 @@ impl Sender {
             settings,
             metrics,
             token_source: None,
+            media: None,
         }
+    }
+
+    /// Sends files from S3 (media sends).
+    pub fn with_media(mut self, media: MediaUploads) -> Self {
+        self.media = Some(media);
+        self
     }
 
     /// Re-reads the access token from `source` when Meta refuses it for the account.
@@ -199,7 +212,13 @@ impl Sender {
         if config.settings.allowed_from.is_empty() {
             tracing::warn!(event = "any_sender_number", "neither WAHOOK_ALLOWED_PHONE_NUMBER_IDS nor WAHOOK_DEFAULT_PHONE_NUMBER_ID is set: requests may send from any number the access token reaches");
         }
-        let sender = Self::new(store, graph, queue, pacer, config.settings.clone(), metrics);
+        let media = MediaUploads::new(
+            MediaClient::new(graph.clone(), MediaDownloadConfig::default())?,
+            crate::aws::s3_client(sdk),
+            MediaCaps::outbound(),
+        );
+        let sender = Self::new(store, graph, queue, pacer, config.settings.clone(), metrics)
+            .with_media(media);
         Ok(match &config.access_token_source {
             crate::config::SecretRef::Value(_) => sender,
             source => sender.with_token_source(TokenSource::new(

@@ -49,7 +49,7 @@ impl Sender {
             .flat_map(|req| {
                 let main = match &req.message {
                     OutboundMessage::Template(t) => Some(t),
-                    OutboundMessage::Text { .. } => None,
+                    OutboundMessage::Text { .. } | OutboundMessage::Media(_) => None,
                 };
                 main.into_iter().chain(req.fallback_template.iter())
             })

@@ -144,11 +144,7 @@ pub async fn provision_media(sdk: &SdkConfig, name: &str) -> Result<(String, Str
     )
     .await?;
     let bucket = format!("{name}-media");
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = wahook::aws::s3_client(sdk);
     s3.create_bucket()
         .bucket(&bucket)
         .send()
@@ -208,29 +204,6 @@ pub struct Inbound {
     pub caption: Option<String>,
 }
 
-/// The MIME type Meta would give a file, by its extension.
-pub fn mime_of(path: &str) -> &'static str {
-    let ext = path
-        .rsplit('.')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "jpg" | "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "webp" => "image/webp",
-        "mp4" => "video/mp4",
-        "3gp" => "video/3gpp",
-        "ogg" | "opus" => "audio/ogg",
-        "mp3" => "audio/mpeg",
-        "m4a" => "audio/mp4",
-        "aac" => "audio/aac",
-        "pdf" => "application/pdf",
-        "txt" => "text/plain",
-        _ => "application/octet-stream",
-    }
-}
-
 /// POSTs `body` to the simulator's `path`; its JSON answer, and the text for errors.
 async fn post_to_sim(dev: &DevEnv, path: &str, body: &Value) -> Result<(Value, String), String> {
     let url = format!("{}{path}", dev.get("WAHOOK_META_SIM_URL")?);
@@ -255,7 +228,7 @@ pub async fn inbound(dev: &DevEnv, msg: &Inbound) -> Result<String, String> {
         use base64::Engine;
         let bytes = std::fs::read(path).map_err(|e| format!("read {path}: {e}"))?;
         let file = json!({
-            "mime_type": mime_of(path),
+            "mime_type": wahook::domain::media::mime_for_name(path).unwrap_or("application/octet-stream"),
             "base64": base64::engine::general_purpose::STANDARD.encode(bytes),
         });
         let (registered, _) = post_to_sim(dev, "/_sim/media", &file).await?;

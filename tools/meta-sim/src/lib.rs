@@ -158,6 +158,8 @@ struct SimState {
     expire_media_urls: AtomicU64,
     media_lookups: AtomicU64,
     media_downloads: AtomicU64,
+    /// Files uploaded for sending, in order.
+    uploads: Mutex<Vec<media::UploadedMedia>>,
 }
 
 impl SimState {
@@ -225,6 +227,7 @@ impl MetaSim {
             .route("/_sim/statuses", post(post_status))
             .route("/_sim/templates", post(post_template))
             .route("/{version}/{waba}/message_templates", get(list_templates))
+            .route("/{version}/{number}/media", post(media::upload))
             .route("/_sim/media", post(media::post_media))
             .route("/_sim/media/{token}", get(media::download))
             .route("/_sim/health", get(|| async { "ok" }))
@@ -281,6 +284,11 @@ impl MetaSim {
     /// carry (the true one unless `claimed_sha256` says otherwise).
     pub fn add_media(&self, file: media::SimMedia) -> (String, String) {
         self.state.add_media(file)
+    }
+
+    /// Files uploaded for sending (`POST /{version}/{number}/media`), in order.
+    pub fn uploads(&self) -> Vec<media::UploadedMedia> {
+        self.state.uploads.lock().unwrap().clone()
     }
 
     /// Meta deletes the file: `GET /{media_id}` answers 404, code 100.
@@ -560,6 +568,11 @@ async fn send(
                     "Template name does not exist in the translation",
                     &format!("template name ({name}) does not exist in {language}"),
                 );
+            }
+        }
+        "image" | "video" | "audio" | "document" | "sticker" => {
+            if let Some(refusal) = media::check_media_send(&state, &number, kind, &request[kind]) {
+                return refusal;
             }
         }
         "text" => match request["text"]["body"].as_str() {

@@ -1,0 +1,181 @@
+//! A file from S3 for a media send: uploaded to Meta (`POST /{phone_number_id}/media`), streamed from
+//! S3, and its media id reused for the same object version and number while Meta keeps it. Why an
+//! upload and not a presigned link: docs/media.md, "Outbound media".
+//!
+//! Everything here happens before the message call, so every failure is one the send can be retried
+//! or refused on: nothing reached the person yet.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::domain::ids::PhoneNumberId;
+use crate::domain::media::{content_type, mime_for_name, MediaCaps};
+use crate::domain::send_request::{MediaMessage, S3Object};
+use crate::graph::media::MediaClient;
+use crate::graph::{ErrorClass, GraphError, MetaApiError};
+
+/// Meta keeps an uploaded id 30 days; one is reused for 29.
+const REUSE_FOR: Duration = Duration::from_secs(29 * 24 * 60 * 60);
+
+/// An upload's identity: the number it is for, the object and its version (ETag).
+type UploadKey = (PhoneNumberId, S3Object, String);
+/// Meta's media id, and when it was uploaded.
+type Uploaded = HashMap<UploadKey, (String, Instant)>;
+
+/// Uploads and the ids they gave, per (number, object, ETag).
+pub struct MediaUploads {
+    client: MediaClient,
+    s3: aws_sdk_s3::Client,
+    caps: MediaCaps,
+    uploaded: Mutex<Uploaded>,
+}
+
+impl std::fmt::Debug for MediaUploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaUploads")
+            .field("caps", &self.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refusal on the request's own terms: the producer must fix the file or its URI.
+pub(super) fn refuse(http_status: u16, message: String) -> GraphError {
+    GraphError::Meta(MetaApiError {
+        http_status,
+        code: None,
+        message,
+        details: None,
+        fbtrace_id: None,
+        class: ErrorClass::FixRequest,
+    })
+}
+
+/// What S3 said, as a send's outcome: a missing object or a denied read is the request's to fix; any
+/// other failure (throttling, a timeout) is worth another try, and nothing was sent.
+fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &str,
+    object: &S3Object,
+    err: SdkError<E, HttpResponse>,
+) -> GraphError {
+    // A HEAD's 404 has no body to name a code in: the status says it.
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned);
+    match (status, code.as_deref()) {
+        (Some(404), _) | (_, Some("NoSuchKey" | "NoSuchBucket" | "NotFound")) => refuse(
+            404,
+            format!("{object} does not exist (S3 {operation}): put the file there first, or fix the s3 URI"),
+        ),
+        (Some(403), _) | (_, Some("AccessDenied")) => refuse(
+            403,
+            format!("the sender may not read {object} (S3 {operation}: access denied): put files under the stack's outbound/ prefix of MediaBucket, or grant the sender's role s3:GetObject"),
+        ),
+        (Some(412), _) => GraphError::NotSent(format!(
+            "{object} changed while it was being read; it is read again on the retry"
+        )),
+        _ => GraphError::NotSent(format!(
+            "reading {object} failed (S3 {operation}): {}",
+            DisplayErrorContext(&err)
+        )),
+    }
+}
+
+impl MediaUploads {
+    pub fn new(client: MediaClient, s3: aws_sdk_s3::Client, caps: MediaCaps) -> Self {
+        Self {
+            client,
+            s3,
+            caps,
+            uploaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The media id for sending `media` from `from`: one uploaded earlier for the same object version
+    /// and number, or a fresh upload streamed from S3.
+    pub async fn media_id(
+        &self,
+        from: &PhoneNumberId,
+        media: &MediaMessage,
+    ) -> Result<String, GraphError> {
+        let object = &media.object;
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .map_err(|e| s3_failure("HeadObject", object, e))?;
+        let etag = head.e_tag().unwrap_or_default().to_owned();
+        let size = head.content_length().unwrap_or(0).max(0) as u64;
+        let cap = self.caps.of(media.kind);
+        if size > cap {
+            return Err(refuse(
+                413,
+                format!(
+                    "{object} is {size} bytes; WhatsApp takes at most {cap} for a {} (whatsapp-platform.md §10)",
+                    media.kind.as_str()
+                ),
+            ));
+        }
+        let cache_key = (from.clone(), object.clone(), etag.clone());
+        if let Some((id, at)) = self.lock().get(&cache_key) {
+            if at.elapsed() < REUSE_FOR {
+                return Ok(id.clone());
+            }
+        }
+        let name = object.key.rsplit('/').next().unwrap_or(&object.key);
+        let mime_type = head
+            .content_type()
+            .and_then(content_type)
+            .filter(|m| m != "application/octet-stream" && m != "binary/octet-stream")
+            .or_else(|| mime_for_name(name).map(str::to_owned))
+            .ok_or_else(|| {
+                refuse(
+                    415,
+                    format!("{object} has no usable Content-Type and its name says no type WhatsApp takes: set the object's Content-Type (e.g. image/jpeg)"),
+                )
+            })?;
+        // The version just checked, or a retry: never another file under the same name.
+        let mut get = self.s3.get_object().bucket(&object.bucket).key(&object.key);
+        if !etag.is_empty() {
+            get = get.if_match(&etag);
+        }
+        let out = get
+            .send()
+            .await
+            .map_err(|e| s3_failure("GetObject", object, e))?;
+        let stream = futures::stream::unfold(out.body, |mut body| async move {
+            body.next().await.map(|chunk| (chunk, body))
+        });
+        let filename = media.filename.as_deref().unwrap_or(name);
+        let id = self
+            .client
+            .upload(
+                from,
+                &mime_type,
+                filename,
+                size,
+                reqwest::Body::wrap_stream(stream),
+            )
+            .await?;
+        tracing::info!(
+            event = "media_uploaded",
+            kind = media.kind.as_str(),
+            bytes = size,
+            "a file was uploaded to Meta for sending; its id is reused for the same object version"
+        );
+        self.lock().insert(cache_key, (id.clone(), Instant::now()));
+        Ok(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Uploaded> {
+        self.uploaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
