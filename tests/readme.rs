@@ -291,6 +291,8 @@ fn the_local_stack_commands_work_as_written() {
                 "order_shipped",
                 // `inbound --image` ran before; a user looks again if the file is not in S3 yet.
                 "<- [image]  [media stored: s3://wahook-local-media/inbound/",
+                // and `send --image`: the file went from the local bucket to the simulator.
+                "-> image (service)",
             ];
             let deadline = Instant::now() + Duration::from_secs(30);
             while !wants.iter().all(|w| text(&out).contains(w)) && Instant::now() < deadline {

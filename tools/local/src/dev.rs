@@ -191,6 +191,35 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, Strin
         .ok_or_else(|| format!("the queue {url} has no ARN"))
 }
 
+/// Puts a file where producers put what they send (`outbound/` of the media bucket); its S3 URI.
+pub async fn put_outbound_file(dev: &DevEnv, path: &str) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("read {path}: {e}"))?;
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let bucket = dev.get("WAHOOK_MEDIA_BUCKET")?;
+    let key = format!(
+        "outbound/dev/{}-{name}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let s3 = wahook::aws::s3_client(&dev.sdk().await?);
+    s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .set_content_type(wahook::domain::media::mime_for_name(&name).map(str::to_owned))
+        .body(bytes.into())
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "putting {path} into s3://{bucket}/{key} failed: {}",
+                aws_sdk_s3::Error::from(e)
+            )
+        })?;
+    Ok(format!("s3://{bucket}/{key}"))
+}
+
 /// A user writes to the business: the simulator posts a signed inbound webhook.
 pub struct Inbound {
     pub from: Option<String>,

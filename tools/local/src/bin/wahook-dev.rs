@@ -13,7 +13,9 @@ const USAGE: &str = "usage: wahook-dev <command>
                          a user writes to the business (the simulator posts a signed webhook;
                          a file goes to S3 through the media queue: see it with timeline)
   send     --to +5215512345678 (--template NAME --language es_MX --category utility
-           | --text \"…\" [--fallback NAME --fallback-language es_MX --category utility])
+           | --text \"…\" [--fallback NAME --fallback-language es_MX --category utility]
+           | --image FILE | --document FILE | --audio FILE | --video FILE | --sticker FILE
+             [--caption \"…\"])
            [--key KEY] [--not-after 2026-11-23T12:00:00Z]
   send     --file request.json
                          put a send request on the sends queue (checked first)
@@ -88,14 +90,24 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
         }
         "send" => {
             let request = match args.value("--file") {
-                Some(path) => serde_json::from_str(
-                    &std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?,
-                )
-                .map_err(|e| format!("{path} is not JSON: {e}"))?,
+                Some(path) => (
+                    serde_json::from_str(
+                        &std::fs::read_to_string(&path)
+                            .map_err(|e| format!("read {path}: {e}"))?,
+                    )
+                    .map_err(|e| format!("{path} is not JSON: {e}"))?,
+                    None,
+                ),
                 None => request_from_flags(args)?,
             };
+            let (mut request, file) = request;
             args.done()?;
-            let key = dev::send(&DevEnv::load()?, &request).await?;
+            let dev_env = DevEnv::load()?;
+            // A file named by flags goes into the local media bucket first, as a producer puts it.
+            if let Some((kind, path)) = file {
+                request[kind]["s3"] = json!(dev::put_outbound_file(&dev_env, &path).await?);
+            }
+            let key = dev::send(&dev_env, &request).await?;
             println!("enqueued {key}; follow it with: scripts/dev.sh status {key}");
             Ok(())
         }
@@ -195,7 +207,10 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
     }
 }
 
-fn request_from_flags(args: &mut Args) -> Result<serde_json::Value, String> {
+/// The request the flags describe, and the file to put in S3 first (its kind and path), if any.
+type FlagRequest = (serde_json::Value, Option<(&'static str, String)>);
+
+fn request_from_flags(args: &mut Args) -> Result<FlagRequest, String> {
     let to = args.value("--to").ok_or("send needs --to (or --file)")?;
     let key = args
         .value("--key")
@@ -206,6 +221,23 @@ fn request_from_flags(args: &mut Args) -> Result<serde_json::Value, String> {
     }
     if let Some(t) = args.value("--not-after") {
         request["not_after"] = json!(t);
+    }
+    let file = ["image", "video", "audio", "document", "sticker"]
+        .into_iter()
+        .find_map(|kind| args.value(&format!("--{kind}")).map(|path| (kind, path)));
+    if let Some((kind, path)) = file {
+        // The S3 URI is filled in once the file is in the local bucket (`send` above).
+        request[kind] = json!({});
+        if let Some(caption) = args.value("--caption") {
+            request[kind]["caption"] = json!(caption);
+        }
+        if kind == "document" {
+            let name = std::path::Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            request[kind]["filename"] = json!(name);
+        }
+        return Ok((request, Some((kind, path))));
     }
     match (args.value("--template"), args.value("--text")) {
         (Some(name), None) => {
@@ -223,7 +255,11 @@ fn request_from_flags(args: &mut Args) -> Result<serde_json::Value, String> {
                 request["fallback_template"] = json!({"name": name, "language": language});
             }
         }
-        _ => return Err("send needs exactly one of --template and --text".into()),
+        _ => {
+            return Err(
+                "send needs exactly one of --template, --text and a file (--image FILE…)".into(),
+            )
+        }
     }
-    Ok(request)
+    Ok((request, None))
 }
