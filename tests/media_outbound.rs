@@ -158,6 +158,74 @@ async fn a_missing_or_oversized_file_is_refused_with_the_reason_and_no_message_c
     let big = w.ledger("too-big").await.unwrap();
     assert_eq!(big.state, SendState::Failed);
     assert!(format!("{big:?}").contains("at most 512000"), "{big:?}");
-    assert!(w.sent().is_empty(), "no message call");
+    assert_eq!(w.sim.calls(), 0, "no message call");
     assert!(w.sim.uploads().is_empty(), "no upload");
+}
+
+#[tokio::test]
+async fn a_file_of_the_wrong_type_for_its_kind_is_refused_before_any_upload() {
+    let w = World::new("media-out-mime").await;
+    let (s3, bucket) = bucket("media-out-mime").await;
+    w.user_writes(ANA, "Hola", false).await;
+    put(
+        &s3,
+        &bucket,
+        "outbound/menu.pdf",
+        receipt(),
+        Some("application/pdf"),
+    )
+    .await;
+    w.enqueue(&media_send(
+        "pdf-as-image",
+        "image",
+        json!({"s3": format!("s3://{bucket}/outbound/menu.pdf")}),
+    ))
+    .await;
+    w.run().await;
+    let entry = w.ledger("pdf-as-image").await.unwrap();
+    assert_eq!(entry.state, SendState::Failed);
+    assert!(
+        format!("{entry:?}").contains("application/pdf, which WhatsApp does not take for image"),
+        "{entry:?}"
+    );
+    assert!(w.sim.uploads().is_empty());
+    assert_eq!(w.sim.calls(), 0);
+}
+
+#[tokio::test]
+async fn an_upload_meta_refuses_for_the_account_holds_the_send_and_never_makes_it_unknown() {
+    let w = World::with("media-out-account", |o| {
+        o.account.pause = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let (s3, bucket) = bucket("media-out-account").await;
+    w.user_writes(ANA, "Hola", false).await;
+    // Over axum's default 2 MB body limit: the simulator takes what Meta takes.
+    put(
+        &s3,
+        &bucket,
+        "outbound/brochure.pdf",
+        vec![7; 3 * 1024 * 1024],
+        Some("application/pdf"),
+    )
+    .await;
+    let doc = json!({"s3": format!("s3://{bucket}/outbound/brochure.pdf")});
+    w.sim.set_account_fault(Some(190));
+    w.enqueue(&media_send("brochure-held", "document", doc.clone()))
+        .await;
+    w.run().await;
+    let entry = w.ledger("brochure-held").await.unwrap();
+    assert_eq!(entry.state, SendState::Held, "{entry:?}");
+    assert_eq!(w.sim.calls(), 0, "no message call: nothing can be unknown");
+
+    // The account works again: after the pause, a probe goes and the send with it.
+    w.sim.set_account_fault(None);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    w.enqueue(&media_send("brochure-ok", "document", doc)).await;
+    w.run().await;
+    assert_eq!(
+        w.ledger("brochure-ok").await.unwrap().state,
+        SendState::Sent
+    );
+    assert_eq!(w.sim.uploads()[0].bytes.len(), 3 * 1024 * 1024);
 }

@@ -165,6 +165,38 @@ fn corpus() -> Vec<(&'static str, Value, bool)> {
             false,
         ),
         (
+            "an S3 key of 1024 characters",
+            with(
+                base(),
+                json!({"image": {"s3": format!("s3://media-bucket/{}", "k".repeat(1024))}}),
+            ),
+            true,
+        ),
+        (
+            "an S3 key of 1025 characters",
+            with(
+                base(),
+                json!({"image": {"s3": format!("s3://media-bucket/{}", "k".repeat(1025))}}),
+            ),
+            false,
+        ),
+        (
+            "an S3 key with a line break",
+            with(
+                base(),
+                json!({"image": {"s3": "s3://media-bucket/a\nb.jpg"}}),
+            ),
+            false,
+        ),
+        (
+            "an S3 key with a C1 control",
+            with(
+                base(),
+                json!({"image": {"s3": "s3://media-bucket/a\u{85}b.jpg"}}),
+            ),
+            false,
+        ),
+        (
             "a caption too long",
             with(
                 base(),

@@ -23,6 +23,8 @@ pub const MAX_TEMPLATE_NAME_CHARS: usize = 512;
 /// Meta's limit on a media caption.
 pub const MAX_CAPTION_CHARS: usize = 1024;
 pub const MAX_FILENAME_CHARS: usize = 240;
+/// S3 keys are at most 1024 bytes; the schema can count characters only, so both count those.
+pub const MAX_S3_KEY_CHARS: usize = 1024;
 
 /// The key a producer chooses so that a request is sent at most once: 1–128 of `A-Z a-z 0-9 - _ . : / = + @`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,8 +120,11 @@ impl S3Object {
         if !bucket_ok {
             return Err("names no valid bucket: 3–63 lowercase letters, digits, dots and hyphens");
         }
-        if key.is_empty() || key.len() > 1024 {
-            return Err("must name a key of 1–1024 bytes after the bucket");
+        if key.is_empty() || key.chars().count() > MAX_S3_KEY_CHARS {
+            return Err("must name a key of 1–1024 characters after the bucket");
+        }
+        if key.chars().any(char::is_control) {
+            return Err("names a key with a control character");
         }
         Ok(Self {
             bucket: bucket.to_owned(),

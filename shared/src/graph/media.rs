@@ -259,11 +259,17 @@ impl MediaClient {
         if (200..300).contains(&status) {
             #[derive(Deserialize)]
             struct Uploaded {
-                id: String,
+                id: serde_json::Value,
             }
+            // Meta writes ids as strings; a number reads too.
             return serde_json::from_slice::<Uploaded>(&bytes)
-                .map(|u| u.id)
-                .map_err(|_| {
+                .ok()
+                .and_then(|u| match u.id {
+                    serde_json::Value::String(s) if !s.is_empty() => Some(s),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .ok_or_else(|| {
                     GraphError::NotSent(format!(
                         "Meta answered the upload with HTTP {status} but no media id"
                     ))

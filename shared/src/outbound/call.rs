@@ -10,7 +10,7 @@ use super::prepare::Prepared;
 use super::queue::QueuedSend;
 use super::{Next, Outcome, Sender};
 use crate::domain::contact::ContactState;
-use crate::domain::ids::{Bsuid, ContactKey, Phone, PhoneNumberId, UserId, UserRef, Wamid};
+use crate::domain::ids::{Bsuid, ContactKey, Phone, UserId, UserRef, Wamid};
 use crate::domain::ledger::{ClaimToken, SendState};
 use crate::domain::policy::{decide, Decision};
 use crate::domain::preferences::{Category, PreferenceSource};
@@ -36,9 +36,11 @@ const REFUSAL_STATES: &[(i64, SendState)] = &[
 impl Sender {
     /// Names the uploaded file in a media message's body (uploading it unless this number already
     /// has it for this object version).
+    /// The upload may use the invocation's time beyond the record budget (what the message call and
+    /// its records need after it); running out is a retry, before any message call.
     async fn attach_media(
         &self,
-        from: &PhoneNumberId,
+        p: &Prepared,
         message: &OutboundMessage,
         body: &mut serde_json::Value,
     ) -> Result<(), GraphError> {
@@ -46,12 +48,25 @@ impl Sender {
             return Ok(());
         };
         let Some(uploads) = &self.media else {
-            return Err(super::media::refuse(
-                501,
-                "this sender was built without S3 access for files; send files with the deployed sender".into(),
+            return Err(GraphError::NotSent(
+                "this sender was built without S3 access for files (a test or tool sender); the deployed sender sends them".into(),
             ));
         };
-        let id = uploads.media_id(from, media).await?;
+        let window = p.deadline.map(|d| {
+            d.saturating_duration_since(std::time::Instant::now())
+                .saturating_sub(self.settings.record_budget)
+        });
+        let upload = uploads.media_id(&p.from, media);
+        let id = match window {
+            None => upload.await?,
+            Some(w) => tokio::time::timeout(w, upload).await.map_err(|_| {
+                GraphError::NotSent(format!(
+                    "the file did not reach Meta within the {} s this invocation had for it (the function timeout less {} s for the message call); a large file needs a longer sender Timeout",
+                    w.as_secs(),
+                    self.settings.record_budget.as_secs()
+                ))
+            })??,
+        };
         with_media_id(body, message, &id);
         Ok(())
     }
@@ -129,7 +144,9 @@ impl Sender {
                 }
             };
             // A file is uploaded first: a failure there reached nobody, and ends like a refused call.
-            let result = match self.attach_media(&p.from, message, &mut body).await {
+            let attached = self.attach_media(p, message, &mut body).await;
+            let called = attached.is_ok();
+            let result = match attached {
                 Ok(()) => {
                     self.pacer.acquire(&p.from).await;
                     self.graph.send_to(&p.from, endpoint, &body).await
@@ -141,9 +158,19 @@ impl Sender {
                     code: e.code,
                     reason: account_reason(e),
                 },
-                Ok(_) | Err(GraphError::Meta(_)) => Answer::Works,
-                Err(GraphError::NotSent(_) | GraphError::Unknown(_)) => Answer::Unclear,
+                // Only Meta's answer to the message proves the account works: a refusal of the file
+                // (ours, or S3's) says nothing of it.
+                Ok(_) | Err(GraphError::Meta(_)) if called => Answer::Works,
+                _ => Answer::Unclear,
             };
+            if let (Err(GraphError::Meta(e)), OutboundMessage::Media(media), Some(uploads)) =
+                (&result, message, &self.media)
+            {
+                // Meta no longer takes the id it gave (deleted, or another app's): upload anew next time.
+                if called && matches!(e.code, Some(100 | 131_053)) {
+                    uploads.forget(&p.from, &media.object);
+                }
+            }
             match probe {
                 Some(probe) => probe.report(answer),
                 None => self.breaker.report(&p.from, answer),

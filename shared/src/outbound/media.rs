@@ -13,6 +13,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::domain::ids::PhoneNumberId;
+use crate::domain::inbound::MediaKind;
 use crate::domain::media::{content_type, mime_for_name, MediaCaps};
 use crate::domain::send_request::{MediaMessage, S3Object};
 use crate::graph::media::MediaClient;
@@ -20,6 +21,27 @@ use crate::graph::{ErrorClass, GraphError, MetaApiError};
 
 /// Meta keeps an uploaded id 30 days; one is reused for 29.
 const REUSE_FOR: Duration = Duration::from_secs(29 * 24 * 60 * 60);
+/// At most this many ids are remembered (a few hundred bytes each): per-person files (invoices)
+/// would otherwise grow the cache for the life of the instance.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// The MIME types Meta takes for each kind (whatsapp-platform.md §10); a document may be any file.
+fn mime_fits(kind: MediaKind, mime: &str) -> bool {
+    let allowed: &[&str] = match kind {
+        MediaKind::Image => &["image/jpeg", "image/png"],
+        MediaKind::Video => &["video/mp4", "video/3gpp"],
+        MediaKind::Audio => &[
+            "audio/aac",
+            "audio/amr",
+            "audio/mpeg",
+            "audio/mp4",
+            "audio/ogg",
+        ],
+        MediaKind::Sticker => &["image/webp"],
+        MediaKind::Document => return true,
+    };
+    allowed.contains(&mime)
+}
 
 /// An upload's identity: the number it is for, the object and its version (ETag).
 type UploadKey = (PhoneNumberId, S3Object, String);
@@ -72,13 +94,22 @@ fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
             404,
             format!("{object} does not exist (S3 {operation}): put the file there first, or fix the s3 URI"),
         ),
-        (Some(403), _) | (_, Some("AccessDenied")) => refuse(
-            403,
-            format!("the sender may not read {object} (S3 {operation}: access denied): put files under the stack's outbound/ prefix of MediaBucket, or grant the sender's role s3:GetObject"),
-        ),
+        // Denied is the stack's to fix (a bucket or prefix outside the role, a KMS key it may not
+        // use), not the request's: retried, and dead-lettered with this reason if it stays so.
+        (Some(403), _) | (_, Some("AccessDenied")) => GraphError::NotSent(format!(
+            "the sender may not read {object} (S3 {operation}: access denied): files go under outbound/ of the stack's MediaBucket, readable by the sender's role (with a KMS key, the role needs kms:Decrypt too)"
+        )),
         (Some(412), _) => GraphError::NotSent(format!(
             "{object} changed while it was being read; it is read again on the retry"
         )),
+        // Any other 4xx is about the request (a bucket name S3 refuses, another region, SSE-C).
+        (Some(s @ 400..=499), c) if s != 408 && s != 429 => refuse(
+            s,
+            format!(
+                "S3 refused {operation} of {object}: HTTP {s}{}",
+                c.map(|c| format!(" {c}")).unwrap_or_default()
+            ),
+        ),
         _ => GraphError::NotSent(format!(
             "reading {object} failed (S3 {operation}): {}",
             DisplayErrorContext(&err)
@@ -113,7 +144,11 @@ impl MediaUploads {
             .await
             .map_err(|e| s3_failure("HeadObject", object, e))?;
         let etag = head.e_tag().unwrap_or_default().to_owned();
-        let size = head.content_length().unwrap_or(0).max(0) as u64;
+        let Some(size) = head.content_length().filter(|l| *l >= 0).map(|l| l as u64) else {
+            return Err(GraphError::NotSent(format!(
+                "S3 gave no size for {object}; it is read again on the retry"
+            )));
+        };
         let cap = self.caps.of(media.kind);
         if size > cap {
             return Err(refuse(
@@ -125,9 +160,12 @@ impl MediaUploads {
             ));
         }
         let cache_key = (from.clone(), object.clone(), etag.clone());
-        if let Some((id, at)) = self.lock().get(&cache_key) {
-            if at.elapsed() < REUSE_FOR {
-                return Ok(id.clone());
+        // Without an ETag there is no telling versions apart: such an object is uploaded each time.
+        if !etag.is_empty() {
+            if let Some((id, at)) = self.lock().get(&cache_key) {
+                if at.elapsed() < REUSE_FOR {
+                    return Ok(id.clone());
+                }
             }
         }
         let name = object.key.rsplit('/').next().unwrap_or(&object.key);
@@ -142,6 +180,22 @@ impl MediaUploads {
                     format!("{object} has no usable Content-Type and its name says no type WhatsApp takes: set the object's Content-Type (e.g. image/jpeg)"),
                 )
             })?;
+        // Meta takes the bare type; parameters (`; codecs=opus`) stay out of the upload's `type`.
+        let mime_type = mime_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if !mime_fits(media.kind, &mime_type) {
+            return Err(refuse(
+                415,
+                format!(
+                    "{object} is {mime_type}, which WhatsApp does not take for {} (whatsapp-platform.md §10): send it as a document, or convert it",
+                    media.kind.as_str()
+                ),
+            ));
+        }
         // The version just checked, or a retry: never another file under the same name.
         let mut get = self.s3.get_object().bucket(&object.bucket).key(&object.key);
         if !etag.is_empty() {
@@ -171,8 +225,23 @@ impl MediaUploads {
             bytes = size,
             "a file was uploaded to Meta for sending; its id is reused for the same object version"
         );
-        self.lock().insert(cache_key, (id.clone(), Instant::now()));
+        if !etag.is_empty() {
+            let mut uploaded = self.lock();
+            if uploaded.len() >= MAX_REMEMBERED {
+                uploaded.retain(|_, (_, at)| at.elapsed() < REUSE_FOR);
+                if uploaded.len() >= MAX_REMEMBERED {
+                    uploaded.clear();
+                }
+            }
+            uploaded.insert(cache_key, (id.clone(), Instant::now()));
+        }
         Ok(id)
+    }
+
+    /// Forgets the ids of `object` for `from`: Meta refused one at send time.
+    pub fn forget(&self, from: &PhoneNumberId, object: &S3Object) {
+        self.lock()
+            .retain(|(n, o, _), _| !(n == from && o == object));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Uploaded> {

@@ -252,7 +252,14 @@ impl Sender {
         let time_left = |d: Instant| d.saturating_duration_since(Instant::now());
         let prepared: Vec<_> = records
             .iter()
-            .map(|r| prepare::prepare(r, &self.settings, now))
+            .map(|r| {
+                prepare::prepare(r, &self.settings, now).map(|mut request| {
+                    if let Request::Send(p) = &mut request {
+                        p.deadline = deadline;
+                    }
+                    request
+                })
+            })
             .collect();
 
         // Consent records first, so an opt-out recorded in this batch holds for the sends beside it

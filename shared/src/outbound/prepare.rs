@@ -26,6 +26,8 @@ pub(super) struct Prepared {
     /// Meta's category of the `fallback_template`, when the registry knows it: what the opt-outs
     /// meet if Meta's 131047 sends the fallback after all.
     pub fallback_category: Option<Category>,
+    /// The invocation's deadline: a file's upload must leave the record budget after it.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Prepared {
@@ -44,6 +46,7 @@ impl Prepared {
             other_keys: self.other_keys.clone(),
             endpoint,
             fallback_category,
+            deadline: self.deadline,
         }
     }
 
@@ -188,6 +191,7 @@ fn prepare_send(record: &QueuedSend, numbers: Numbers<'_>) -> Result<Prepared, R
         other_keys,
         endpoint: Endpoint::Messages,
         fallback_category: None,
+        deadline: None,
     })
 }
 

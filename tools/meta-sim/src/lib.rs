@@ -227,7 +227,11 @@ impl MetaSim {
             .route("/_sim/statuses", post(post_status))
             .route("/_sim/templates", post(post_template))
             .route("/{version}/{waba}/message_templates", get(list_templates))
-            .route("/{version}/{number}/media", post(media::upload))
+            // Meta takes documents up to 100 MB; axum's default body limit is 2 MB.
+            .route(
+                "/{version}/{number}/media",
+                post(media::upload).layer(axum::extract::DefaultBodyLimit::max(110 * 1024 * 1024)),
+            )
             .route("/_sim/media", post(media::post_media))
             .route("/_sim/media/{token}", get(media::download))
             .route("/_sim/health", get(|| async { "ok" }))

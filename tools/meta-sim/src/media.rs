@@ -338,6 +338,15 @@ pub(crate) async fn upload(
             _ => {}
         }
     }
+    // A broken account refuses uploads as it refuses sends, once the request is read (as Meta does).
+    if let Some(code) = *state.account_fault.lock().unwrap() {
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            code,
+            "The account cannot upload media",
+            "simulated account fault",
+        );
+    }
     let (Some("whatsapp"), Some(kind), Some((filename, _, bytes))) =
         (product.as_deref(), kind, file)
     else {
