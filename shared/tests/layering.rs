@@ -22,11 +22,27 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sync", &["domain", "graph", "store", "config", "retry"]),
     (
         "outbound",
-        &["domain", "graph", "store", "config", "retry", "telemetry"],
+        &[
+            "domain",
+            "graph",
+            "store",
+            "config",
+            "retry",
+            "telemetry",
+            "aws",
+        ],
     ),
     (
         "media",
-        &["domain", "graph", "store", "config", "retry", "telemetry"],
+        &[
+            "domain",
+            "graph",
+            "store",
+            "config",
+            "retry",
+            "telemetry",
+            "aws",
+        ],
     ),
     (
         "webhook",
