@@ -133,6 +133,20 @@ impl S3Object {
     }
 }
 
+impl S3Object {
+    /// How reasons and logs name the object: producers put phone numbers and names in keys, and
+    /// logs must not carry them. The bucket, and the first 12 hex digits of the key's SHA-256
+    /// (`printf %s KEY | sha256sum | cut -c1-12`).
+    pub fn redacted(&self) -> String {
+        let digest = Sha256::digest(self.key.as_bytes());
+        format!(
+            "s3://{}/… (key sha256 {})",
+            self.bucket,
+            &hex::encode(digest)[..12]
+        )
+    }
+}
+
 impl std::fmt::Display for S3Object {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "s3://{}/{}", self.bucket, self.key)
@@ -940,6 +954,12 @@ mod tests {
         };
         assert_eq!(m.kind, MediaKind::Document);
         assert_eq!(m.object.to_string(), "s3://my-bucket/outbound/inv 9.pdf");
+        let named = m.object.redacted();
+        assert!(
+            named.starts_with("s3://my-bucket/… (key sha256 "),
+            "{named}"
+        );
+        assert!(!named.contains("inv"), "the key is not shown: {named}");
         assert_eq!(m.filename.as_deref(), Some("factura.pdf"));
         assert!(ok.message.is_free_form());
         assert_eq!(ok.category, Category::Service);

@@ -83,6 +83,8 @@ fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
     object: &S3Object,
     err: SdkError<E, HttpResponse>,
 ) -> GraphError {
+    // Keys may carry personal data (a phone, a name): reasons and logs name the object by a hash.
+    let object = object.redacted();
     // A HEAD's 404 has no body to name a code in: the status says it.
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err
@@ -135,6 +137,8 @@ impl MediaUploads {
         media: &MediaMessage,
     ) -> Result<String, GraphError> {
         let object = &media.object;
+        // Keys may carry personal data (a phone, a name): reasons and logs name the object by a hash.
+        let named = object.redacted();
         let head = self
             .s3
             .head_object()
@@ -146,7 +150,7 @@ impl MediaUploads {
         let etag = head.e_tag().unwrap_or_default().to_owned();
         let Some(size) = head.content_length().filter(|l| *l >= 0).map(|l| l as u64) else {
             return Err(GraphError::NotSent(format!(
-                "S3 gave no size for {object}; it is read again on the retry"
+                "S3 gave no size for {named}; it is read again on the retry"
             )));
         };
         let cap = self.caps.of(media.kind);
@@ -154,7 +158,7 @@ impl MediaUploads {
             return Err(refuse(
                 413,
                 format!(
-                    "{object} is {size} bytes; WhatsApp takes at most {cap} for a {} (whatsapp-platform.md §10)",
+                    "{named} is {size} bytes; WhatsApp takes at most {cap} for a {} (whatsapp-platform.md §10)",
                     media.kind.as_str()
                 ),
             ));
@@ -177,7 +181,7 @@ impl MediaUploads {
             .ok_or_else(|| {
                 refuse(
                     415,
-                    format!("{object} has no usable Content-Type and its name says no type WhatsApp takes: set the object's Content-Type (e.g. image/jpeg)"),
+                    format!("{named} has no usable Content-Type and its name says no type WhatsApp takes: set the object's Content-Type (e.g. image/jpeg)"),
                 )
             })?;
         // Meta takes the bare type; parameters (`; codecs=opus`) stay out of the upload's `type`.
@@ -191,7 +195,7 @@ impl MediaUploads {
             return Err(refuse(
                 415,
                 format!(
-                    "{object} is {mime_type}, which WhatsApp does not take for {} (whatsapp-platform.md §10): send it as a document, or convert it",
+                    "{named} is {mime_type}, which WhatsApp does not take for {} (whatsapp-platform.md §10): send it as a document, or convert it",
                     media.kind.as_str()
                 ),
             ));
