@@ -85,6 +85,19 @@ where
         .await
 }
 
+/// The invocation's deadline (Lambda's, in Unix milliseconds) as an `Instant`; `None` when the
+/// runtime gave none (0).
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Option<std::time::Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(std::time::Instant::now() + left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ pub async fn handle(
     service: &MediaService,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
-    let deadline = wahook::media::deadline_from_epoch_ms(event.context.deadline);
+    let deadline = wahook::retry::deadline_from_epoch_ms(event.context.deadline);
     let jobs = event
         .payload
         .records

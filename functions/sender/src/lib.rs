@@ -27,7 +27,10 @@ pub async fn handle(
         })
         .collect();
     let result = sender
-        .handle_batch_before(records, invocation_deadline(&event.context))
+        .handle_batch_before(
+            records,
+            wahook::retry::deadline_from_epoch_ms(event.context.deadline),
+        )
         .await;
     let mut response = SqsBatchResponse::default();
     for id in result.failures {
@@ -35,16 +38,4 @@ pub async fn handle(
         response.add_failure(id);
     }
     Ok(response)
-}
-
-/// The invocation's deadline as an `Instant`; `None` when the runtime gave none (a zero `deadline`).
-fn invocation_deadline(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
-    if context.deadline == 0 {
-        return None;
-    }
-    let left = context
-        .deadline()
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    Some(std::time::Instant::now() + left)
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    check_base_url, error_chain, parse_error, GraphClient, GraphError, GraphSetupError,
-    MAX_ANSWER_BYTES,
+    check_base_url, error_chain, parse_error, read_capped, GraphClient, GraphError,
+    GraphSetupError, MAX_ANSWER_BYTES,
 };
 use crate::domain::ids::PhoneNumberId;
 
@@ -139,31 +139,14 @@ impl MediaClient {
         media_id: &str,
         number: &str,
     ) -> Result<MediaLocation, MediaFetchError> {
-        let mut url = reqwest::Url::parse(&format!(
-            "{}/{}/",
-            self.graph.config.base_url.trim_end_matches('/'),
-            self.graph.config.api_version,
-        ))
-        .map_err(|e| MediaFetchError::Retry(format!("bad Graph base URL: {e}")))?;
-        // One escaped path segment: an odd id cannot reach another path or the query.
-        url.path_segments_mut()
-            .map_err(|()| MediaFetchError::Retry("bad Graph base URL".into()))?
-            .pop_if_empty()
-            .push(media_id);
+        let retry = |e: GraphError| MediaFetchError::Retry(e.to_string());
+        let mut url = self.graph.node_url(media_id, None).map_err(retry)?;
         url.query_pairs_mut().append_pair("phone_number_id", number);
-        let token = self.graph.bearer();
-        let response = self
+        let (status, bytes) = self
             .graph
-            .http
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
+            .get_capped(url, "the answer to GET /{media_id}")
             .await
-            .map_err(|e| {
-                MediaFetchError::Retry(format!("could not reach Graph: {}", error_chain(&e)))
-            })?;
-        let status = response.status().as_u16();
-        let bytes = read_capped(response).await?;
+            .map_err(retry)?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 MediaFetchError::Retry(format!(
@@ -253,7 +236,8 @@ impl MediaClient {
                 ))
             })?;
         let status = response.status().as_u16();
-        let bytes = read_capped(response)
+        // No message was sent whatever happened here: an unreadable answer to an upload is NotSent.
+        let bytes = read_capped(response, MAX_ANSWER_BYTES, "the answer to the upload")
             .await
             .map_err(|e| GraphError::NotSent(format!("uploading the file to Meta: {e}")))?;
         if (200..300).contains(&status) {
@@ -327,25 +311,6 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
             None => host == pattern,
         }
     })
-}
-
-/// Graph's answer, up to `MAX_ANSWER_BYTES` (Meta's are far smaller; anything bigger is not Meta).
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, MediaFetchError> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| {
-        MediaFetchError::Retry(format!(
-            "reading Graph's answer failed: {}",
-            error_chain(&e.without_url())
-        ))
-    })? {
-        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(MediaFetchError::Retry(format!(
-                "Graph's answer is over {MAX_ANSWER_BYTES} bytes, which is not Meta's: check WAHOOK_GRAPH_BASE_URL"
-            )));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 /// Meta writes sizes as numbers; a string of digits reads too, anything else as unknown.

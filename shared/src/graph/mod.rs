@@ -316,6 +316,31 @@ fn transport_error(e: reqwest::Error) -> GraphError {
     }
 }
 
+/// An answer read in chunks up to `cap` bytes (`what` names it in the error): a huge answer is not
+/// Meta's, and must not cost the memory.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+    what: &str,
+) -> Result<Vec<u8>, GraphError> {
+    let status = response.status().as_u16();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        GraphError::Unknown(format!(
+            "reading the answer failed: {}",
+            error_chain(&e.without_url())
+        ))
+    })? {
+        if bytes.len() + chunk.len() > cap {
+            return Err(GraphError::Unknown(format!(
+                "HTTP {status}: {what} over {cap} bytes is not Meta's"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

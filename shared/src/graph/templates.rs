@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{error_chain, parse_error, transport_error, GraphClient, GraphError};
+use super::{parse_error, read_capped, transport_error, GraphClient, GraphError};
 
 /// Templates per page asked for: Meta allows more, but components make each one large.
 pub const TEMPLATES_PER_PAGE: u32 = 50;
@@ -70,9 +70,13 @@ struct Cursors {
 }
 
 impl GraphClient {
-    /// `{base}/{version}/{waba_id}[/{tail}]`, each part a path segment, escaped: an odd id cannot
-    /// reach another path or the query.
-    fn account_url(&self, waba_id: &str, tail: Option<&str>) -> Result<reqwest::Url, GraphError> {
+    /// `{base}/{version}/{id}[/{tail}]` for a Graph node (an account, a media id), each part a path
+    /// segment, escaped: an odd id cannot reach another path or the query.
+    pub(super) fn node_url(
+        &self,
+        waba_id: &str,
+        tail: Option<&str>,
+    ) -> Result<reqwest::Url, GraphError> {
         let mut url = reqwest::Url::parse(&format!(
             "{}/{}/",
             self.config.base_url.trim_end_matches('/'),
@@ -93,13 +97,13 @@ impl GraphClient {
 
     /// A bearer GET, its answer read in chunks up to [`MAX_PAGE_BYTES`] (`what` names it in the
     /// error): a huge answer is not Meta's, and must not cost the memory.
-    async fn get_capped(
+    pub(super) async fn get_capped(
         &self,
         url: reqwest::Url,
         what: &str,
     ) -> Result<(u16, Vec<u8>), GraphError> {
         let token = self.bearer();
-        let mut response = self
+        let response = self
             .http
             .get(url)
             .bearer_auth(token.expose())
@@ -107,17 +111,7 @@ impl GraphClient {
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| {
-            GraphError::Unknown(format!("reading the answer failed: {}", error_chain(&e)))
-        })? {
-            if bytes.len() + chunk.len() > MAX_PAGE_BYTES {
-                return Err(GraphError::Unknown(format!(
-                    "HTTP {status}: {what} over {MAX_PAGE_BYTES} bytes is not Meta's"
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_capped(response, MAX_PAGE_BYTES, what).await?;
         Ok((status, bytes))
     }
 
@@ -127,7 +121,7 @@ impl GraphClient {
         waba_id: &str,
         after: Option<&str>,
     ) -> Result<TemplatePage, GraphError> {
-        let mut url = self.account_url(waba_id, Some("message_templates"))?;
+        let mut url = self.node_url(waba_id, Some("message_templates"))?;
         url.query_pairs_mut()
             .append_pair(
                 "fields",
@@ -173,7 +167,7 @@ impl GraphClient {
     /// `GET /{version}/{waba_id}?fields=marketing_messages_onboarding_status`: the account's
     /// Marketing Messages API onboarding word, when Meta gives one.
     pub async fn marketing_onboarding(&self, waba_id: &str) -> Result<Option<String>, GraphError> {
-        let mut url = self.account_url(waba_id, None)?;
+        let mut url = self.node_url(waba_id, None)?;
         url.query_pairs_mut()
             .append_pair("fields", "marketing_messages_onboarding_status");
         let (status, bytes) = self.get_capped(url, "an account answer").await?;

@@ -47,19 +47,6 @@ pub enum MediaReport {
     LeaseLost,
 }
 
-/// The invocation's deadline (Lambda's, in Unix milliseconds) as an `Instant`; `None` when the
-/// runtime gave none (0).
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Option<Instant> {
-    if deadline_ms == 0 {
-        return None;
-    }
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
-    let left = at
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    Some(Instant::now() + left)
-}
-
 /// Time kept back from the invocation to record the outcome (or give the claim back).
 const RECORD_MARGIN: Duration = Duration::from_secs(15);
 
