@@ -13,7 +13,7 @@ use wahook::config::{SecretRef, SecretResolver, TemplateSettings};
 use wahook::domain::ledger::{LedgerEntry, LedgerSettings};
 use wahook::domain::policy::PolicyConfig;
 use wahook::domain::send_request::IdempotencyKey;
-use wahook::graph::media::{MediaClient, MediaDownloadConfig};
+use wahook::graph::media::MediaDownloadConfig;
 use wahook::graph::{GraphClient, GraphConfig};
 use wahook::outbound::{MediaUploads, Pacer, SendQueue, Sender, SenderSettings, TokenSource};
 use wahook::secret::SecretString;
@@ -336,7 +336,8 @@ fn make_sender(
     .unwrap();
     // Files from moto's S3, uploaded to the simulator (the deployed sender's S3 client and caps).
     let media = MediaUploads::new(
-        MediaClient::new(graph.clone(), MediaDownloadConfig::default()).unwrap(),
+        graph.clone(),
+        MediaDownloadConfig::default(),
         wahook::aws::s3_client(sdk),
         wahook::domain::media::MediaCaps::outbound(),
     );

@@ -6,7 +6,7 @@
 //! or refused on: nothing reached the person yet.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::http::HttpResponse;
@@ -16,8 +16,8 @@ use crate::domain::ids::PhoneNumberId;
 use crate::domain::inbound::MediaKind;
 use crate::domain::media::{content_type, mime_for_name, MediaCaps};
 use crate::domain::send_request::{MediaMessage, S3Object};
-use crate::graph::media::MediaClient;
-use crate::graph::{ErrorClass, GraphError, MetaApiError};
+use crate::graph::media::{MediaClient, MediaDownloadConfig};
+use crate::graph::{ErrorClass, GraphClient, GraphError, MetaApiError};
 
 /// Meta keeps an uploaded id 30 days; one is reused for 29.
 const REUSE_FOR: Duration = Duration::from_secs(29 * 24 * 60 * 60);
@@ -50,7 +50,11 @@ type Uploaded = HashMap<UploadKey, (String, Instant)>;
 
 /// Uploads and the ids they gave, per (number, object, ETag).
 pub struct MediaUploads {
-    client: MediaClient,
+    graph: GraphClient,
+    download: MediaDownloadConfig,
+    /// Built at the first media send, not at start-up: a second HTTP client (its TLS set-up) is cold
+    /// start time every sender would pay, most of which never send a file.
+    client: OnceLock<Result<MediaClient, String>>,
     s3: aws_sdk_s3::Client,
     caps: MediaCaps,
     uploaded: Mutex<Uploaded>,
@@ -120,9 +124,16 @@ fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
 }
 
 impl MediaUploads {
-    pub fn new(client: MediaClient, s3: aws_sdk_s3::Client, caps: MediaCaps) -> Self {
+    pub fn new(
+        graph: GraphClient,
+        download: MediaDownloadConfig,
+        s3: aws_sdk_s3::Client,
+        caps: MediaCaps,
+    ) -> Self {
         Self {
-            client,
+            graph,
+            download,
+            client: OnceLock::new(),
             s3,
             caps,
             uploaded: Mutex::new(HashMap::new()),
@@ -213,8 +224,15 @@ impl MediaUploads {
             body.next().await.map(|chunk| (chunk, body))
         });
         let filename = media.filename.as_deref().unwrap_or(name);
-        let id = self
+        let client = self
             .client
+            .get_or_init(|| {
+                MediaClient::new(self.graph.clone(), self.download.clone())
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| GraphError::NotSent(e.clone()))?;
+        let id = client
             .upload(
                 from,
                 &mime_type,

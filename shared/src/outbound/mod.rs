@@ -42,7 +42,7 @@ use crate::domain::send_request::{IdempotencyKey, OutboundMessage, SendRequest};
 use crate::domain::template::TemplateVerdict;
 use crate::domain::time::UnixTime;
 use crate::graph::errors::TEMPLATE_PAUSED;
-use crate::graph::media::{MediaClient, MediaDownloadConfig};
+use crate::graph::media::MediaDownloadConfig;
 use crate::graph::{retry_delay_secs, GraphClient};
 use crate::retry::{bounded, jitter};
 use crate::store::{self, Store, StoreError};
@@ -213,7 +213,8 @@ impl Sender {
             tracing::warn!(event = "any_sender_number", "neither WAHOOK_ALLOWED_PHONE_NUMBER_IDS nor WAHOOK_DEFAULT_PHONE_NUMBER_ID is set: requests may send from any number the access token reaches");
         }
         let media = MediaUploads::new(
-            MediaClient::new(graph.clone(), MediaDownloadConfig::default())?,
+            graph.clone(),
+            MediaDownloadConfig::default(),
             crate::aws::s3_client(sdk),
             MediaCaps::outbound(),
         );
