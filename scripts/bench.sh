@@ -7,6 +7,10 @@
 #   scripts/bench.sh sender    the sender harness only
 #   scripts/bench.sh fuzz [cases] [seed]
 #                              the long fuzz run (default 1,000,000 cases; not part of "all")
+#   scripts/bench.sh instructions
+#                              instructions per delivery (callgrind) of the webhook core, of HMAC-SHA256
+#                              alone, and of parse + plan (the difference): unlike times, counts do not move
+#                              with a shared machine's load, so they show what a change to the core did
 #   scripts/bench.sh compare [--smoke]
 #                              wahook beside the peer a team would pick instead, in one run: the webhook
 #                              core against pywa (pinned, in .venv/pywa) on the same payload files, cold
@@ -23,6 +27,36 @@ if [ "$what" = fuzz ]; then
     # The dev profile: it shares the test build, and keeps debug assertions and overflow checks on,
     # which is what a fuzz run wants (about 2,500 cases/s on 2 cores: a million in ~7 min).
     exec cargo run --locked -p wahook-tests --bin fuzz -- "${2:-1000000}" "${3:-24301}"
+fi
+
+if [ "$what" = instructions ]; then
+    command -v valgrind >/dev/null || die "valgrind is needed to count instructions (apt-get install valgrind)"
+    cargo bench --locked -p wahook --bench webhook_core --no-run 2>&1 | tail -1
+    bench_bin=$(cargo bench --locked -p wahook --bench webhook_core --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "webhook_core" and m.get("executable"):
+        print(m["executable"])')
+    RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wahook-instructions.XXXXXX")
+    trap 'rm -rf "$RUN_DIR"' EXIT
+    # Instructions of one run of n iterations, less those of a run of none (start-up, payload building).
+    instructions() { # mode case n
+        WAHOOK_BENCH_COUNT="$2:$3" WAHOOK_BENCH_COUNT_MODE="$1" valgrind --tool=callgrind \
+            --callgrind-out-file="$RUN_DIR/out" "$bench_bin" >/dev/null 2>"$RUN_DIR/log" ||
+            { cat "$RUN_DIR/log"; die "callgrind failed"; }
+        sed -n 's/^summary: //p' "$RUN_DIR/out"
+    }
+    # valgrind's CPU has no SHA extensions, so HMAC runs in software here: a ratio to it would not be
+    # the ratio of times. What the counts are for is parse + plan before and after a change.
+    printf '%-16s %16s %16s %18s\n' case "hmac (instr)" "core (instr)" "parse+plan (instr)"
+    for case in text_625B:200 statuses_1000:5; do
+        name=${case%%:*} n=${case##*:}
+        per() { echo $(( ($(instructions "$1" "$name" "$n") - $(instructions "$1" "$name" 0)) / n )); }
+        hmac=$(per hmac) core=$(per core)
+        printf '%-16s %16s %16s %18s\n' "$name" "$hmac" "$core" "$((core - hmac))"
+    done
+    exit 0
 fi
 
 if [ "$what" = compare ]; then

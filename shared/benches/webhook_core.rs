@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
 use sha2::Sha256;
@@ -123,5 +123,53 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// `WAHOOK_BENCH_COUNT=<case>:<n>` runs only verify+parse+plan (or, with `WAHOOK_BENCH_COUNT_MODE=hmac`,
+/// HMAC-SHA256 alone) of one case n times, for an instruction
+/// counter (`scripts/bench.sh instructions` runs it under callgrind): counts do not drift with the
+/// neighbours' load as times do on a shared machine.
+fn count(spec: &str) {
+    let (case, n) = spec
+        .split_once(':')
+        .expect("WAHOOK_BENCH_COUNT=<case>:<iterations>");
+    let n: usize = n.parse().expect("a number of iterations");
+    let service = service();
+    let body = match case {
+        "text_625B" => text_payload(),
+        "statuses_1000" => status_batch(),
+        other => panic!("no case {other}: text_625B or statuses_1000"),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        SIGNATURE_HEADER,
+        sign(&SecretString::new(SECRET), &body).parse().unwrap(),
+    );
+    // WAHOOK_BENCH_COUNT_MODE=hmac: the floor, HMAC-SHA256 alone over the same bytes.
+    if std::env::var("WAHOOK_BENCH_COUNT_MODE").as_deref() == Ok("hmac") {
+        let keyed = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        for _ in 0..n {
+            let mut mac = keyed.clone();
+            mac.update(black_box(&body));
+            black_box(mac.finalize().into_bytes());
+        }
+        return;
+    }
+    for _ in 0..n {
+        black_box(
+            service
+                .verify_and_plan(black_box(&headers), black_box(&body))
+                .unwrap(),
+        );
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("WAHOOK_BENCH_COUNT") {
+        Ok(spec) => count(&spec),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}
