@@ -128,6 +128,9 @@ pub fn mutate(seed: &Value, rng: &mut Rng) -> Vec<u8> {
         }
         return bytes;
     }
+    if rng.below(5) == 0 {
+        return spelling(&v, rng);
+    }
     for _ in 0..=rng.below(3) {
         let mut all = Vec::new();
         paths(&v, &mut Vec::new(), &mut all);
@@ -171,6 +174,59 @@ pub fn mutate(seed: &Value, rng: &mut Rng) -> Vec<u8> {
         }
     }
     serde_json::to_vec(&v).expect("a value serialises")
+}
+
+/// The same value spelled otherwise, as JSON allows and `serde_json::Value` never writes: a member
+/// repeated (serde keeps the last, or refuses it in a struct), a key with an escape, whitespace
+/// between tokens. The webhook's one-pass reader must either read these as serde does or leave them
+/// to serde; the plans compared in `run` say which.
+fn spelling(seed: &Value, rng: &mut Rng) -> Vec<u8> {
+    let mut v = seed.clone();
+    let mut objects = Vec::new();
+    paths(&v, &mut Vec::new(), &mut objects);
+    objects.retain(|p| matches!(node_mut(&mut v, p), Some(Value::Object(m)) if !m.is_empty()));
+    let kind = rng.below(3);
+    if let (0 | 1, Some(path)) = (kind, objects.get(rng.below(objects.len())).cloned()) {
+        let Some(Value::Object(m)) = node_mut(&mut v, &path) else {
+            unreachable!("kept for being an object")
+        };
+        let key = m
+            .keys()
+            .nth(rng.below(m.len()))
+            .cloned()
+            .expect("not empty");
+        let (sentinel, spelled) = if kind == 0 || !key.starts_with(|c: char| c.is_ascii()) {
+            // The member again, with the same value or another.
+            let again = if rng.below(2) == 0 {
+                m[&key].clone()
+            } else {
+                hostile_value(rng)
+            };
+            m.insert("__wahook_repeat__".into(), again);
+            (
+                "\"__wahook_repeat__\"",
+                serde_json::to_string(&key).expect("a key"),
+            )
+        } else {
+            // The key with its first letter escaped: the same key to serde.
+            let value = m.remove(&key).expect("present");
+            m.insert("__wahook_escape__".into(), value);
+            let escaped = format!("\"\\u{:04x}{}\"", key.as_bytes()[0], &key[1..]);
+            ("\"__wahook_escape__\"", escaped)
+        };
+        let text = serde_json::to_string(&v).expect("a value serialises");
+        return text.replacen(sentinel, &spelled, 1).into_bytes();
+    }
+    // Whitespace after a structural character.
+    let mut text = serde_json::to_vec(&v).expect("a value serialises");
+    let marks: Vec<usize> = (0..text.len())
+        .filter(|&i| b",:[{".contains(&text[i]))
+        .collect();
+    if let Some(&at) = marks.get(rng.below(marks.len())) {
+        let ws = [b" ".as_slice(), b"\n", b"\t ", b"\r\n  "][rng.below(4)];
+        text.splice(at + 1..at + 1, ws.iter().copied());
+    }
+    text
 }
 
 /// The inputs mutations start from.

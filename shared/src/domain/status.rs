@@ -5,7 +5,7 @@
 //! (the earliest, so duplicates and redeliveries change nothing) and derive everything else from that
 //! set: the current status is the highest-ranked one seen, so it never goes backwards.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use super::ids::{Bsuid, Phone, UserRef};
 use super::time::UnixTime;
@@ -57,6 +57,9 @@ impl DeliveryStatus {
         }
     }
 }
+
+/// Meta's own status names, in [`DeliveryStatus`].
+const META_STATUS_NAMES: [&str; 5] = ["sent", "failed", "delivered", "read", "played"];
 
 /// One status as received: its payload time and exact JSON, and what the JSON says (read once, by
 /// `payload`, when the status arrives or is read back from storage).
@@ -120,49 +123,105 @@ pub struct StatusError {
     pub details: Option<String>,
 }
 
-/// The pricing Meta applied to a message.
+/// The pricing Meta applied to a message. Its words come from a short list (see [`pricing_word`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatusPricing {
     pub billable: Option<bool>,
-    pub pricing_model: Option<String>,
-    pub category: Option<String>,
+    pub pricing_model: Option<Cow<'static, str>>,
+    pub category: Option<Cow<'static, str>>,
     /// Meta's `type`: `regular`, `free_customer_service`, `free_entry_point`…
-    pub kind: Option<String>,
+    pub kind: Option<Cow<'static, str>>,
+}
+
+/// The words Meta's `pricing` objects are made of (models, categories, types): shared, not copied
+/// for each of a batch's statuses. Any other word is kept as it came.
+const PRICING_WORDS: &[&str] = &[
+    "PMP",
+    "CBP",
+    "utility",
+    "marketing",
+    "marketing_lite",
+    "authentication",
+    "authentication_international",
+    "service",
+    "referral_conversion",
+    "regular",
+    "free_customer_service",
+    "free_entry_point",
+];
+
+/// A pricing word as [`StatusPricing`] keeps it.
+pub fn pricing_word(word: &str) -> Cow<'static, str> {
+    match PRICING_WORDS.iter().find(|known| **known == word) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(word.to_owned()),
+    }
 }
 
 /// Every status seen for one message, one observation per status name.
+///
+/// A handful of names at most (Meta has five), so a small list in name order rather than a map: a
+/// delivery of a thousand statuses builds hundreds of logs, and a tree's first node is kilobytes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatusLog {
-    events: BTreeMap<String, StatusObservation>,
+    /// Sorted by name, each name once; Meta's own names are not copied.
+    events: Vec<(Cow<'static, str>, StatusObservation)>,
 }
 
 impl StatusLog {
-    pub fn from_events(events: BTreeMap<String, StatusObservation>) -> Self {
-        Self { events }
+    /// A log of the given observations (by status name); of a name given twice, the earliest is kept,
+    /// as [`StatusLog::observe`] keeps it.
+    pub fn from_events(events: impl IntoIterator<Item = (String, StatusObservation)>) -> Self {
+        let mut log = Self::default();
+        for (name, observation) in events {
+            log.observe(&name, observation);
+        }
+        log
     }
 
-    pub fn events(&self) -> &BTreeMap<String, StatusObservation> {
-        &self.events
+    /// The observations in name order.
+    pub fn events(&self) -> impl Iterator<Item = (&str, &StatusObservation)> {
+        self.events.iter().map(|(name, obs)| (name.as_ref(), obs))
     }
 
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
 
+    /// The observation of one status name.
+    pub fn observation(&self, name: &str) -> Option<&StatusObservation> {
+        self.events
+            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+            .ok()
+            .map(|i| &self.events[i].1)
+    }
+
     /// Records a status; the earliest observation of a name is kept (ties by raw text, so any order of
     /// duplicates ends the same). Returns whether the log changed.
     pub fn observe(&mut self, name: &str, observation: StatusObservation) -> bool {
-        match self.events.get_mut(name) {
-            Some(existing) if *existing <= observation => false,
-            Some(existing) => {
-                *existing = observation;
-                true
-            }
-            None => {
-                self.events.insert(name.to_owned(), observation);
+        match self.events.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
+            Ok(i) => Self::keep_earliest(&mut self.events[i].1, observation),
+            Err(i) => {
+                // Most messages get two or three statuses: one allocation, not a growth per status.
+                if self.events.is_empty() {
+                    self.events.reserve_exact(2);
+                }
+                let name = META_STATUS_NAMES
+                    .into_iter()
+                    .find(|known| *known == name)
+                    .map_or_else(|| Cow::Owned(name.to_owned()), Cow::Borrowed);
+                self.events.insert(i, (name, observation));
                 true
             }
         }
+    }
+
+    fn keep_earliest(existing: &mut StatusObservation, observation: StatusObservation) -> bool {
+        if *existing <= observation {
+            return false;
+        }
+        *existing = observation;
+        true
     }
 
     pub fn join(&mut self, other: &StatusLog) -> bool {
@@ -184,16 +243,16 @@ impl StatusLog {
 
     /// The earliest payload time of any status: when the message was sent, as far as Meta tells.
     pub fn first_at(&self) -> Option<UnixTime> {
-        self.events.values().map(|o| o.at).min()
+        self.events.iter().map(|(_, o)| o.at).min()
     }
 
     pub fn last_at(&self) -> Option<UnixTime> {
-        self.events.values().map(|o| o.at).max()
+        self.events.iter().map(|(_, o)| o.at).max()
     }
 
     /// Reads the facts of every observation that has none yet (those read back from storage).
     pub fn read_facts(&mut self, read: impl Fn(&str) -> Option<StatusFacts>) {
-        for obs in self.events.values_mut() {
+        for (_, obs) in &mut self.events {
             if obs.facts.is_none() {
                 obs.facts = read(&obs.raw);
             }
@@ -209,7 +268,7 @@ impl StatusLog {
             .filter_map(|(name, obs)| {
                 obs.facts
                     .as_ref()
-                    .map(|f| (DeliveryStatus::parse(name).rank(), name.as_str(), f))
+                    .map(|f| (DeliveryStatus::parse(name).rank(), name.as_ref(), f))
             })
             .collect();
         // Highest rank first: pricing and conversation from the most advanced status that has them.
@@ -219,8 +278,7 @@ impl StatusLog {
         };
 
         let error = self
-            .events
-            .get("failed")
+            .observation("failed")
             .and_then(|o| o.facts.as_ref())
             .and_then(|f| f.error.clone());
         StatusSummary {
@@ -297,7 +355,7 @@ mod tests {
             DeliveryStatus::Delivered
         );
         assert!(
-            then_delivered.events().contains_key("failed"),
+            then_delivered.observation("failed").is_some(),
             "the failure is still recorded"
         );
     }
@@ -313,7 +371,7 @@ mod tests {
     fn unknown_statuses_are_kept_but_never_move_the_status() {
         let log = log_of(&[("delivered", 20), ("deleted", 50)]);
         assert_eq!(log.current().unwrap().0, DeliveryStatus::Delivered);
-        assert!(log.events().contains_key("deleted"));
+        assert!(log.observation("deleted").is_some());
         let only_unknown = log_of(&[("warning", 5)]);
         assert_eq!(
             only_unknown.current().unwrap().0,

@@ -8,18 +8,27 @@
 //! body that was signed) so nothing is ever re-serialised.
 
 pub mod content;
+mod lenient;
+pub(crate) mod scan;
 
 pub use content::{MediaKind, MessageContent};
 
 use std::borrow::Cow;
 
-use serde::de::{DeserializeOwned, Deserializer};
+use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::ids::{Bsuid, Phone};
-use crate::domain::status::{StatusError, StatusFacts, StatusObservation, StatusPricing};
+use crate::domain::status::{
+    pricing_word, StatusError, StatusFacts, StatusObservation, StatusPricing,
+};
 use crate::domain::time::UnixTime;
+
+pub(crate) use lenient::{
+    lenient, lenient_bool, lenient_i64, lenient_list, lenient_str, lenient_string,
+    lenient_timestamp,
+};
 
 /// The top level: `{ "object": "whatsapp_business_account", "entry": [...] }`.
 #[derive(Debug, Deserialize)]
@@ -243,8 +252,8 @@ pub struct StatusItem<'a> {
     pub biz_opaque_callback_data: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient")]
     pub conversation: Option<Conversation>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub pricing: Option<Pricing>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub pricing: Option<Pricing<'a>>,
     #[serde(default, deserialize_with = "lenient_list")]
     pub errors: Vec<MetaError>,
 }
@@ -253,6 +262,69 @@ impl<'a> StatusItem<'a> {
     /// Parses one stored or received status item; `None` if it is not a JSON object.
     pub fn parse(raw: &'a str) -> Option<Self> {
         serde_json::from_str(raw).ok()
+    }
+
+    /// Reads a status where it lies in the body, in the scanner's one pass (see [`scan`]): the same
+    /// item serde reads from the same text, or [`scan::Stop`] for anything but the plain shape Meta
+    /// sends, which the caller then leaves to [`StatusItem::parse`].
+    pub(crate) fn scan(s: &mut scan::Scanner<'a>) -> scan::Scan<Self> {
+        let mut item = StatusItem {
+            id: None,
+            status: None,
+            timestamp: None,
+            recipient_id: None,
+            recipient_user_id: None,
+            biz_opaque_callback_data: None,
+            conversation: None,
+            pricing: None,
+            errors: Vec::new(),
+        };
+        let mut seen = scan::Seen::default();
+        s.object(|s, key| {
+            match key {
+                "id" => {
+                    seen.once(0)?;
+                    item.id = scan_text(s)?;
+                }
+                "status" => {
+                    seen.once(1)?;
+                    item.status = scan_text(s)?;
+                }
+                "timestamp" => {
+                    seen.once(2)?;
+                    item.timestamp = scan_text(s)?.and_then(|t| UnixTime::parse_meta(&t));
+                }
+                "recipient_id" => {
+                    seen.once(3)?;
+                    item.recipient_id = scan_text(s)?;
+                }
+                "recipient_user_id" => {
+                    seen.once(4)?;
+                    item.recipient_user_id = scan_text(s)?;
+                }
+                "biz_opaque_callback_data" => {
+                    seen.once(5)?;
+                    item.biz_opaque_callback_data = scan_text(s)?;
+                }
+                "conversation" => {
+                    seen.once(6)?;
+                    item.conversation = with_serde(s.skip()?, |d| lenient(d))?;
+                }
+                "pricing" => {
+                    seen.once(7)?;
+                    item.pricing = Pricing::scan(s)?;
+                }
+                "errors" => {
+                    seen.once(8)?;
+                    item.errors = with_serde(s.skip()?, |d| lenient_list(d))?;
+                }
+                _ => {
+                    s.skip()?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(item)
     }
 
     /// What the status says beyond its name, in the domain's terms. Takes the item, so the strings
@@ -269,11 +341,14 @@ impl<'a> StatusItem<'a> {
                 message: e.message,
                 details: e.error_data.and_then(|d| d.details),
             }),
-            pricing: self.pricing.map(|p| StatusPricing {
-                billable: p.billable,
-                pricing_model: p.pricing_model,
-                category: p.category,
-                kind: p.kind,
+            pricing: self.pricing.map(|p| {
+                let word = |w: Option<Cow<str>>| w.map(|w| pricing_word(&w));
+                StatusPricing {
+                    billable: p.billable,
+                    pricing_model: word(p.pricing_model),
+                    category: word(p.category),
+                    kind: word(p.kind),
+                }
             }),
             conversation_id,
             conversation_origin,
@@ -320,21 +395,85 @@ pub struct ConversationOrigin {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Pricing {
-    #[serde(default, deserialize_with = "lenient")]
+pub struct Pricing<'a> {
+    #[serde(default, deserialize_with = "lenient_bool")]
     pub billable: Option<bool>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub pricing_model: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub category: Option<String>,
-    #[serde(rename = "type", default, deserialize_with = "lenient_string")]
-    pub kind: Option<String>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub pricing_model: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub category: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type", default, deserialize_with = "lenient_str")]
+    pub kind: Option<Cow<'a, str>>,
+}
+
+impl<'a> Pricing<'a> {
+    /// [`StatusItem::scan`]'s reading of `pricing`: four plain fields, or `null`.
+    fn scan(s: &mut scan::Scanner<'a>) -> scan::Scan<Option<Self>> {
+        if s.peek() == Some(b'n') {
+            return s.null().map(|()| None);
+        }
+        let mut p = Pricing {
+            billable: None,
+            pricing_model: None,
+            category: None,
+            kind: None,
+        };
+        let mut seen = scan::Seen::default();
+        s.object(|s, key| {
+            match key {
+                "billable" => {
+                    seen.once(0)?;
+                    p.billable = match s.peek() {
+                        Some(b'n') => s.null().map(|()| None)?,
+                        _ => Some(s.boolean()?),
+                    };
+                }
+                "pricing_model" => {
+                    seen.once(1)?;
+                    p.pricing_model = scan_text(s)?;
+                }
+                "category" => {
+                    seen.once(2)?;
+                    p.category = scan_text(s)?;
+                }
+                "type" => {
+                    seen.once(3)?;
+                    p.kind = scan_text(s)?;
+                }
+                _ => {
+                    s.skip()?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Some(p))
+    }
+}
+
+/// A lenient text field in the scanner's reading: a string, or `null` (absent). Anything else stops:
+/// serde's reading of a number as text is left to serde.
+pub(crate) fn scan_text<'a>(s: &mut scan::Scanner<'a>) -> scan::Scan<Option<Cow<'a, str>>> {
+    match s.peek() {
+        Some(b'"') => s.string().map(Some),
+        Some(b'n') => s.null().map(|()| None),
+        _ => Err(scan::Stop),
+    }
+}
+
+/// A part the scanner skipped (its exact text), read by one of the lenient readers as serde reads it.
+pub(crate) fn with_serde<'a, T>(
+    raw: &'a str,
+    read: impl FnOnce(
+        &mut serde_json::Deserializer<serde_json::de::StrRead<'a>>,
+    ) -> serde_json::Result<T>,
+) -> scan::Scan<T> {
+    read(&mut serde_json::Deserializer::from_str(raw)).map_err(|_| scan::Stop)
 }
 
 /// The error object Meta puts on failed statuses, unsupported messages and `value.errors`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct MetaError {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_i64")]
     pub code: Option<i64>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub title: Option<String>,
@@ -372,147 +511,6 @@ where
     D: Deserializer<'de>,
 {
     Ok(Option::<Vec<&'de RawValue>>::deserialize(d)?.unwrap_or_default())
-}
-
-/// A string, or a number read as its decimal text (some tools send ids as numbers). Else absent.
-/// Borrowed from the input unless the JSON string has escapes (or was a number).
-pub(crate) fn lenient_str<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    d.deserialize_any(Scalar).map(|s| match s {
-        ScalarValue::Borrowed(t) => Some(Cow::Borrowed(t)),
-        ScalarValue::Text(t) => Some(Cow::Owned(t)),
-        ScalarValue::Int(i) => Some(Cow::Owned(i.to_string())),
-        ScalarValue::Float(f) => Some(Cow::Owned(f.to_string())),
-        ScalarValue::Other => None,
-    })
-}
-
-/// [`lenient_str`], owned: for the fields a plan keeps.
-pub(crate) fn lenient_string<'de, D>(d: D) -> Result<Option<String>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    lenient_str(d).map(|s| s.map(Cow::into_owned))
-}
-
-/// Meta's `"1795000000"`, or a number. Anything else is absent.
-pub(crate) fn lenient_timestamp<'de, D>(d: D) -> Result<Option<UnixTime>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    d.deserialize_any(Scalar).map(|s| match s {
-        ScalarValue::Borrowed(t) => UnixTime::parse_meta(t),
-        ScalarValue::Text(t) => UnixTime::parse_meta(&t),
-        ScalarValue::Int(i) if (0..=UnixTime::MAX_PAYLOAD_SECS).contains(&i) => {
-            Some(UnixTime::from_secs(i))
-        }
-        _ => None,
-    })
-}
-
-/// Any shape that does not fit `T` reads as absent instead of failing the item around it. The value is
-/// borrowed as raw JSON and parsed on its own, so a misfit cannot derail the parser of the item.
-fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let raw = Option::<&'de RawValue>::deserialize(d)?;
-    Ok(raw.and_then(|r| parse_unless_array(r.get())))
-}
-
-/// A list whose elements that do not fit `T` are skipped.
-fn lenient_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let raw = Option::<&'de RawValue>::deserialize(d)?;
-    let Some(items) = raw.and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()).ok()) else {
-        return Ok(Vec::new());
-    };
-    Ok(items
-        .into_iter()
-        .filter_map(|r| parse_unless_array(r.get()))
-        .collect())
-}
-
-// serde would read a struct from an array of its fields in order; no field of Meta's is that.
-fn parse_unless_array<T: DeserializeOwned>(json: &str) -> Option<T> {
-    if json.trim_start().starts_with('[') {
-        None
-    } else {
-        serde_json::from_str(json).ok()
-    }
-}
-
-/// A JSON scalar without building a `serde_json::Value`; objects and arrays are skipped.
-enum ScalarValue<'de> {
-    /// A string without escapes, borrowed from the input.
-    Borrowed(&'de str),
-    Text(String),
-    Int(i64),
-    Float(f64),
-    Other,
-}
-
-struct Scalar;
-
-impl<'de> serde::de::Visitor<'de> for Scalar {
-    type Value = ScalarValue<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<ScalarValue<'de>, E> {
-        Ok(ScalarValue::Borrowed(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<ScalarValue<'de>, E> {
-        Ok(ScalarValue::Text(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<ScalarValue<'de>, E> {
-        Ok(ScalarValue::Text(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<ScalarValue<'de>, E> {
-        Ok(ScalarValue::Int(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<ScalarValue<'de>, E> {
-        Ok(i64::try_from(v).map_or(ScalarValue::Float(v as f64), ScalarValue::Int))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<ScalarValue<'de>, E> {
-        Ok(ScalarValue::Float(v))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<ScalarValue<'de>, E> {
-        Ok(ScalarValue::Other)
-    }
-    fn visit_unit<E>(self) -> Result<ScalarValue<'de>, E> {
-        Ok(ScalarValue::Other)
-    }
-    fn visit_none<E>(self) -> Result<ScalarValue<'de>, E> {
-        Ok(ScalarValue::Other)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<ScalarValue<'de>, D::Error> {
-        d.deserialize_any(Scalar)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> Result<ScalarValue<'de>, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(ScalarValue::Other)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> Result<ScalarValue<'de>, A::Error> {
-        while map
-            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(ScalarValue::Other)
-    }
 }
 
 #[cfg(test)]

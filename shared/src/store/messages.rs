@@ -1,7 +1,7 @@
 //! The messages table: inbound messages (put once, deduplicated on wamid) and the status side of our
 //! outbound messages (a versioned read-join-write of the status log).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -169,10 +169,9 @@ impl Store {
         let mut u = UpdateBuilder::default();
         let events: Vec<(String, AttributeValue)> = log
             .events()
-            .iter()
             .map(|(name, o)| {
                 (
-                    name.clone(),
+                    name.to_owned(),
                     m([("at".into(), n(o.at.secs())), ("raw".into(), s(&o.raw))]),
                 )
             })
@@ -450,12 +449,12 @@ fn timeline_entry(item: &Item) -> TimelineEntry {
 /// Reads `status_events` back into a log; malformed entries are skipped (they will be rewritten from
 /// the next delivery of that status).
 pub fn status_log_from_item(item: &Item) -> StatusLog {
-    let mut events = BTreeMap::new();
+    let mut events = Vec::new();
     if let Some(map) = get_m(item, "status_events") {
         for (name, v) in map {
             let Ok(entry) = v.as_m() else { continue };
             if let (Some(at), Some(raw)) = (get_n(entry, "at"), get_s(entry, "raw")) {
-                events.insert(
+                events.push((
                     name.clone(),
                     StatusObservation {
                         at: UnixTime::from_secs(at),
@@ -463,7 +462,7 @@ pub fn status_log_from_item(item: &Item) -> StatusLog {
                         // Read by the caller: the store does not parse Meta's JSON.
                         facts: None,
                     },
-                );
+                ));
             }
         }
     }

@@ -1,8 +1,6 @@
 //! What we keep raw without acting on it: other webhook fields (template, quality, account
 //! updates…), `value.errors[]`, and changes for a number that is not ours. Nothing authentic is dropped (DESIGN rule 5).
 
-use serde_json::value::RawValue;
-
 use super::Builder;
 use crate::domain::ids::PhoneNumberId;
 use crate::domain::inbound::{EventKind, RawEvent};
@@ -53,7 +51,7 @@ impl<'a> Builder<'_, 'a> {
     /// A system- or app-level error (e.g. 130429 reported asynchronously): kept for operators.
     pub(super) fn value_error(
         &mut self,
-        raw: &'a RawValue,
+        text: &'a str,
         number: &PhoneNumberId,
         waba: Option<&str>,
     ) {
@@ -63,7 +61,7 @@ impl<'a> Builder<'_, 'a> {
             waba_id: waba.map(str::to_owned),
             reason: None,
             at: None,
-            raw: raw.get().as_bytes(),
+            raw: text.as_bytes(),
         });
     }
 }

@@ -1,8 +1,6 @@
 //! `messages[]`: a user's message becomes a message record and what it says about its sender (the
 //! window, the profile name, a referral, a STOP or START keyword, a "Stop promotions" tap).
 
-use serde_json::value::RawValue;
-
 use super::{identify, Builder};
 use crate::domain::contact::{ContactState, Referral};
 use crate::domain::identity::IdentityMove;
@@ -62,20 +60,24 @@ fn identity_change(content: &MessageContent, user: &UserRef) -> Option<UserRef> 
 impl<'a> Builder<'_, 'a> {
     pub(super) fn message(
         &mut self,
-        raw: &'a RawValue,
+        text: &'a str,
         number: &PhoneNumberId,
         contacts: &[ValueContact],
         waba: Option<&str>,
     ) {
-        let text = raw.get();
-        let Some(item) = self.parse_item::<MessageItem>(Level::Message, text, number, waba) else {
+        let Some(mut item) = self.parse_item::<MessageItem>(Level::Message, text, number, waba)
+        else {
             return;
         };
         #[cfg(test)]
         if item.id.as_deref() == Some(super::tests::PANIC_FOR_TEST) {
             panic!("planted by a test");
         }
-        let Some(wamid) = item.id.as_deref().and_then(|id| Wamid::parse(id).ok()) else {
+        let Some((id, wamid)) = item
+            .id
+            .take()
+            .and_then(|id| Wamid::parse(&id).ok().map(|wamid| (id, wamid)))
+        else {
             let reason = "message has no valid id (wamid): cannot deduplicate it".into();
             return self.unparsed(Level::Message, text.as_bytes(), reason, Some(number), waba);
         };
@@ -84,7 +86,7 @@ impl<'a> Builder<'_, 'a> {
         if !KNOWN_MESSAGE_TYPES.contains(&kind.as_str()) {
             self.plan.counts.unknown_message_types += 1;
         }
-        if self.message_index.insert(wamid.clone(), ()).is_some() {
+        if !self.message_index.insert(id) {
             return; // the same message twice in one delivery
         }
 

@@ -16,7 +16,10 @@ mod preferences;
 mod statuses;
 mod templates;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::RandomState;
 
 use serde_json::value::RawValue;
 
@@ -28,7 +31,7 @@ use crate::domain::keywords::KeywordRules;
 use crate::domain::status::StatusLog;
 use crate::domain::template::TemplateUpdate;
 use crate::domain::time::UnixTime;
-use crate::payload::{Change, ChangeValue, Entry, Envelope, ValueContact};
+use crate::payload::{Change, ChangeValue, Entry, Envelope, StatusItem, ValueContact};
 
 /// Status observations for one of our messages, folded across the delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,33 @@ pub struct Plan<'a> {
     pub counts: PlanCounts,
 }
 
+/// The items of one `messages` or `user_preferences` value, each as its exact text; a status the one
+/// pass has read already comes with its reading.
+struct Items<'a> {
+    contacts: Vec<ValueContact>,
+    messages: Vec<&'a str>,
+    statuses: Vec<(&'a str, Option<StatusItem<'a>>)>,
+    user_preferences: Vec<&'a str>,
+    errors: Vec<&'a str>,
+}
+
+impl<'a> From<ChangeValue<'a>> for Items<'a> {
+    fn from(value: ChangeValue<'a>) -> Self {
+        let texts = |raw: Vec<&'a RawValue>| raw.into_iter().map(RawValue::get).collect();
+        Items {
+            contacts: value.contacts,
+            messages: texts(value.messages),
+            statuses: value
+                .statuses
+                .into_iter()
+                .map(|s| (s.get(), None))
+                .collect(),
+            user_preferences: texts(value.user_preferences),
+            errors: texts(value.errors),
+        }
+    }
+}
+
 /// What planning applies to a delivery.
 #[derive(Debug, Clone, Default)]
 pub struct InboundRules {
@@ -124,9 +154,11 @@ struct Builder<'r, 'a> {
     rules: &'r KeywordRules,
     numbers: Option<&'r [PhoneNumberId]>,
     plan: Plan<'a>,
-    message_index: HashMap<Wamid, ()>,
-    status_index: HashMap<Wamid, usize>,
-    contact_index: HashMap<(PhoneNumberId, UserId), usize>,
+    // Keyed by the ids as the body spells them (borrowed unless escaped), so a lookup copies nothing.
+    // Seeded per process: the keys come from Meta's signed bodies, but a fixed hash is no better.
+    message_index: HashSet<Cow<'a, str>, RandomState>,
+    status_index: HashMap<Cow<'a, str>, usize, RandomState>,
+    contact_index: HashMap<(PhoneNumberId, UserId), usize, RandomState>,
 }
 
 impl<'r, 'a> Builder<'r, 'a> {
@@ -135,9 +167,9 @@ impl<'r, 'a> Builder<'r, 'a> {
             rules: &rules.keywords,
             numbers: rules.numbers.as_deref(),
             plan: Plan::default(),
-            message_index: HashMap::new(),
-            status_index: HashMap::new(),
-            contact_index: HashMap::new(),
+            message_index: HashSet::default(),
+            status_index: HashMap::default(),
+            contact_index: HashMap::default(),
         }
     }
 
@@ -261,7 +293,7 @@ impl<'r, 'a> Builder<'r, 'a> {
         if !self.is_ours(&number) {
             return self.other_number(bytes, &number, waba);
         }
-        self.items(&value, &number, waba);
+        self.items(Items::from(value), &number, waba);
     }
 
     /// Whether changes for this business number are acted on (`WAHOOK_INBOUND_NUMBER_FILTER`).
@@ -270,24 +302,25 @@ impl<'r, 'a> Builder<'r, 'a> {
     }
 
     /// The items of a `messages` (or `user_preferences`) value whose business number is known and ours.
-    fn items(&mut self, value: &ChangeValue<'a>, number: &PhoneNumberId, waba: Option<&str>) {
+    fn items(&mut self, items: Items<'a>, number: &PhoneNumberId, waba: Option<&str>) {
+        let contacts = &items.contacts;
         // Each item in its own guard: one that trips a bug is kept raw, the rest are planned.
-        for m in &value.messages {
+        for m in items.messages {
             self.guarded(Level::Message, m, number, waba, |b| {
-                b.message(m, number, &value.contacts, waba)
+                b.message(m, number, contacts, waba)
             });
         }
-        for s in &value.statuses {
+        for (s, scanned) in items.statuses {
             self.guarded(Level::Status, s, number, waba, |b| {
-                b.status(s, number, &value.contacts, waba)
+                b.status(s, scanned, number, contacts, waba)
             });
         }
-        for p in &value.user_preferences {
+        for p in items.user_preferences {
             self.guarded(Level::Preference, p, number, waba, |b| {
-                b.preference(p, number, &value.contacts, waba)
+                b.preference(p, number, contacts, waba)
             });
         }
-        for e in &value.errors {
+        for e in items.errors {
             self.value_error(e, number, waba);
         }
     }
@@ -299,7 +332,7 @@ impl<'r, 'a> Builder<'r, 'a> {
     fn guarded(
         &mut self,
         level: Level,
-        raw: &'a RawValue,
+        raw: &'a str,
         number: &PhoneNumberId,
         waba: Option<&str>,
         plan_item: impl FnOnce(&mut Self),
@@ -316,7 +349,7 @@ impl<'r, 'a> Builder<'r, 'a> {
             // into the events table, never into the log.
             tracing::error!(event = "item_tripped_a_bug", level = level.as_str(), "an item made the planner panic; kept raw as unparsed_{} with the panic's message, the rest of the batch is stored. Please report it with the stored event", level.as_str());
             let reason = format!("wahook tripped on this item (a bug: {what}); it is kept raw");
-            self.unparsed(level, raw.get().as_bytes(), reason, Some(number), waba);
+            self.unparsed(level, raw.as_bytes(), reason, Some(number), waba);
         }
     }
 

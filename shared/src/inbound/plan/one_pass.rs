@@ -3,90 +3,269 @@
 //! Reading level by level (the envelope lists its entries raw, an entry its changes, a change its
 //! value…) scans each item's bytes once per level, five times before the item itself is read. Almost
 //! every delivery is the same shape: `messages` or `user_preferences` changes, each level well
-//! formed, for a number that is ours. This reads that shape in one pass, down to each item's raw
-//! JSON, and plans the items exactly as the level-by-level reading does (the same `Builder`, in the
-//! same order).
+//! formed, for a number that is ours. This reads that shape in one forward pass with
+//! [`payload::scan`](crate::payload::scan): each item's exact text is where the pass found it, and a
+//! status is read on the way (they come by the thousand); a message, preference or error is read by
+//! its planner from its text, as the level-by-level reading does. Then it plans the items exactly as
+//! that reading does (the same `Builder`, in the same order).
 //!
-//! It takes a delivery only when nothing above the items needs its own exact bytes: any level that
-//! does not parse, another webhook field, a change without a valid `phone_number_id`, or one for a
-//! number that is not ours (each kept raw at its level) makes it answer `None`, before anything is
-//! planned, and the level-by-level reading takes the whole delivery. The level types here are the
-//! same as there (`payload::ChangeValue`, the same lenient fields), nested instead of raw, so what
-//! one pass accepts it reads as the other would; the mutation fuzzer (`tests/support/mutate.rs`, run by
-//! `tests/hostile_input.rs` and `scripts/bench.sh fuzz`) fails on any payload whose two plans differ.
+//! It takes a delivery only when nothing above the items needs its own exact bytes and every level
+//! is the plain shape: any level that the scanner leaves to serde (see `scan`), another webhook field,
+//! a change without a valid `phone_number_id`, or one for a number that is not ours (each kept raw at
+//! its level) makes it answer `None`, before anything is planned, and the level-by-level reading
+//! takes the whole delivery. Where serde would reject a level (a repeated key, a missing `entry` or
+//! `changes`, a list that is not one), so does this. The mutation fuzzer (`tests/support/mutate.rs`,
+//! run by `tests/hostile_input.rs` and `scripts/bench.sh fuzz`) fails on any payload whose two plans
+//! differ.
 
-use serde::Deserialize;
-
-use super::{Builder, InboundRules, Plan};
+use super::{Builder, InboundRules, Items, Plan};
 use crate::domain::ids::PhoneNumberId;
-use crate::domain::time::UnixTime;
-use crate::payload::{lenient_string, lenient_timestamp, ChangeValue};
-
-#[derive(Deserialize)]
-struct Delivery<'a> {
-    #[serde(default, deserialize_with = "lenient_string")]
-    object: Option<String>,
-    #[serde(borrow)]
-    entry: Vec<Entry<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Entry<'a> {
-    #[serde(default, deserialize_with = "lenient_string")]
-    id: Option<String>,
-    // Unused here (messages carry none), but declared as the other reading declares it: a duplicate
-    // `time` key fails that reading's entry, so it must fail this one too.
-    #[serde(default, deserialize_with = "lenient_timestamp")]
-    #[allow(dead_code)]
-    time: Option<UnixTime>,
-    #[serde(borrow)]
-    changes: Vec<Change<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Change<'a> {
-    #[serde(default, deserialize_with = "lenient_string")]
-    field: Option<String>,
-    #[serde(borrow)]
-    value: Option<ChangeValue<'a>>,
-}
+use crate::domain::inbound::Level;
+use crate::payload::scan::{Scan, Scanner, Seen, Stop};
+use crate::payload::{lenient, lenient_list, scan_text, with_serde, Metadata, StatusItem};
 
 /// The plan of a common delivery, or `None` for the level-by-level reading to take it.
+///
+/// Items are planned as they are read, into a builder that is thrown away whole if the pass stops
+/// anywhere (so nothing is ever half planned): a batch of statuses is never held as a list of
+/// readings first.
 pub(super) fn plan<'a>(body: &'a [u8], rules: &InboundRules) -> Option<Plan<'a>> {
     // The level-by-level reading refuses a body whose entries are not UTF-8 even where no field we
-    // read is affected (a raw value must be text); reading from bytes, serde would skip such a string.
+    // read is affected (a raw value must be text).
     let text = std::str::from_utf8(body).ok()?;
-    let delivery: Delivery<'a> = serde_json::from_str(text).ok()?;
-    if delivery.object.as_deref() != Some("whatsapp_business_account") {
-        return None;
-    }
     let mut b = Builder::new(rules);
-    // Check every change before planning any: a bail-out must leave nothing half planned.
-    let mut changes = Vec::new();
-    for entry in &delivery.entry {
-        for change in &entry.changes {
-            let field = change.field.as_deref()?;
-            if field != "messages" && field != "user_preferences" {
-                return None;
+    read_delivery(text, &mut b).ok()?;
+    Some(b.finish())
+}
+
+/// `{"object": "whatsapp_business_account", "entry": [...]}`.
+fn read_delivery<'a>(text: &'a str, b: &mut Builder<'_, 'a>) -> Scan<()> {
+    let mut s = Scanner::new(text);
+    let (mut seen, mut object, mut entries, mut changes) = (Seen::default(), None, None, 0);
+    s.object(|s, key| {
+        match key {
+            "object" => {
+                seen.once(0)?;
+                object = scan_text(s)?;
             }
-            let value = change.value.as_ref()?;
-            let number = value
-                .metadata
-                .as_ref()
-                .and_then(|m| m.phone_number_id.as_deref())
-                .and_then(|id| PhoneNumberId::parse(id).ok())?;
-            if !b.is_ours(&number) {
-                return None;
+            "entry" => {
+                seen.once(1)?;
+                let mut n = 0;
+                s.array(|s| {
+                    n += 1;
+                    read_entry(s, b, &mut changes)
+                })?;
+                entries = Some(n);
             }
-            changes.push((entry.id.as_deref(), value, number));
+            _ => {
+                s.skip()?;
+            }
+        }
+        Ok(())
+    })?;
+    s.end()?;
+    if object.as_deref() != Some("whatsapp_business_account") {
+        return Err(Stop);
+    }
+    b.plan.counts.entries = entries.ok_or(Stop)?;
+    b.plan.counts.changes = changes;
+    Ok(())
+}
+
+/// One entry. Its `id` (the WABA) may come after its changes: what planning them kept raw is told
+/// the WABA when the entry ends (the WABA goes nowhere else in a plan).
+fn read_entry<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>, changes: &mut usize) -> Scan<()> {
+    let (mut seen, mut waba, mut had_changes) = (Seen::default(), None, false);
+    let first_event = b.plan.events.len();
+    s.object(|s, key| {
+        match key {
+            "id" => {
+                seen.once(0)?;
+                waba = scan_text(s)?;
+            }
+            // Unused (messages carry none), but a repeat fails serde's reading of the entry, and
+            // whatever it holds reads as absent there: skip it, once.
+            "time" => {
+                seen.once(1)?;
+                s.skip()?;
+            }
+            "changes" => {
+                seen.once(2)?;
+                had_changes = true;
+                s.array(|s| {
+                    *changes += 1;
+                    read_change(s, b)
+                })?;
+            }
+            _ => {
+                s.skip()?;
+            }
+        }
+        Ok(())
+    })?;
+    if !had_changes {
+        return Err(Stop);
+    }
+    for event in &mut b.plan.events[first_event..] {
+        event.waba_id = waba.as_deref().map(str::to_owned);
+    }
+    Ok(())
+}
+
+/// `{"field": "messages", "value": {...}}`. Meta puts `field` last: the value's items are planned
+/// first, and a field other than `messages` or `user_preferences` stops the pass then.
+fn read_change<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
+    let (mut seen, mut field, mut had_value) = (Seen::default(), None, false);
+    s.object(|s, key| {
+        match key {
+            "field" => {
+                seen.once(0)?;
+                field = scan_text(s)?;
+            }
+            "value" => {
+                seen.once(1)?;
+                had_value = true;
+                read_value(s, b)?;
+            }
+            _ => {
+                s.skip()?;
+            }
+        }
+        Ok(())
+    })?;
+    if !had_value || !matches!(field.as_deref(), Some("messages" | "user_preferences")) {
+        return Err(Stop);
+    }
+    Ok(())
+}
+
+/// A change's `value`. Statuses that come after the business number and before any message (Meta's
+/// order) are planned as they are read; everything else is kept as text and planned when the value
+/// ends, in the level-by-level reading's order (messages, statuses, preferences, errors).
+fn read_value<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
+    let mut seen = Seen::default();
+    let mut number: Option<PhoneNumberId> = None;
+    let mut streamed = false;
+    let mut items = Items {
+        contacts: Vec::new(),
+        messages: Vec::new(),
+        statuses: Vec::new(),
+        user_preferences: Vec::new(),
+        errors: Vec::new(),
+    };
+    s.object(|s, key| {
+        match key {
+            "metadata" => {
+                seen.once(0)?;
+                let metadata: Option<Metadata> = with_serde(s.skip()?, |d| lenient(d))?;
+                let id = metadata.and_then(|m| m.phone_number_id).ok_or(Stop)?;
+                let parsed = PhoneNumberId::parse(&id).map_err(|_| Stop)?;
+                // Another team's number is kept raw by the level-by-level reading.
+                if !b.is_ours(&parsed) {
+                    return Err(Stop);
+                }
+                number = Some(parsed);
+            }
+            "contacts" => {
+                seen.once(1)?;
+                // Statuses planned already would have been planned without them.
+                if streamed {
+                    return Err(Stop);
+                }
+                items.contacts = with_serde(s.skip()?, |d| lenient_list(d))?;
+            }
+            "messages" => {
+                seen.once(2)?;
+                // Messages are planned before statuses.
+                if streamed {
+                    return Err(Stop);
+                }
+                items.messages = item_texts(s)?;
+            }
+            "statuses" => {
+                seen.once(3)?;
+                match &number {
+                    // `messages` (field 2) not read: nothing to plan before these.
+                    Some(number) if !seen.has(2) => {
+                        streamed = true;
+                        plan_statuses(s, b, number, &items.contacts)?;
+                    }
+                    _ => items.statuses = read_statuses(s)?,
+                }
+            }
+            "errors" => {
+                seen.once(4)?;
+                items.errors = item_texts(s)?;
+            }
+            "user_preferences" => {
+                seen.once(5)?;
+                items.user_preferences = item_texts(s)?;
+            }
+            _ => {
+                s.skip()?;
+            }
+        }
+        Ok(())
+    })?;
+    let number = number.ok_or(Stop)?;
+    b.items(items, &number, None);
+    Ok(())
+}
+
+/// A list of items, each as its text (`null` is none); anything but a list fails the level, as in
+/// serde's reading.
+fn item_texts<'a>(s: &mut Scanner<'a>) -> Scan<Vec<&'a str>> {
+    let mut texts = Vec::new();
+    if s.peek() == Some(b'n') {
+        s.null()?;
+        return Ok(texts);
+    }
+    s.array(|s| s.skip().map(|t| texts.push(t)))?;
+    Ok(texts)
+}
+
+/// One status where it lies, with its exact text: read by the scanner, or (if the scanner leaves it
+/// to serde) skipped for its text, to be read by its planner.
+fn next_status<'a>(s: &mut Scanner<'a>) -> Scan<(&'a str, Option<StatusItem<'a>>)> {
+    s.peek();
+    let start = s.pos();
+    match StatusItem::scan(s) {
+        Ok(item) => Ok((s.text_since(start), Some(item))),
+        Err(Stop) => {
+            s.rewind(start);
+            Ok((s.skip()?, None))
         }
     }
-    b.plan.counts.entries = delivery.entry.len();
-    b.plan.counts.changes = changes.len();
-    for (waba, value, number) in changes {
-        b.items(value, &number, waba);
+}
+
+/// `statuses[]`, each planned as soon as it is read.
+fn plan_statuses<'a>(
+    s: &mut Scanner<'a>,
+    b: &mut Builder<'_, 'a>,
+    number: &PhoneNumberId,
+    contacts: &[crate::payload::ValueContact],
+) -> Scan<()> {
+    if s.peek() == Some(b'n') {
+        return s.null();
     }
-    Some(b.finish())
+    s.array(|s| {
+        let (text, scanned) = next_status(s)?;
+        b.guarded(Level::Status, text, number, None, |b| {
+            b.status(text, scanned, number, contacts, None)
+        });
+        Ok(())
+    })
+}
+
+/// `statuses[]` read and kept, for a value whose business number or messages come after them.
+fn read_statuses<'a>(s: &mut Scanner<'a>) -> Scan<Vec<(&'a str, Option<StatusItem<'a>>)>> {
+    let mut read = Vec::new();
+    if s.peek() == Some(b'n') {
+        s.null()?;
+        return Ok(read);
+    }
+    s.array(|s| next_status(s).map(|status| read.push(status)))?;
+    Ok(read)
 }
 
 #[cfg(test)]
@@ -108,6 +287,59 @@ mod tests {
         );
         assert_eq!((one.messages.len(), one.statuses.len()), (1, 1));
         assert_eq!((one.counts.entries, one.counts.changes), (1, 1));
+    }
+
+    /// A batch of statuses in each spelling the scanner reads itself or leaves to serde: the plan is
+    /// always the level-by-level reading's, and which of them the one pass took is as designed.
+    #[test]
+    fn statuses_in_any_spelling_plan_as_level_by_level() {
+        let status = |fields: &str| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"phone_number_id":"106540352242922"}},"statuses":[{{"id":"wamid.A","status":"sent","timestamp":"10","recipient_id":"15551234567"}},{fields}]}},"field":"messages"}}]}}]}}"#
+            )
+        };
+        let plain = r#"{"id":"wamid.A","status":"delivered","timestamp":"11","pricing":{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"},"biz_opaque_callback_data":"o-1"}"#;
+        // Read by the scanner, or by serde for that item alone: either way the one pass plans it.
+        let item_level = [
+            plain.to_owned(),
+            plain.replace("\"status\"", "\"status\":\"read\",\"status\""),
+            plain.replace("\"category\"", "\"category\":\"x\",\"category\""),
+            plain.replace("\"id\"", "\"\\u0069d\""),
+            plain.replace("\"11\"", "11"),
+            plain.replace("\"o-1\"", "17.50"),
+            plain.replace("true", "\"yes\""),
+            plain.replace("{\"billable\"", "[{\"billable\"").replace("\"regular\"}", "\"regular\"}]"),
+            plain.replace("\"o-1\"", "\"o\\/1 \\u00e9\""),
+            plain.replace(",\"", " ,\n\t\""),
+            r#"{"id":"wamid.B","status":"failed","timestamp":"12","recipient_id":"15551234567","errors":[{"code":131050,"title":"stopped"},"junk"]}"#.to_owned(),
+            r#"["not","a","status"]"#.to_owned(),
+            r#"{"status":"sent"}"#.to_owned(),
+        ];
+        for fields in &item_level {
+            let body = status(fields);
+            let one = plan(body.as_bytes(), &rules()).unwrap_or_else(|| panic!("taken: {fields}"));
+            assert_eq!(
+                one,
+                super::super::level_by_level(body.as_bytes(), &rules()),
+                "{fields}"
+            );
+        }
+        // A repeated level key or an escaped one above the items: the level-by-level reading's.
+        let body = status(plain);
+        for left in [
+            body.replace(
+                "\"field\":\"messages\"",
+                "\"field\":\"messages\",\"field\":\"messages\"",
+            ),
+            body.replace("\"metadata\"", "\"metad\\u0061ta\""),
+            body.replace("\"statuses\":[", "\"statuses\":[],\"statuses\":["),
+        ] {
+            assert!(plan(left.as_bytes(), &rules()).is_none(), "{left}");
+            assert_eq!(
+                super::super::plan(left.as_bytes(), &rules()),
+                super::super::level_by_level(left.as_bytes(), &rules())
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! `user_preferences[]`: the user stopped or resumed marketing messages inside WhatsApp.
 
-use serde_json::value::RawValue;
-
 use super::{identify, Builder};
 use crate::domain::contact::ContactState;
 use crate::domain::ids::PhoneNumberId;
@@ -12,12 +10,11 @@ use crate::payload::{PreferenceItem, ValueContact};
 impl<'a> Builder<'_, 'a> {
     pub(super) fn preference(
         &mut self,
-        raw: &'a RawValue,
+        text: &'a str,
         number: &PhoneNumberId,
         contacts: &[ValueContact],
         waba: Option<&str>,
     ) {
-        let text = raw.get();
         let Some(item) = self.parse_item::<PreferenceItem>(Level::Preference, text, number, waba)
         else {
             return;

@@ -1,8 +1,6 @@
 //! `statuses[]`: what happened to a message we sent, folded per wamid into one status log; a
 //! `failed` 131050 also opts the recipient out of marketing.
 
-use serde_json::value::RawValue;
-
 use super::{identify, Builder, StatusUpdate};
 use crate::domain::contact::ContactState;
 use crate::domain::ids::{PhoneNumberId, Wamid};
@@ -15,13 +13,14 @@ use crate::payload::{StatusItem, ValueContact};
 impl<'a> Builder<'_, 'a> {
     pub(super) fn status(
         &mut self,
-        raw: &'a RawValue,
+        text: &'a str,
+        scanned: Option<StatusItem<'a>>,
         number: &PhoneNumberId,
         contacts: &[ValueContact],
         waba: Option<&str>,
     ) {
-        let text = raw.get();
-        let Some(mut item) = StatusItem::parse(text) else {
+        // Read in the one pass already, or read here.
+        let Some(mut item) = scanned.or_else(|| StatusItem::parse(text)) else {
             return self.unparsed(
                 Level::Status,
                 text.as_bytes(),
@@ -30,23 +29,17 @@ impl<'a> Builder<'_, 'a> {
                 waba,
             );
         };
-        let wamid = item.id.as_deref().and_then(|id| Wamid::parse(id).ok());
         // Taken out, so the rest of the item can move into its facts below.
+        let id = item.id.take().filter(|id| Wamid::is_valid(id));
         let status = item.status.take();
-        let (Some(wamid), Some(name), Some(at)) = (wamid, status.as_deref(), item.timestamp) else {
+        let (Some(id), Some(name), Some(at)) = (id, status, item.timestamp) else {
             let reason = "status needs a valid id, status and timestamp".into();
             return self.unparsed(Level::Status, text.as_bytes(), reason, Some(number), waba);
         };
         self.plan.counts.statuses += 1;
-        if matches!(DeliveryStatus::parse(name), DeliveryStatus::Other(_)) {
+        if matches!(DeliveryStatus::parse(&name), DeliveryStatus::Other(_)) {
             self.plan.counts.unknown_statuses += 1;
         }
-        // A group id in recipient_id is not a phone: it simply yields no user.
-        let (recipient, _) = identify(
-            item.recipient_id.as_deref(),
-            item.recipient_user_id.as_deref(),
-            contacts,
-        );
 
         if name == "failed"
             && item
@@ -54,6 +47,12 @@ impl<'a> Builder<'_, 'a> {
                 .iter()
                 .any(|e| e.code == Some(MARKETING_STOPPED))
         {
+            // A group id in recipient_id is not a phone: it simply yields no user.
+            let (recipient, _) = identify(
+                item.recipient_id.as_deref(),
+                item.recipient_user_id.as_deref(),
+                contacts,
+            );
             if let Some(user) = &recipient {
                 let delta = ContactState::opted_out(
                     Category::Marketing,
@@ -69,15 +68,17 @@ impl<'a> Builder<'_, 'a> {
             raw: text.to_owned(),
             facts: Some(item.facts()),
         };
-        match self.status_index.get(&wamid) {
+        match self.status_index.get(id.as_ref()) {
             Some(&i) => {
-                self.plan.statuses[i].log.observe(name, observation);
+                self.plan.statuses[i].log.observe(&name, observation);
             }
             None => {
+                let Ok(wamid) = Wamid::parse(&id) else {
+                    unreachable!("the id was checked with Wamid::is_valid")
+                };
                 let mut log = StatusLog::default();
-                log.observe(name, observation);
-                self.status_index
-                    .insert(wamid.clone(), self.plan.statuses.len());
+                log.observe(&name, observation);
+                self.status_index.insert(id, self.plan.statuses.len());
                 self.plan.statuses.push(StatusUpdate {
                     wamid,
                     number: number.clone(),
