@@ -77,6 +77,25 @@ impl Phone {
         }
     }
 
+    /// Whether `raw` parses to this number (`Phone::parse(raw) == Ok(self)`), without copying it.
+    pub fn is_spelled(&self, raw: &str) -> bool {
+        let trimmed = raw.trim();
+        let body = trimmed.strip_prefix('+').unwrap_or(trimmed);
+        let mut digits = self.0.bytes();
+        for c in body.chars() {
+            match c {
+                '0'..='9' => {
+                    if digits.next() != Some(c as u8) {
+                        return false;
+                    }
+                }
+                ' ' | '-' | '(' | ')' | '.' => {}
+                _ => return false,
+            }
+        }
+        digits.next().is_none()
+    }
+
     /// Digits only, as written (Meta's `wa_id`, or the producer's form).
     pub fn digits(&self) -> &str {
         &self.0
@@ -382,6 +401,29 @@ mod tests {
                     let _ = u.key_part();
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_phone_is_spelled_by_exactly_what_parses_to_it() {
+        let phone = Phone::parse("5215512345678").unwrap();
+        for raw in [
+            "5215512345678",
+            "+52 1 55 1234-5678",
+            " (521) 5512345678 ",
+            "521551234567",
+            "52155123456789",
+            "+5215512345678x",
+            "52155.1234.5678",
+            "",
+            "+",
+            "٥٢١٥٥١٢٣٤٥٦٧٨",
+        ] {
+            assert_eq!(
+                phone.is_spelled(raw),
+                Phone::parse(raw).ok().as_ref() == Some(&phone),
+                "{raw:?}"
+            );
         }
     }
 

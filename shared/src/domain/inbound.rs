@@ -2,6 +2,7 @@
 //! part of a delivery kept raw. Meta's JSON is read into these in `payload` and `inbound::plan`; the
 //! store writes them. They live here so neither of those layers depends on the other.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::ids::{PhoneNumberId, UserRef, Wamid};
@@ -16,8 +17,8 @@ pub struct InboundMessage<'a> {
     pub user: Option<UserRef>,
     /// The payload's timestamp; `None` if absent or malformed.
     pub at: Option<UnixTime>,
-    /// Meta's `type`, as sent (`"unknown"` when absent).
-    pub kind: String,
+    /// Meta's `type`, as sent (`"unknown"` when absent); borrowed from the body unless escaped.
+    pub kind: Cow<'a, str>,
     /// What it contains, read for every documented type.
     pub content: MessageContent,
     /// Our message this one replies to, if it names a valid wamid.

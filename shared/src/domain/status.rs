@@ -6,6 +6,7 @@
 //! set: the current status is the highest-ranked one seen, so it never goes backwards.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use super::ids::{Bsuid, Phone, UserRef};
 use super::time::UnixTime;
@@ -159,13 +160,106 @@ pub fn pricing_word(word: &str) -> Cow<'static, str> {
 }
 
 /// Every status seen for one message, one observation per status name.
-///
-/// A handful of names at most (Meta has five), so a small list in name order rather than a map: a
-/// delivery of a thousand statuses builds hundreds of logs, and a tree's first node is kilobytes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatusLog {
-    /// Sorted by name, each name once; Meta's own names are not copied.
-    events: Vec<(Cow<'static, str>, StatusObservation)>,
+    events: Entries,
+}
+
+/// A status name as a log keeps it: Meta's own names are not copied.
+type Name = Cow<'static, str>;
+
+/// A log's observations by name. A handful of names at most (Meta has five), so a small list in name
+/// order: a delivery of a thousand statuses builds hundreds of logs, and a tree's first node is
+/// kilobytes. A log that somehow collects many names (a signed body can name thousands of unknown
+/// statuses for one message) moves to a tree, where each insertion stays cheap.
+#[derive(Debug, Clone)]
+enum Entries {
+    Few(Vec<(Name, StatusObservation)>),
+    Many(BTreeMap<Name, StatusObservation>),
+}
+
+/// More names than this and a log is a tree.
+const FEW_NAMES: usize = 8;
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Few(Vec::new())
+    }
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Entries {}
+
+impl Entries {
+    fn iter(&self) -> impl Iterator<Item = (&Name, &StatusObservation)> {
+        let (few, many) = match self {
+            Entries::Few(v) => (Some(v.iter().map(|(n, o)| (n, o))), None),
+            Entries::Many(m) => (None, Some(m.iter())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    fn observations_mut(&mut self) -> impl Iterator<Item = &mut StatusObservation> {
+        let (few, many) = match self {
+            Entries::Few(v) => (Some(v.iter_mut().map(|(_, o)| o)), None),
+            Entries::Many(m) => (None, Some(m.values_mut())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Entries::Few(v) => v.is_empty(),
+            Entries::Many(m) => m.is_empty(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&StatusObservation> {
+        match self {
+            Entries::Few(v) => v
+                .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+                .ok()
+                .map(|i| &v[i].1),
+            Entries::Many(m) => m.get(name),
+        }
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut StatusObservation> {
+        match self {
+            Entries::Few(v) => match v.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
+                Ok(i) => Some(&mut v[i].1),
+                Err(_) => None,
+            },
+            Entries::Many(m) => m.get_mut(name),
+        }
+    }
+
+    /// Adds a name not in the log yet.
+    fn insert(&mut self, name: Name, observation: StatusObservation) {
+        match self {
+            Entries::Few(v) if v.len() < FEW_NAMES => {
+                // Most messages get two or three statuses: one allocation, not a growth per status.
+                if v.is_empty() {
+                    v.reserve_exact(2);
+                }
+                let at = v.partition_point(|(n, _)| *n < name);
+                v.insert(at, (name, observation));
+            }
+            Entries::Few(v) => {
+                let mut tree: BTreeMap<_, _> = std::mem::take(v).into_iter().collect();
+                tree.insert(name, observation);
+                *self = Entries::Many(tree);
+            }
+            Entries::Many(m) => {
+                m.insert(name, observation);
+            }
+        }
+    }
 }
 
 impl StatusLog {
@@ -190,30 +284,21 @@ impl StatusLog {
 
     /// The observation of one status name.
     pub fn observation(&self, name: &str) -> Option<&StatusObservation> {
-        self.events
-            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
-            .ok()
-            .map(|i| &self.events[i].1)
+        self.events.get(name)
     }
 
     /// Records a status; the earliest observation of a name is kept (ties by raw text, so any order of
     /// duplicates ends the same). Returns whether the log changed.
     pub fn observe(&mut self, name: &str, observation: StatusObservation) -> bool {
-        match self.events.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
-            Ok(i) => Self::keep_earliest(&mut self.events[i].1, observation),
-            Err(i) => {
-                // Most messages get two or three statuses: one allocation, not a growth per status.
-                if self.events.is_empty() {
-                    self.events.reserve_exact(2);
-                }
-                let name = META_STATUS_NAMES
-                    .into_iter()
-                    .find(|known| *known == name)
-                    .map_or_else(|| Cow::Owned(name.to_owned()), Cow::Borrowed);
-                self.events.insert(i, (name, observation));
-                true
-            }
+        if let Some(existing) = self.events.get_mut(name) {
+            return Self::keep_earliest(existing, observation);
         }
+        let name = META_STATUS_NAMES
+            .into_iter()
+            .find(|known| *known == name)
+            .map_or_else(|| Cow::Owned(name.to_owned()), Cow::Borrowed);
+        self.events.insert(name, observation);
+        true
     }
 
     fn keep_earliest(existing: &mut StatusObservation, observation: StatusObservation) -> bool {
@@ -226,7 +311,7 @@ impl StatusLog {
 
     pub fn join(&mut self, other: &StatusLog) -> bool {
         let mut changed = false;
-        for (name, obs) in &other.events {
+        for (name, obs) in other.events.iter() {
             changed |= self.observe(name, obs.clone());
         }
         changed
@@ -252,7 +337,7 @@ impl StatusLog {
 
     /// Reads the facts of every observation that has none yet (those read back from storage).
     pub fn read_facts(&mut self, read: impl Fn(&str) -> Option<StatusFacts>) {
-        for (_, obs) in &mut self.events {
+        for obs in self.events.observations_mut() {
             if obs.facts.is_none() {
                 obs.facts = read(&obs.raw);
             }
@@ -331,6 +416,33 @@ mod tests {
             log.observe(name, obs(*at, &status_raw(name, *at)));
         }
         log
+    }
+
+    #[test]
+    fn a_log_of_many_names_reads_as_one_of_few() {
+        // Descending names: the order that made every insertion shift the whole list.
+        let names: Vec<String> = (0..40).rev().map(|i| format!("z{i:02}")).collect();
+        let mut log = StatusLog::default();
+        for (i, name) in names.iter().enumerate() {
+            assert!(log.observe(name, obs(i as i64, &status_raw(name, i as i64))));
+        }
+        log.observe("sent", obs(100, &status_raw("sent", 100)));
+        let listed: Vec<&str> = log.events().map(|(n, _)| n).collect();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        assert_eq!(listed, sorted, "name order");
+        assert_eq!(listed.len(), 41);
+        assert_eq!(log.current().unwrap().0, DeliveryStatus::Sent);
+        assert!(
+            !log.observe("z05", obs(999, &status_raw("z05", 999))),
+            "earliest kept"
+        );
+        let rebuilt = StatusLog::from_events(
+            log.events()
+                .map(|(n, o)| (n.to_owned(), o.clone()))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(rebuilt, log);
     }
 
     #[test]

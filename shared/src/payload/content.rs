@@ -5,7 +5,6 @@
 //! [`MessageContent::Unknown`] with the type name, and the raw JSON stays the source of truth.
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::MessageItem;
 use crate::domain::ids::Wamid;
@@ -104,8 +103,8 @@ struct Unsupported {
 }
 
 /// The object `raw` (one of the item's), if it reads as `T`.
-fn read<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>) -> Option<T> {
-    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+fn read<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Option<T> {
+    raw.and_then(|r| serde_json::from_str(r).ok())
 }
 
 impl MessageContent {
@@ -199,7 +198,8 @@ impl MessageContent {
                 }
             }
             "unsupported" | "unknown" => MessageContent::Unsupported {
-                original_type: read::<Unsupported>(item.unsupported).and_then(|u| u.kind),
+                original_type: read::<Unsupported>(item.unsupported.map(|r| r.0))
+                    .and_then(|u| u.kind),
             },
             "request_welcome" => MessageContent::RequestWelcome,
             _ => return None,

@@ -109,7 +109,7 @@ pub struct Metadata {
 }
 
 /// `value.contacts[]`: who the messages are from, with the profile name and both identities.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ValueContact {
     #[serde(default, deserialize_with = "lenient_string")]
     pub wa_id: Option<String>,
@@ -119,10 +119,106 @@ pub struct ValueContact {
     pub profile: Option<Profile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Profile {
     #[serde(default, deserialize_with = "lenient_string")]
     pub name: Option<String>,
+}
+
+/// The scanner's reading of `metadata` for the one pass, which needs only the business number: what
+/// [`lenient`] reads as [`Metadata`]'s `phone_number_id`, without copying either field.
+pub(crate) fn scan_phone_number_id<'a>(
+    s: &mut scan::Scanner<'a>,
+) -> scan::Scan<Option<Cow<'a, str>>> {
+    let read = scan_struct(s, |s, seen, id: &mut Option<Cow<'a, str>>, key| {
+        match key {
+            "display_phone_number" => {
+                seen.once(0)?;
+                scan_text(s)?;
+            }
+            "phone_number_id" => {
+                seen.once(1)?;
+                *id = scan_text(s)?;
+            }
+            _ => {
+                s.skip()?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(read.flatten())
+}
+
+impl ValueContact {
+    /// The scanner's reading of `contacts` (as [`lenient_list`] reads it, or [`scan::Stop`]).
+    pub(crate) fn scan_list(s: &mut scan::Scanner<'_>) -> scan::Scan<Vec<Self>> {
+        let mut contacts = Vec::new();
+        if s.peek() == Some(b'n') {
+            s.null()?;
+            return Ok(contacts);
+        }
+        s.array(|s| {
+            contacts.extend(Self::scan(s)?);
+            Ok(())
+        })?;
+        Ok(contacts)
+    }
+
+    fn scan(s: &mut scan::Scanner<'_>) -> scan::Scan<Option<Self>> {
+        scan_struct(s, |s, seen, c: &mut Self, key| {
+            match key {
+                "wa_id" => {
+                    seen.once(0)?;
+                    c.wa_id = scan_text(s)?.map(Cow::into_owned);
+                }
+                "user_id" => {
+                    seen.once(1)?;
+                    c.user_id = scan_text(s)?.map(Cow::into_owned);
+                }
+                "profile" => {
+                    seen.once(2)?;
+                    c.profile = scan_struct(s, |s, seen, p: &mut Profile, key| {
+                        if key == "name" {
+                            seen.once(0)?;
+                            p.name = scan_text(s)?.map(Cow::into_owned);
+                        } else {
+                            s.skip()?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                _ => {
+                    s.skip()?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A lenient nested object in the scanner's reading: `null` is absent, an object is read key by key
+/// by `field` (which marks each field in `seen`, so a repeat stops), anything else stops.
+fn scan_struct<'a, T: Default>(
+    s: &mut scan::Scanner<'a>,
+    mut field: impl FnMut(&mut scan::Scanner<'a>, &mut scan::Seen, &mut T, &'a str) -> scan::Scan<()>,
+) -> scan::Scan<Option<T>> {
+    if s.peek() == Some(b'n') {
+        return s.null().map(|()| None);
+    }
+    let mut t = T::default();
+    let mut seen = scan::Seen::default();
+    s.object(|s, key| field(s, &mut seen, &mut t, key))?;
+    Ok(Some(t))
+}
+
+/// The exact text of a part of an item, borrowed from the body, to be read later if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawText<'a>(pub &'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|r| RawText(r.get()))
+    }
 }
 
 /// `messages[]`: one message a user sent. Only what the rules need is read; the raw JSON keeps the rest.
@@ -151,35 +247,35 @@ pub struct MessageItem<'a> {
     #[serde(default, deserialize_with = "lenient")]
     pub context: Option<MessageContext>,
     #[serde(default, borrow)]
-    pub image: Option<&'a RawValue>,
+    pub image: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub video: Option<&'a RawValue>,
+    pub video: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub audio: Option<&'a RawValue>,
+    pub audio: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub document: Option<&'a RawValue>,
+    pub document: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub sticker: Option<&'a RawValue>,
+    pub sticker: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub location: Option<&'a RawValue>,
+    pub location: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub contacts: Option<&'a RawValue>,
+    pub contacts: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub interactive: Option<&'a RawValue>,
+    pub interactive: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub reaction: Option<&'a RawValue>,
+    pub reaction: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub order: Option<&'a RawValue>,
+    pub order: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub system: Option<&'a RawValue>,
+    pub system: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    pub unsupported: Option<&'a RawValue>,
+    pub unsupported: Option<RawText<'a>>,
 }
 
 impl<'a> MessageItem<'a> {
     /// The raw object of a type read as raw JSON (not `text` or `button`).
-    pub fn object(&self, kind: &str) -> Option<&'a RawValue> {
-        match kind {
+    pub fn object(&self, kind: &str) -> Option<&'a str> {
+        let raw = match kind {
             "image" => self.image,
             "video" => self.video,
             "audio" => self.audio,
@@ -193,14 +289,125 @@ impl<'a> MessageItem<'a> {
             "system" => self.system,
             "unsupported" => self.unsupported,
             _ => None,
+        };
+        raw.map(|r| r.0)
+    }
+
+    /// The object kept as text that is field `i` of [`MessageItem::scan`]'s numbering (9..=20).
+    fn raw_slot(&mut self, i: u32) -> &mut Option<RawText<'a>> {
+        match i {
+            9 => &mut self.image,
+            10 => &mut self.video,
+            11 => &mut self.audio,
+            12 => &mut self.document,
+            13 => &mut self.sticker,
+            14 => &mut self.location,
+            15 => &mut self.contacts,
+            16 => &mut self.interactive,
+            17 => &mut self.reaction,
+            18 => &mut self.order,
+            19 => &mut self.system,
+            _ => &mut self.unsupported,
         }
+    }
+
+    /// Reads a message where it lies in the body, in the scanner's one pass (as
+    /// [`StatusItem::scan`] reads a status): the same item serde reads from the same text, or
+    /// [`scan::Stop`] for anything but the plain shape.
+    pub(crate) fn scan(s: &mut scan::Scanner<'a>) -> scan::Scan<Self> {
+        let mut m = MessageItem {
+            id: None,
+            from: None,
+            from_user_id: None,
+            timestamp: None,
+            kind: None,
+            text: None,
+            button: None,
+            referral: None,
+            context: None,
+            image: None,
+            video: None,
+            audio: None,
+            document: None,
+            sticker: None,
+            location: None,
+            contacts: None,
+            interactive: None,
+            reaction: None,
+            order: None,
+            system: None,
+            unsupported: None,
+        };
+        let mut seen = scan::Seen::default();
+        s.object(|s, key| {
+            let field = match key {
+                "id" => 0,
+                "from" => 1,
+                "from_user_id" => 2,
+                "type" => 3,
+                "timestamp" => 4,
+                "text" => 5,
+                "button" => 6,
+                "referral" => 7,
+                "context" => 8,
+                "image" => 9,
+                "video" => 10,
+                "audio" => 11,
+                "document" => 12,
+                "sticker" => 13,
+                "location" => 14,
+                "contacts" => 15,
+                "interactive" => 16,
+                "reaction" => 17,
+                "order" => 18,
+                "system" => 19,
+                "unsupported" => 20,
+                _ => return s.skip().map(|_| ()),
+            };
+            seen.once(field)?;
+            match field {
+                0 => m.id = scan_text(s)?,
+                1 => m.from = scan_text(s)?,
+                2 => m.from_user_id = scan_text(s)?,
+                3 => m.kind = scan_text(s)?,
+                4 => m.timestamp = scan_text(s)?.and_then(|t| UnixTime::parse_meta(&t)),
+                5 => m.text = TextContent::scan(s)?,
+                6 => m.button = with_serde(s.skip()?, |d| lenient(d))?,
+                7 => m.referral = with_serde(s.skip()?, |d| lenient(d))?,
+                8 => m.context = with_serde(s.skip()?, |d| lenient(d))?,
+                // As serde reads an `Option<&RawValue>`: `null` is absent, anything else is kept.
+                i => {
+                    *m.raw_slot(i) = match s.peek() {
+                        Some(b'n') => s.null().map(|()| None)?,
+                        _ => Some(RawText(s.skip()?)),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(m)
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct TextContent {
     #[serde(default, deserialize_with = "lenient_string")]
     pub body: Option<String>,
+}
+
+impl TextContent {
+    /// The scanner's reading of `text` (as [`lenient`] reads it, or [`scan::Stop`]).
+    fn scan(s: &mut scan::Scanner<'_>) -> scan::Scan<Option<Self>> {
+        scan_struct(s, |s, seen, t: &mut Self, key| {
+            if key == "body" {
+                seen.once(0)?;
+                t.body = scan_text(s)?.map(Cow::into_owned);
+            } else {
+                s.skip()?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// A template quick-reply tap (this is how "Stop promotions" arrives).

@@ -149,6 +149,10 @@ impl<'a> Scanner<'a> {
         if !escaped {
             return Ok(Cow::Borrowed(body));
         }
+        if let Some(text) = unescape(body) {
+            return Ok(Cow::Owned(text));
+        }
+        // Anything unusual (a lone surrogate, a bad escape): serde's answer, which is an error.
         let quoted = &self.text[start..self.pos];
         serde_json::from_str::<String>(quoted)
             .map(Cow::Owned)
@@ -288,6 +292,57 @@ impl<'a> Scanner<'a> {
         self.pos = i;
         Ok(())
     }
+}
+
+/// The text of a JSON string's body with escapes, as serde reads it; `None` for anything but the
+/// escapes JSON defines and whole surrogate pairs (left to serde, which refuses them).
+fn unescape(body: &str) -> Option<String> {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = rest.as_bytes().get(at + 1)?;
+        rest = &rest[at + 2..];
+        let c = match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let unit = hex4(rest)?;
+                rest = &rest[4..];
+                match unit {
+                    0xD800..=0xDBFF => {
+                        let low = rest.strip_prefix("\\u").and_then(hex4)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return None;
+                        }
+                        rest = &rest[6..];
+                        char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => char::from_u32(unit)?,
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Four hex digits at the start of `s`, as a UTF-16 unit.
+fn hex4(s: &str) -> Option<u32> {
+    let digits = s.get(..4)?;
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(digits, 16).ok()
 }
 
 /// The end of the run of plain string bytes from `i`: the first quote, backslash or control
@@ -440,6 +495,27 @@ mod tests {
                         .unwrap_or(len);
                     assert_eq!(plain_run(&bytes, 0), expected, "{bytes:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_read_as_serde_reads_them() {
+        for body in [
+            r#"Ana Garc\u00eda"#,
+            r#"\u00bfsigue? \ud83c\udf5d \"q\" a\/b \\ \b\f\n\r\t \u0000 \uFFFF"#,
+            r#"\ud800"#,
+            r#"\udc00x"#,
+            r#"\ud800\u0041"#,
+            r#"\u12"#,
+            r#"\u12G4"#,
+            r#"\x"#,
+            r#"end\"#,
+        ] {
+            let serde = serde_json::from_str::<String>(&format!("\"{body}\"")).ok();
+            match unescape(body) {
+                Some(ours) => assert_eq!(Some(ours), serde, "{body}"),
+                None => assert!(serde.is_none(), "{body}: serde reads it, so must we"),
             }
         }
     }

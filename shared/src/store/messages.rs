@@ -58,7 +58,7 @@ impl Store {
             ("direction".into(), s("in")),
             ("number".into(), s(msg.number.as_str())),
             ("at".into(), n(at.secs())),
-            ("type".into(), s(&msg.kind)),
+            ("type".into(), s(msg.kind.as_ref())),
             ("raw".into(), s(msg.raw)),
             ("received_at".into(), n(now.secs())),
             (

@@ -1,6 +1,8 @@
 //! `messages[]`: a user's message becomes a message record and what it says about its sender (the
 //! window, the profile name, a referral, a STOP or START keyword, a "Stop promotions" tap).
 
+use std::borrow::Cow;
+
 use super::{identify, Builder};
 use crate::domain::contact::{ContactState, Referral};
 use crate::domain::identity::IdentityMove;
@@ -61,12 +63,15 @@ impl<'a> Builder<'_, 'a> {
     pub(super) fn message(
         &mut self,
         text: &'a str,
+        scanned: Option<MessageItem<'a>>,
         number: &PhoneNumberId,
         contacts: &[ValueContact],
         waba: Option<&str>,
     ) {
-        let Some(mut item) = self.parse_item::<MessageItem>(Level::Message, text, number, waba)
-        else {
+        // Read in the one pass already, or read here.
+        let scanned =
+            scanned.or_else(|| self.parse_item::<MessageItem>(Level::Message, text, number, waba));
+        let Some(mut item) = scanned else {
             return;
         };
         #[cfg(test)]
@@ -82,8 +87,8 @@ impl<'a> Builder<'_, 'a> {
             return self.unparsed(Level::Message, text.as_bytes(), reason, Some(number), waba);
         };
         self.plan.counts.messages += 1;
-        let kind = item.kind.as_deref().unwrap_or("unknown").to_owned();
-        if !KNOWN_MESSAGE_TYPES.contains(&kind.as_str()) {
+        let kind = item.kind.take().unwrap_or(Cow::Borrowed("unknown"));
+        if !KNOWN_MESSAGE_TYPES.contains(&kind.as_ref()) {
             self.plan.counts.unknown_message_types += 1;
         }
         if !self.message_index.insert(id) {

@@ -31,7 +31,7 @@ use crate::domain::keywords::KeywordRules;
 use crate::domain::status::StatusLog;
 use crate::domain::template::TemplateUpdate;
 use crate::domain::time::UnixTime;
-use crate::payload::{Change, ChangeValue, Entry, Envelope, StatusItem, ValueContact};
+use crate::payload::{Change, ChangeValue, Entry, Envelope, MessageItem, StatusItem, ValueContact};
 
 /// Status observations for one of our messages, folded across the delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,11 +87,11 @@ pub struct Plan<'a> {
     pub counts: PlanCounts,
 }
 
-/// The items of one `messages` or `user_preferences` value, each as its exact text; a status the one
-/// pass has read already comes with its reading.
+/// The items of one `messages` or `user_preferences` value, each as its exact text; a message or
+/// status the one pass has read already comes with its reading.
 struct Items<'a> {
     contacts: Vec<ValueContact>,
-    messages: Vec<&'a str>,
+    messages: Vec<(&'a str, Option<MessageItem<'a>>)>,
     statuses: Vec<(&'a str, Option<StatusItem<'a>>)>,
     user_preferences: Vec<&'a str>,
     errors: Vec<&'a str>,
@@ -102,7 +102,11 @@ impl<'a> From<ChangeValue<'a>> for Items<'a> {
         let texts = |raw: Vec<&'a RawValue>| raw.into_iter().map(RawValue::get).collect();
         Items {
             contacts: value.contacts,
-            messages: texts(value.messages),
+            messages: value
+                .messages
+                .into_iter()
+                .map(|m| (m.get(), None))
+                .collect(),
             statuses: value
                 .statuses
                 .into_iter()
@@ -139,7 +143,16 @@ impl From<KeywordRules> for InboundRules {
 /// formed) is read in one pass; anything else, level by level, keeping what does not parse raw. Both
 /// readings give the same plan for the same bytes (`one_pass` says why; the mutation fuzzer checks it).
 pub fn plan<'a>(body: &'a [u8], rules: &InboundRules) -> Plan<'a> {
-    one_pass::plan(body, rules).unwrap_or_else(|| level_by_level(body, rules))
+    // The scanner reads items before their planner's guard: if it ever trips on a bug, the
+    // level-by-level reading (which guards every item) takes the delivery instead of losing it.
+    let one_pass = std::panic::catch_unwind(|| one_pass::plan(body, rules)).unwrap_or_else(|_| {
+        tracing::error!(
+            event = "one_pass_tripped_a_bug",
+            "the webhook's one-pass reader panicked on a delivery; it was read level by level instead. Please report it"
+        );
+        None
+    });
+    one_pass.unwrap_or_else(|| level_by_level(body, rules))
 }
 
 /// The reading that keeps every level's exact bytes, for what the one pass does not take. Public so
@@ -305,9 +318,9 @@ impl<'r, 'a> Builder<'r, 'a> {
     fn items(&mut self, items: Items<'a>, number: &PhoneNumberId, waba: Option<&str>) {
         let contacts = &items.contacts;
         // Each item in its own guard: one that trips a bug is kept raw, the rest are planned.
-        for m in items.messages {
+        for (m, scanned) in items.messages {
             self.guarded(Level::Message, m, number, waba, |b| {
-                b.message(m, number, contacts, waba)
+                b.message(m, scanned, number, contacts, waba)
             });
         }
         for (s, scanned) in items.statuses {
@@ -376,6 +389,9 @@ impl<'r, 'a> Builder<'r, 'a> {
     /// A phone-only update in the same delivery as a phone+BSUID update of the same phone is the same
     /// person: fold it in rather than race it.
     fn finish(mut self) -> Plan<'a> {
+        if self.plan.contacts.len() < 2 {
+            return self.plan;
+        }
         let mut by_phone: HashMap<(PhoneNumberId, Phone), usize> = HashMap::new();
         for (i, u) in self.plan.contacts.iter().enumerate() {
             if let (Some(_), Some(phone)) = (u.user.bsuid(), u.user.phone()) {
@@ -415,11 +431,14 @@ fn identify<'c>(
 ) -> (Option<UserRef>, Option<&'c ValueContact>) {
     let phone = phone.and_then(|p| Phone::parse(p).ok());
     let bsuid = bsuid.and_then(|b| Bsuid::parse(b).ok());
+    // Compared as spelled, without parsing each contact's ids into copies (a BSUID parses to itself).
     let contact = contacts.iter().find(|c| {
-        let same_phone =
-            phone.is_some() && c.wa_id.as_deref().and_then(|w| Phone::parse(w).ok()) == phone;
-        let same_bsuid =
-            bsuid.is_some() && c.user_id.as_deref().and_then(|u| Bsuid::parse(u).ok()) == bsuid;
+        let same_phone = phone
+            .as_ref()
+            .is_some_and(|p| c.wa_id.as_deref().is_some_and(|w| p.is_spelled(w)));
+        let same_bsuid = bsuid
+            .as_ref()
+            .is_some_and(|b| c.user_id.as_deref() == Some(b.as_str()));
         same_phone || same_bsuid
     });
     let contact = contact.or_else(|| {
