@@ -275,10 +275,14 @@ impl Corpus {
 /// Whether two plans read the same facts from their statuses (a status observation's equality is its
 /// time and text only: the facts are a function of the text, so this checks the two readers agree).
 fn same_facts(a: &Plan, b: &Plan) -> bool {
-    let facts = |p: &Plan| -> Vec<Option<wahook::domain::status::StatusFacts>> {
+    let facts = |p: &Plan| -> Vec<Option<wahook::domain::status::StatusFacts<'static>>> {
         p.statuses
             .iter()
-            .flat_map(|s| s.log.events().map(|(_, o)| o.facts.clone()))
+            .flat_map(|s| {
+                s.log
+                    .events()
+                    .map(|(_, o)| o.facts.clone().map(|f| f.into_owned()))
+            })
             .collect()
     };
     facts(a) == facts(b)

@@ -67,34 +67,45 @@ const META_STATUS_NAMES: [&str; 5] = ["sent", "failed", "delivered", "read", "pl
 ///
 /// Two observations are the same when their time and JSON are: the facts are a function of the JSON.
 #[derive(Debug, Clone)]
-pub struct StatusObservation {
+pub struct StatusObservation<'a> {
     pub at: UnixTime,
-    pub raw: String,
+    /// Borrowed from the delivery it came in (a batch of statuses is not copied), or owned when read
+    /// back from storage.
+    pub raw: Cow<'a, str>,
     /// `None` until read (the store keeps only the JSON), or if the JSON is not an object.
-    pub facts: Option<StatusFacts>,
+    pub facts: Option<StatusFacts<'a>>,
 }
 
-impl StatusObservation {
+impl StatusObservation<'_> {
     fn identity(&self) -> (UnixTime, &str) {
         (self.at, &self.raw)
     }
+
+    /// The same observation owning its JSON, to outlive the delivery it was read from.
+    pub fn into_owned(self) -> StatusObservation<'static> {
+        StatusObservation {
+            at: self.at,
+            raw: Cow::Owned(self.raw.into_owned()),
+            facts: self.facts.map(StatusFacts::into_owned),
+        }
+    }
 }
 
-impl PartialEq for StatusObservation {
+impl PartialEq for StatusObservation<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.identity() == other.identity()
     }
 }
 
-impl Eq for StatusObservation {}
+impl Eq for StatusObservation<'_> {}
 
-impl PartialOrd for StatusObservation {
+impl PartialOrd for StatusObservation<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for StatusObservation {
+impl Ord for StatusObservation<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.identity().cmp(&other.identity())
     }
@@ -102,17 +113,34 @@ impl Ord for StatusObservation {
 
 /// What one status says beyond its name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StatusFacts {
+pub struct StatusFacts<'a> {
     /// The first of `errors[]`.
     pub error: Option<StatusError>,
     pub pricing: Option<StatusPricing>,
     pub conversation_id: Option<String>,
     pub conversation_origin: Option<String>,
-    pub callback_data: Option<String>,
-    /// `recipient_id`, when it is a phone (a group id is not).
-    pub recipient_phone: Option<Phone>,
-    /// `recipient_user_id`.
-    pub recipient_bsuid: Option<Bsuid>,
+    pub callback_data: Option<Cow<'a, str>>,
+    /// `recipient_id` as sent: a phone, or a group id (which is not one); the summary parses it,
+    /// once per message rather than once per status.
+    pub recipient_id: Option<Cow<'a, str>>,
+    /// `recipient_user_id` as sent (a BSUID, parsed by the summary).
+    pub recipient_user_id: Option<Cow<'a, str>>,
+}
+
+impl StatusFacts<'_> {
+    /// The same facts owning their text.
+    pub fn into_owned(self) -> StatusFacts<'static> {
+        let owned = |t: Option<Cow<'_, str>>| t.map(|t| Cow::Owned(t.into_owned()));
+        StatusFacts {
+            error: self.error,
+            pricing: self.pricing,
+            conversation_id: self.conversation_id,
+            conversation_origin: self.conversation_origin,
+            callback_data: owned(self.callback_data),
+            recipient_id: owned(self.recipient_id),
+            recipient_user_id: owned(self.recipient_user_id),
+        }
+    }
 }
 
 /// Meta's error on a failed status.
@@ -161,8 +189,8 @@ pub fn pricing_word(word: &str) -> Cow<'static, str> {
 
 /// Every status seen for one message, one observation per status name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StatusLog {
-    events: Entries,
+pub struct StatusLog<'a> {
+    events: Entries<'a>,
 }
 
 /// A status name as a log keeps it: Meta's own names are not copied.
@@ -173,30 +201,30 @@ type Name = Cow<'static, str>;
 /// kilobytes. A log that somehow collects many names (a signed body can name thousands of unknown
 /// statuses for one message) moves to a tree, where each insertion stays cheap.
 #[derive(Debug, Clone)]
-enum Entries {
-    Few(Vec<(Name, StatusObservation)>),
-    Many(BTreeMap<Name, StatusObservation>),
+enum Entries<'a> {
+    Few(Vec<(Name, StatusObservation<'a>)>),
+    Many(BTreeMap<Name, StatusObservation<'a>>),
 }
 
 /// More names than this and a log is a tree.
 const FEW_NAMES: usize = 8;
 
-impl Default for Entries {
+impl Default for Entries<'_> {
     fn default() -> Self {
         Entries::Few(Vec::new())
     }
 }
 
-impl PartialEq for Entries {
+impl PartialEq for Entries<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.iter().eq(other.iter())
     }
 }
 
-impl Eq for Entries {}
+impl Eq for Entries<'_> {}
 
-impl Entries {
-    fn iter(&self) -> impl Iterator<Item = (&Name, &StatusObservation)> {
+impl<'a> Entries<'a> {
+    fn iter(&self) -> impl Iterator<Item = (&Name, &StatusObservation<'a>)> {
         let (few, many) = match self {
             Entries::Few(v) => (Some(v.iter().map(|(n, o)| (n, o))), None),
             Entries::Many(m) => (None, Some(m.iter())),
@@ -204,7 +232,7 @@ impl Entries {
         few.into_iter().flatten().chain(many.into_iter().flatten())
     }
 
-    fn observations_mut(&mut self) -> impl Iterator<Item = &mut StatusObservation> {
+    fn observations_mut(&mut self) -> impl Iterator<Item = &mut StatusObservation<'a>> {
         let (few, many) = match self {
             Entries::Few(v) => (Some(v.iter_mut().map(|(_, o)| o)), None),
             Entries::Many(m) => (None, Some(m.values_mut())),
@@ -219,7 +247,7 @@ impl Entries {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&StatusObservation> {
+    fn get(&self, name: &str) -> Option<&StatusObservation<'a>> {
         match self {
             Entries::Few(v) => v
                 .binary_search_by(|(n, _)| n.as_ref().cmp(name))
@@ -229,7 +257,7 @@ impl Entries {
         }
     }
 
-    fn get_mut(&mut self, name: &str) -> Option<&mut StatusObservation> {
+    fn get_mut(&mut self, name: &str) -> Option<&mut StatusObservation<'a>> {
         match self {
             Entries::Few(v) => match v.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
                 Ok(i) => Some(&mut v[i].1),
@@ -240,7 +268,7 @@ impl Entries {
     }
 
     /// Adds a name not in the log yet.
-    fn insert(&mut self, name: Name, observation: StatusObservation) {
+    fn insert(&mut self, name: Name, observation: StatusObservation<'a>) {
         match self {
             Entries::Few(v) if v.len() < FEW_NAMES => {
                 // Most messages get two or three statuses: one allocation, not a growth per status.
@@ -262,10 +290,10 @@ impl Entries {
     }
 }
 
-impl StatusLog {
+impl<'a> StatusLog<'a> {
     /// A log of the given observations (by status name); of a name given twice, the earliest is kept,
     /// as [`StatusLog::observe`] keeps it.
-    pub fn from_events(events: impl IntoIterator<Item = (String, StatusObservation)>) -> Self {
+    pub fn from_events(events: impl IntoIterator<Item = (String, StatusObservation<'a>)>) -> Self {
         let mut log = Self::default();
         for (name, observation) in events {
             log.observe(&name, observation);
@@ -273,8 +301,21 @@ impl StatusLog {
         log
     }
 
+    /// The same log owning its JSON, to outlive the delivery it was read from.
+    pub fn into_owned(self) -> StatusLog<'static> {
+        let events = match self.events {
+            Entries::Few(v) => {
+                Entries::Few(v.into_iter().map(|(n, o)| (n, o.into_owned())).collect())
+            }
+            Entries::Many(m) => {
+                Entries::Many(m.into_iter().map(|(n, o)| (n, o.into_owned())).collect())
+            }
+        };
+        StatusLog { events }
+    }
+
     /// The observations in name order.
-    pub fn events(&self) -> impl Iterator<Item = (&str, &StatusObservation)> {
+    pub fn events(&self) -> impl Iterator<Item = (&str, &StatusObservation<'a>)> {
         self.events.iter().map(|(name, obs)| (name.as_ref(), obs))
     }
 
@@ -283,13 +324,13 @@ impl StatusLog {
     }
 
     /// The observation of one status name.
-    pub fn observation(&self, name: &str) -> Option<&StatusObservation> {
+    pub fn observation(&self, name: &str) -> Option<&StatusObservation<'a>> {
         self.events.get(name)
     }
 
     /// Records a status; the earliest observation of a name is kept (ties by raw text, so any order of
     /// duplicates ends the same). Returns whether the log changed.
-    pub fn observe(&mut self, name: &str, observation: StatusObservation) -> bool {
+    pub fn observe(&mut self, name: &str, observation: StatusObservation<'a>) -> bool {
         if let Some(existing) = self.events.get_mut(name) {
             return Self::keep_earliest(existing, observation);
         }
@@ -301,7 +342,10 @@ impl StatusLog {
         true
     }
 
-    fn keep_earliest(existing: &mut StatusObservation, observation: StatusObservation) -> bool {
+    fn keep_earliest(
+        existing: &mut StatusObservation<'a>,
+        observation: StatusObservation<'a>,
+    ) -> bool {
         if *existing <= observation {
             return false;
         }
@@ -309,7 +353,7 @@ impl StatusLog {
         true
     }
 
-    pub fn join(&mut self, other: &StatusLog) -> bool {
+    pub fn join(&mut self, other: &StatusLog<'a>) -> bool {
         let mut changed = false;
         for (name, obs) in other.events.iter() {
             changed |= self.observe(name, obs.clone());
@@ -336,7 +380,7 @@ impl StatusLog {
     }
 
     /// Reads the facts of every observation that has none yet (those read back from storage).
-    pub fn read_facts(&mut self, read: impl Fn(&str) -> Option<StatusFacts>) {
+    pub fn read_facts(&mut self, read: impl Fn(&str) -> Option<StatusFacts<'static>>) {
         for obs in self.events.observations_mut() {
             if obs.facts.is_none() {
                 obs.facts = read(&obs.raw);
@@ -347,7 +391,7 @@ impl StatusLog {
     /// What the statuses say beyond their names, from each observation's facts. Call
     /// [`StatusLog::read_facts`] first on a log read back from storage.
     pub fn summary(&self) -> StatusSummary {
-        let mut facts: Vec<(u8, &str, &StatusFacts)> = self
+        let mut facts: Vec<(u8, &str, &StatusFacts<'a>)> = self
             .events
             .iter()
             .filter_map(|(name, obs)| {
@@ -358,7 +402,7 @@ impl StatusLog {
             .collect();
         // Highest rank first: pricing and conversation from the most advanced status that has them.
         facts.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
-        let first = |pick: &dyn Fn(&StatusFacts) -> Option<String>| {
+        let first = |pick: &dyn Fn(&StatusFacts<'a>) -> Option<String>| {
             facts.iter().find_map(|(_, _, f)| pick(f))
         };
 
@@ -371,11 +415,17 @@ impl StatusLog {
             pricing: facts.iter().find_map(|(_, _, f)| f.pricing.clone()),
             conversation_id: first(&|f| f.conversation_id.clone()),
             conversation_origin: first(&|f| f.conversation_origin.clone()),
-            callback_data: first(&|f| f.callback_data.clone()),
+            callback_data: first(&|f| f.callback_data.as_deref().map(str::to_owned)),
             // Whatever status first named each identity; a function of the set, not of arrival order.
             recipient: UserRef::new(
-                facts.iter().find_map(|(_, _, f)| f.recipient_phone.clone()),
-                facts.iter().find_map(|(_, _, f)| f.recipient_bsuid.clone()),
+                facts.iter().find_map(|(_, _, f)| {
+                    f.recipient_id.as_deref().and_then(|p| Phone::parse(p).ok())
+                }),
+                facts.iter().find_map(|(_, _, f)| {
+                    f.recipient_user_id
+                        .as_deref()
+                        .and_then(|b| Bsuid::parse(b).ok())
+                }),
             ),
         }
     }
@@ -398,10 +448,10 @@ pub struct StatusSummary {
 mod tests {
     use super::*;
 
-    fn obs(at: i64, raw: &str) -> StatusObservation {
+    fn obs(at: i64, raw: &str) -> StatusObservation<'static> {
         StatusObservation {
             at: UnixTime::from_secs(at),
-            raw: raw.to_owned(),
+            raw: raw.to_owned().into(),
             facts: None,
         }
     }
@@ -410,7 +460,7 @@ mod tests {
         format!(r#"{{"id":"wamid.X","status":"{name}","timestamp":"{at}"}}"#)
     }
 
-    fn log_of(events: &[(&str, i64)]) -> StatusLog {
+    fn log_of(events: &[(&str, i64)]) -> StatusLog<'static> {
         let mut log = StatusLog::default();
         for (name, at) in events {
             log.observe(name, obs(*at, &status_raw(name, *at)));

@@ -186,7 +186,7 @@ impl InboundWriter {
         ))
     }
 
-    async fn statuses(&self, updates: &[StatusUpdate]) -> Result<ApplyReport, StoreError> {
+    async fn statuses(&self, updates: &[StatusUpdate<'_>]) -> Result<ApplyReport, StoreError> {
         if updates.is_empty() {
             return Ok(ApplyReport::default());
         }
@@ -216,7 +216,7 @@ impl InboundWriter {
 
     async fn status(
         &self,
-        update: &StatusUpdate,
+        update: &StatusUpdate<'_>,
         mut stored: StoredStatus,
     ) -> Result<ApplyReport, StoreError> {
         let mut report = ApplyReport::default();

@@ -100,7 +100,7 @@ fn delivery() -> impl Strategy<Value = String> {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Model {
     messages: BTreeMap<Wamid, String>,
-    statuses: BTreeMap<Wamid, StatusLog>,
+    statuses: BTreeMap<Wamid, StatusLog<'static>>,
     contacts: ContactSnapshot,
     events: BTreeSet<(String, Vec<u8>)>,
 }
@@ -116,7 +116,7 @@ impl Model {
             self.statuses
                 .entry(s.wamid.clone())
                 .or_default()
-                .join(&s.log);
+                .join(&s.log.clone().into_owned());
         }
         for c in &plan.contacts {
             self.settle(c);

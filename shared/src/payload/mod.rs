@@ -19,7 +19,6 @@ use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::domain::ids::{Bsuid, Phone};
 use crate::domain::status::{
     pricing_word, StatusError, StatusFacts, StatusObservation, StatusPricing,
 };
@@ -536,7 +535,7 @@ impl<'a> StatusItem<'a> {
 
     /// What the status says beyond its name, in the domain's terms. Takes the item, so the strings
     /// it read move into the facts instead of being copied.
-    pub fn facts(self) -> StatusFacts {
+    pub fn facts(self) -> StatusFacts<'a> {
         let (conversation_id, conversation_origin) = match self.conversation {
             Some(c) => (c.id, c.origin.and_then(|o| o.kind)),
             None => (None, None),
@@ -559,30 +558,24 @@ impl<'a> StatusItem<'a> {
             }),
             conversation_id,
             conversation_origin,
-            callback_data: self.biz_opaque_callback_data.map(Cow::into_owned),
-            recipient_phone: self
-                .recipient_id
-                .as_deref()
-                .and_then(|p| Phone::parse(p).ok()),
-            recipient_bsuid: self
-                .recipient_user_id
-                .as_deref()
-                .and_then(|b| Bsuid::parse(b).ok()),
+            callback_data: self.biz_opaque_callback_data,
+            recipient_id: self.recipient_id,
+            recipient_user_id: self.recipient_user_id,
         }
     }
 }
 
 /// The facts of a stored status's JSON (`None` if it is not an object): how a status log read back
 /// from storage learns what its statuses say.
-pub fn status_facts(raw: &str) -> Option<StatusFacts> {
-    StatusItem::parse(raw).map(|s| s.facts())
+pub fn status_facts(raw: &str) -> Option<StatusFacts<'static>> {
+    StatusItem::parse(raw).map(|s| s.facts().into_owned())
 }
 
 /// An observation of a status at `at` with its JSON, its facts read.
-pub fn status_observation(at: UnixTime, raw: &str) -> StatusObservation {
+pub fn status_observation(at: UnixTime, raw: &str) -> StatusObservation<'static> {
     StatusObservation {
         at,
-        raw: raw.to_owned(),
+        raw: Cow::Owned(raw.to_owned()),
         facts: status_facts(raw),
     }
 }

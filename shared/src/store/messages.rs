@@ -18,7 +18,7 @@ use crate::domain::time::UnixTime;
 /// The status side of a stored message, as read for a merge.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredStatus {
-    pub log: StatusLog,
+    pub log: StatusLog<'static>,
     /// `None` when the message is not stored yet.
     pub version: Option<u64>,
     /// The sender recorded this send: its `at` stands, statuses do not move it.
@@ -162,7 +162,7 @@ impl Store {
         &self,
         wamid: &Wamid,
         number: &PhoneNumberId,
-        log: &StatusLog,
+        log: &StatusLog<'_>,
         stored: &StoredStatus,
     ) -> Result<WriteOutcome, StoreError> {
         let table = &self.tables.messages;
@@ -172,7 +172,10 @@ impl Store {
             .map(|(name, o)| {
                 (
                     name.to_owned(),
-                    m([("at".into(), n(o.at.secs())), ("raw".into(), s(&o.raw))]),
+                    m([
+                        ("at".into(), n(o.at.secs())),
+                        ("raw".into(), s(o.raw.as_ref())),
+                    ]),
                 )
             })
             .collect();
@@ -448,7 +451,7 @@ fn timeline_entry(item: &Item) -> TimelineEntry {
 
 /// Reads `status_events` back into a log; malformed entries are skipped (they will be rewritten from
 /// the next delivery of that status).
-pub fn status_log_from_item(item: &Item) -> StatusLog {
+pub fn status_log_from_item(item: &Item) -> StatusLog<'static> {
     let mut events = Vec::new();
     if let Some(map) = get_m(item, "status_events") {
         for (name, v) in map {
@@ -458,7 +461,7 @@ pub fn status_log_from_item(item: &Item) -> StatusLog {
                     name.clone(),
                     StatusObservation {
                         at: UnixTime::from_secs(at),
-                        raw: raw.to_owned(),
+                        raw: raw.to_owned().into(),
                         // Read by the caller: the store does not parse Meta's JSON.
                         facts: None,
                     },

@@ -35,11 +35,11 @@ use crate::payload::{Change, ChangeValue, Entry, Envelope, MessageItem, StatusIt
 
 /// Status observations for one of our messages, folded across the delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusUpdate {
+pub struct StatusUpdate<'a> {
     pub wamid: Wamid,
     pub number: PhoneNumberId,
     /// The recipient is read from the statuses themselves (see `StatusLog::summary`).
-    pub log: StatusLog,
+    pub log: StatusLog<'a>,
 }
 
 /// What a delivery tells about one person.
@@ -77,7 +77,7 @@ pub struct PlanCounts {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan<'a> {
     pub messages: Vec<InboundMessage<'a>>,
-    pub statuses: Vec<StatusUpdate>,
+    pub statuses: Vec<StatusUpdate<'a>>,
     pub contacts: Vec<ContactUpdate>,
     /// Number and BSUID changes: applied after `contacts`.
     pub moves: Vec<IdentityMove>,

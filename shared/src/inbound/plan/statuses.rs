@@ -1,6 +1,8 @@
 //! `statuses[]`: what happened to a message we sent, folded per wamid into one status log; a
 //! `failed` 131050 also opts the recipient out of marketing.
 
+use std::borrow::Cow;
+
 use super::{identify, Builder, StatusUpdate};
 use crate::domain::contact::ContactState;
 use crate::domain::ids::{PhoneNumberId, Wamid};
@@ -65,7 +67,7 @@ impl<'a> Builder<'_, 'a> {
 
         let observation = StatusObservation {
             at,
-            raw: text.to_owned(),
+            raw: Cow::Borrowed(text),
             facts: Some(item.facts()),
         };
         match self.status_index.get(id.as_ref()) {
