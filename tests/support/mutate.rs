@@ -246,18 +246,44 @@ fn spelling(seed: &Value, rng: &mut Rng) -> Vec<u8> {
     text
 }
 
+/// A payload as its file spells it (Meta's key order), with one to three of its string values
+/// replaced, in place, by hostile ones.
+fn mutate_in_place(text: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut text = text.to_vec();
+    for _ in 0..=rng.below(3) {
+        // String values: a quote right after a colon (the corpus files have no space there).
+        let starts: Vec<usize> = (1..text.len())
+            .filter(|&i| text[i] == b'"' && text[i - 1] == b':')
+            .collect();
+        let Some(&start) = starts.get(rng.below(starts.len())) else {
+            break;
+        };
+        let mut end = start + 1;
+        while end < text.len() && text[end] != b'"' {
+            end += if text[end] == b'\\' { 2 } else { 1 };
+        }
+        let hostile = serde_json::to_vec(&hostile_value(rng)).expect("a value serialises");
+        text.splice(start..(end + 1).min(text.len()), hostile);
+    }
+    text
+}
+
 /// The inputs mutations start from.
 pub struct Corpus {
     pub payloads: Vec<Value>,
+    /// The same payloads as the files spell them: Meta's key order (metadata, contacts, then the
+    /// items), which `Value` does not keep and the webhook's one pass reads differently.
+    pub payload_texts: Vec<Vec<u8>>,
     pub requests: Vec<Value>,
 }
 
 impl Corpus {
     pub fn load() -> Self {
-        let payloads = payload_names()
+        let (payloads, payload_texts) = payload_names()
             .iter()
-            .filter_map(|n| serde_json::from_slice(&payload(n)).ok())
-            .collect();
+            .map(|n| payload(n))
+            .filter_map(|text| Some((serde_json::from_slice(&text).ok()?, text)))
+            .unzip();
         let requests = vec![
             json!({"v": 1, "idempotency_key": "order-1", "to": "+5215512345678", "category": "utility",
                 "template": {"name": "order_shipped", "language": "es_MX",
@@ -268,7 +294,11 @@ impl Corpus {
             json!({"v": 1, "kind": "consent", "to": "+525512345678", "category": "marketing",
                 "consent": "opted_in", "at": "2026-12-01T10:00:00Z", "source": "web_form", "evidence": "f"}),
         ];
-        Self { payloads, requests }
+        Self {
+            payloads,
+            payload_texts,
+            requests,
+        }
     }
 }
 
@@ -312,7 +342,12 @@ pub fn run(corpus: &Corpus, cases: u64, seed: u64) -> Report {
     for case in 0..cases {
         let payload_case = case % 4 != 3;
         let input = if payload_case {
-            mutate(&corpus.payloads[rng.below(corpus.payloads.len())], &mut rng)
+            let which = rng.below(corpus.payloads.len());
+            if rng.below(4) == 0 {
+                mutate_in_place(&corpus.payload_texts[which], &mut rng)
+            } else {
+                mutate(&corpus.payloads[which], &mut rng)
+            }
         } else {
             mutate(&corpus.requests[rng.below(corpus.requests.len())], &mut rng)
         };

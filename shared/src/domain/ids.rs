@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use super::numbering;
 
@@ -28,7 +29,7 @@ pub enum IdError {
 /// Meta's id of one of the business's phone numbers: where sends are POSTed and what webhooks name in
 /// `metadata.phone_number_id`. Shared, not copied: every message and status of a delivery names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PhoneNumberId(std::sync::Arc<str>);
+pub struct PhoneNumberId(Arc<str>);
 
 impl PhoneNumberId {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
@@ -54,24 +55,33 @@ impl fmt::Display for PhoneNumberId {
 /// A user's phone number, stored as E.164 digits without the `+` (the form of Meta's `wa_id`).
 ///
 /// Meta's examples send digits without `+`; producers write `+52 1 55…`; both parse to the same value.
+///
+/// Shared, not copied: a delivery's plan names the same person in its message, its contact update
+/// and the contact's state.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Phone(String);
+pub struct Phone(Arc<str>);
 
 impl Phone {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let trimmed = raw.trim();
         let body = trimmed.strip_prefix('+').unwrap_or(trimmed);
-        let mut digits = String::with_capacity(body.len());
-        for c in body.chars() {
-            match c {
-                '0'..='9' => digits.push(c),
-                ' ' | '-' | '(' | ')' | '.' => {}
-                _ => return Err(IdError::Phone(raw.to_owned())),
+        // Meta's `wa_id` is digits already: no copy to build.
+        let digits: Cow<str> = if body.bytes().all(|b| b.is_ascii_digit()) {
+            Cow::Borrowed(body)
+        } else {
+            let mut digits = String::with_capacity(body.len());
+            for c in body.chars() {
+                match c {
+                    '0'..='9' => digits.push(c),
+                    ' ' | '-' | '(' | ')' | '.' => {}
+                    _ => return Err(IdError::Phone(raw.to_owned())),
+                }
             }
-        }
+            Cow::Owned(digits)
+        };
         // E.164 allows at most 15 digits; no country code starts with 0.
         if (6..=15).contains(&digits.len()) && !digits.starts_with('0') {
-            Ok(Self(digits))
+            Ok(Self(digits.as_ref().into()))
         } else {
             Err(IdError::Phone(raw.to_owned()))
         }
@@ -134,7 +144,7 @@ impl fmt::Debug for Phone {
 /// A business-scoped user id (BSUID), e.g. `BR.1502abc…`: stable per business, present on 2026 webhooks
 /// even when the phone number is withheld.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Bsuid(String);
+pub struct Bsuid(Arc<str>);
 
 impl Bsuid {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
@@ -153,7 +163,7 @@ impl Bsuid {
             _ => false,
         };
         if ok {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(raw.into()))
         } else {
             Err(IdError::Bsuid(raw.to_owned()))
         }

@@ -111,21 +111,22 @@ impl MessageContent {
     /// Reads the content of a stored message item of type `kind` from its raw JSON.
     pub fn parse(kind: &str, raw: &str) -> MessageContent {
         match serde_json::from_str::<MessageItem>(raw) {
-            Ok(item) => Self::of_item(kind, &item),
+            Ok(mut item) => Self::of_item(kind, &mut item),
             Err(_) => MessageContent::Unknown {
                 kind: kind.to_owned(),
             },
         }
     }
 
-    /// The content of an item already read, for its `type` `kind`.
-    pub fn of_item(kind: &str, item: &MessageItem<'_>) -> MessageContent {
+    /// The content of an item already read, for its `type` `kind`. A text message's body moves out of
+    /// the item rather than being copied (it is the one part that can be long).
+    pub fn of_item(kind: &str, item: &mut MessageItem<'_>) -> MessageContent {
         Self::try_of_item(kind, item).unwrap_or_else(|| MessageContent::Unknown {
             kind: kind.to_owned(),
         })
     }
 
-    fn try_of_item(kind: &str, item: &MessageItem<'_>) -> Option<MessageContent> {
+    fn try_of_item(kind: &str, item: &mut MessageItem<'_>) -> Option<MessageContent> {
         // Only the object named after the type is read.
         let object = item.object(kind);
         if let Some(media) = MediaKind::parse(kind) {
@@ -142,7 +143,7 @@ impl MessageContent {
         }
         Some(match kind {
             "text" => MessageContent::Text {
-                body: item.text.as_ref()?.body.clone()?,
+                body: item.text.as_mut()?.body.take()?,
             },
             "location" => {
                 let l: Location = read(object)?;

@@ -87,8 +87,8 @@ pub struct TemplateValue {
 pub struct ChangeValue<'a> {
     #[serde(default, deserialize_with = "lenient")]
     pub metadata: Option<Metadata>,
-    #[serde(default, deserialize_with = "lenient_list")]
-    pub contacts: Vec<ValueContact>,
+    #[serde(borrow, default, deserialize_with = "lenient_list")]
+    pub contacts: Vec<ValueContact<'a>>,
     #[serde(borrow, default, deserialize_with = "raw_list")]
     pub messages: Vec<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw_list")]
@@ -109,11 +109,11 @@ pub struct Metadata {
 
 /// `value.contacts[]`: who the messages are from, with the profile name and both identities.
 #[derive(Debug, Default, Deserialize)]
-pub struct ValueContact {
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub wa_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub user_id: Option<String>,
+pub struct ValueContact<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub wa_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_str")]
+    pub user_id: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient")]
     pub profile: Option<Profile>,
 }
@@ -148,9 +148,9 @@ pub(crate) fn scan_phone_number_id<'a>(
     Ok(read.flatten())
 }
 
-impl ValueContact {
+impl<'a> ValueContact<'a> {
     /// The scanner's reading of `contacts` (as [`lenient_list`] reads it, or [`scan::Stop`]).
-    pub(crate) fn scan_list(s: &mut scan::Scanner<'_>) -> scan::Scan<Vec<Self>> {
+    pub(crate) fn scan_list(s: &mut scan::Scanner<'a>) -> scan::Scan<Vec<Self>> {
         let mut contacts = Vec::new();
         if s.peek() == Some(b'n') {
             s.null()?;
@@ -163,16 +163,16 @@ impl ValueContact {
         Ok(contacts)
     }
 
-    fn scan(s: &mut scan::Scanner<'_>) -> scan::Scan<Option<Self>> {
+    fn scan(s: &mut scan::Scanner<'a>) -> scan::Scan<Option<Self>> {
         scan_struct(s, |s, seen, c: &mut Self, key| {
             match key {
                 "wa_id" => {
                     seen.once(0)?;
-                    c.wa_id = scan_text(s)?.map(Cow::into_owned);
+                    c.wa_id = scan_text(s)?;
                 }
                 "user_id" => {
                     seen.once(1)?;
-                    c.user_id = scan_text(s)?.map(Cow::into_owned);
+                    c.user_id = scan_text(s)?;
                 }
                 "profile" => {
                     seen.once(2)?;
@@ -717,7 +717,7 @@ where
 mod tests {
     use super::*;
 
-    fn status_observation_at(at: i64, raw: &str) -> StatusObservation {
+    fn status_observation_at(at: i64, raw: &str) -> StatusObservation<'static> {
         status_observation(UnixTime::from_secs(at), raw)
     }
 

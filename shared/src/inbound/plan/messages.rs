@@ -65,7 +65,7 @@ impl<'a> Builder<'_, 'a> {
         text: &'a str,
         scanned: Option<MessageItem<'a>>,
         number: &PhoneNumberId,
-        contacts: &[ValueContact],
+        contacts: &[ValueContact<'_>],
         waba: Option<&str>,
     ) {
         // Read in the one pass already, or read here.
@@ -91,14 +91,15 @@ impl<'a> Builder<'_, 'a> {
         if !KNOWN_MESSAGE_TYPES.contains(&kind.as_ref()) {
             self.plan.counts.unknown_message_types += 1;
         }
-        if !self.message_index.insert(id) {
+        if self.message_index.get(id.as_ref()).is_some() {
             return; // the same message twice in one delivery
         }
+        self.message_index.insert(id, ());
 
         let (user, contact) =
             identify(item.from.as_deref(), item.from_user_id.as_deref(), contacts);
         // The item is deserialised once: its content comes from the objects already read.
-        let content = MessageContent::of_item(&kind, &item);
+        let content = MessageContent::of_item(&kind, &mut item);
         if let (Some(user), Some(at)) = (&user, item.timestamp) {
             let delta = self.message_delta(&item, &kind, &content, user, contact, at);
             self.contact(number, user, delta);
@@ -135,7 +136,7 @@ impl<'a> Builder<'_, 'a> {
         kind: &str,
         content: &MessageContent,
         user: &UserRef,
-        contact: Option<&ValueContact>,
+        contact: Option<&ValueContact<'_>>,
         at: UnixTime,
     ) -> ContactState {
         let mut delta = ContactState::default();

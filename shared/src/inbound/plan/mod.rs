@@ -10,6 +10,7 @@
 //! `messages`, `statuses`, `preferences`, and `fields` for everything kept raw.
 
 mod fields;
+mod index;
 mod messages;
 mod one_pass;
 mod preferences;
@@ -17,11 +18,11 @@ mod statuses;
 mod templates;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-
-use foldhash::fast::RandomState;
+use std::collections::HashMap;
 
 use serde_json::value::RawValue;
+
+use index::FoldIndex;
 
 use crate::domain::contact::ContactState;
 use crate::domain::identity::IdentityMove;
@@ -90,7 +91,7 @@ pub struct Plan<'a> {
 /// The items of one `messages` or `user_preferences` value, each as its exact text; a message or
 /// status the one pass has read already comes with its reading.
 struct Items<'a> {
-    contacts: Vec<ValueContact>,
+    contacts: Vec<ValueContact<'a>>,
     messages: Vec<(&'a str, Option<MessageItem<'a>>)>,
     statuses: Vec<(&'a str, Option<StatusItem<'a>>)>,
     user_preferences: Vec<&'a str>,
@@ -168,10 +169,9 @@ struct Builder<'r, 'a> {
     numbers: Option<&'r [PhoneNumberId]>,
     plan: Plan<'a>,
     // Keyed by the ids as the body spells them (borrowed unless escaped), so a lookup copies nothing.
-    // Seeded per process: the keys come from Meta's signed bodies, but a fixed hash is no better.
-    message_index: HashSet<Cow<'a, str>, RandomState>,
-    status_index: HashMap<Cow<'a, str>, usize, RandomState>,
-    contact_index: HashMap<(PhoneNumberId, UserId), usize, RandomState>,
+    message_index: FoldIndex<Cow<'a, str>, ()>,
+    status_index: FoldIndex<Cow<'a, str>, usize>,
+    contact_index: FoldIndex<(PhoneNumberId, UserId), usize>,
 }
 
 impl<'r, 'a> Builder<'r, 'a> {
@@ -180,9 +180,9 @@ impl<'r, 'a> Builder<'r, 'a> {
             rules: &rules.keywords,
             numbers: rules.numbers.as_deref(),
             plan: Plan::default(),
-            message_index: HashSet::default(),
-            status_index: HashMap::default(),
-            contact_index: HashMap::default(),
+            message_index: FoldIndex::new(),
+            status_index: FoldIndex::new(),
+            contact_index: FoldIndex::new(),
         }
     }
 
@@ -370,7 +370,7 @@ impl<'r, 'a> Builder<'r, 'a> {
     fn contact(&mut self, number: &PhoneNumberId, user: &UserRef, delta: ContactState) {
         let key = (number.clone(), user.primary());
         match self.contact_index.get(&key) {
-            Some(&i) => {
+            Some(i) => {
                 let update = &mut self.plan.contacts[i];
                 update.user.absorb(user);
                 update.delta.join(&delta);
@@ -427,8 +427,8 @@ impl<'r, 'a> Builder<'r, 'a> {
 fn identify<'c>(
     phone: Option<&str>,
     bsuid: Option<&str>,
-    contacts: &'c [ValueContact],
-) -> (Option<UserRef>, Option<&'c ValueContact>) {
+    contacts: &'c [ValueContact<'_>],
+) -> (Option<UserRef>, Option<&'c ValueContact<'c>>) {
     let phone = phone.and_then(|p| Phone::parse(p).ok());
     let bsuid = bsuid.and_then(|b| Bsuid::parse(b).ok());
     // Compared as spelled, without parsing each contact's ids into copies (a BSUID parses to itself).

@@ -142,13 +142,15 @@ fn read_change<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
     Ok(())
 }
 
-/// A change's `value`. Statuses that come after the business number and before any message (Meta's
-/// order) are planned as they are read; everything else is kept as text and planned when the value
-/// ends, in the level-by-level reading's order (messages, statuses, preferences, errors).
+/// A change's `value`. Messages and statuses that come after the business number (Meta's order:
+/// metadata, contacts, then the items) are planned as they are read, as long as that keeps the
+/// level-by-level reading's order (messages, statuses, preferences, errors); everything else is kept
+/// and planned when the value ends, in that order.
 fn read_value<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
     let mut seen = Seen::default();
     let mut number: Option<PhoneNumberId> = None;
-    let mut streamed = false;
+    // What was planned as it was read: nothing read later may need to come before it.
+    let (mut streamed_messages, mut streamed_statuses) = (false, false);
     let mut items = Items {
         contacts: Vec::new(),
         messages: Vec::new(),
@@ -170,8 +172,8 @@ fn read_value<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
             }
             "contacts" => {
                 seen.once(1)?;
-                // Statuses planned already would have been planned without them.
-                if streamed {
+                // Items planned already would have been planned without them.
+                if streamed_messages || streamed_statuses {
                     return Err(Stop);
                 }
                 items.contacts = ValueContact::scan_list(s)?;
@@ -179,17 +181,23 @@ fn read_value<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
             "messages" => {
                 seen.once(2)?;
                 // Messages are planned before statuses.
-                if streamed {
+                if streamed_statuses {
                     return Err(Stop);
                 }
-                items.messages = read_list(s, MessageItem::scan)?;
+                match &number {
+                    Some(number) => {
+                        streamed_messages = true;
+                        plan_messages(s, b, number, &items.contacts)?;
+                    }
+                    None => items.messages = read_list(s, MessageItem::scan)?,
+                }
             }
             "statuses" => {
                 seen.once(3)?;
                 match &number {
-                    // `messages` (field 2) not read: nothing to plan before these.
-                    Some(number) if !seen.has(2) => {
-                        streamed = true;
+                    // Messages (field 2) not read, or planned already: nothing to plan before these.
+                    Some(number) if !seen.has(2) || streamed_messages => {
+                        streamed_statuses = true;
                         plan_statuses(s, b, number, &items.contacts)?;
                     }
                     _ => items.statuses = read_list(s, StatusItem::scan)?,
@@ -258,12 +266,31 @@ fn read_list<'a, T>(
     Ok(read)
 }
 
+/// `messages[]`, each planned as soon as it is read.
+fn plan_messages<'a>(
+    s: &mut Scanner<'a>,
+    b: &mut Builder<'_, 'a>,
+    number: &PhoneNumberId,
+    contacts: &[ValueContact<'_>],
+) -> Scan<()> {
+    if s.peek() == Some(b'n') {
+        return s.null();
+    }
+    s.array(|s| {
+        let (text, scanned) = next_item(s, MessageItem::scan)?;
+        b.guarded(Level::Message, text, number, None, |b| {
+            b.message(text, scanned, number, contacts, None)
+        });
+        Ok(())
+    })
+}
+
 /// `statuses[]`, each planned as soon as it is read.
 fn plan_statuses<'a>(
     s: &mut Scanner<'a>,
     b: &mut Builder<'_, 'a>,
     number: &PhoneNumberId,
-    contacts: &[ValueContact],
+    contacts: &[ValueContact<'_>],
 ) -> Scan<()> {
     if s.peek() == Some(b'n') {
         return s.null();

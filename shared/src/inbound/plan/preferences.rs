@@ -12,7 +12,7 @@ impl<'a> Builder<'_, 'a> {
         &mut self,
         text: &'a str,
         number: &PhoneNumberId,
-        contacts: &[ValueContact],
+        contacts: &[ValueContact<'_>],
         waba: Option<&str>,
     ) {
         let Some(item) = self.parse_item::<PreferenceItem>(Level::Preference, text, number, waba)

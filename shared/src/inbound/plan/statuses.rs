@@ -18,7 +18,7 @@ impl<'a> Builder<'_, 'a> {
         text: &'a str,
         scanned: Option<StatusItem<'a>>,
         number: &PhoneNumberId,
-        contacts: &[ValueContact],
+        contacts: &[ValueContact<'_>],
         waba: Option<&str>,
     ) {
         // Read in the one pass already, or read here.
@@ -71,7 +71,7 @@ impl<'a> Builder<'_, 'a> {
             facts: Some(item.facts()),
         };
         match self.status_index.get(id.as_ref()) {
-            Some(&i) => {
+            Some(i) => {
                 self.plan.statuses[i].log.observe(&name, observation);
             }
             None => {
