@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use super::ids::{Bsuid, Phone, UserRef};
 use super::time::UnixTime;
@@ -112,7 +113,7 @@ impl Ord for StatusObservation<'_> {
 }
 
 /// What one status says beyond its name.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct StatusFacts<'a> {
     /// The first of `errors[]`.
     pub error: Option<StatusError>,
@@ -125,6 +126,29 @@ pub struct StatusFacts<'a> {
     pub recipient_id: Option<Cow<'a, str>>,
     /// `recipient_user_id` as sent (a BSUID, parsed by the summary).
     pub recipient_user_id: Option<Cow<'a, str>>,
+}
+
+// Debug is what ends up in logs by accident: the recipient's ids masked, as `Phone` and `Bsuid` are.
+impl fmt::Debug for StatusFacts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let masked = |id: &Option<Cow<'_, str>>| {
+            id.as_deref().map(|id| {
+                format!(
+                    "…{}",
+                    &id[id.floor_char_boundary(id.len().saturating_sub(4))..]
+                )
+            })
+        };
+        f.debug_struct("StatusFacts")
+            .field("error", &self.error)
+            .field("pricing", &self.pricing)
+            .field("conversation_id", &self.conversation_id)
+            .field("conversation_origin", &self.conversation_origin)
+            .field("callback_data", &self.callback_data)
+            .field("recipient_id", &masked(&self.recipient_id))
+            .field("recipient_user_id", &masked(&self.recipient_user_id))
+            .finish()
+    }
 }
 
 impl StatusFacts<'_> {
@@ -466,6 +490,18 @@ mod tests {
             log.observe(name, obs(*at, &status_raw(name, *at)));
         }
         log
+    }
+
+    #[test]
+    fn facts_never_print_a_whole_recipient() {
+        let facts = StatusFacts {
+            recipient_id: Some("5215512345678".into()),
+            recipient_user_id: Some("MX.1310418412279093".into()),
+            ..StatusFacts::default()
+        };
+        let shown = format!("{facts:?}");
+        assert!(!shown.contains("5215512345678") && !shown.contains("1310418412279093"));
+        assert!(shown.contains("…5678") && shown.contains("…9093"));
     }
 
     #[test]

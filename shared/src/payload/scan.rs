@@ -301,7 +301,9 @@ fn unescape(body: &str) -> Option<String> {
     let mut rest = body;
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
-        let escape = rest.as_bytes().get(at + 1)?;
+        // The escaped byte must be one of JSON's (ASCII): anything else is serde's to refuse, and
+        // cutting after it could split a character.
+        let escape = rest.as_bytes().get(at + 1).filter(|b| b.is_ascii())?;
         rest = &rest[at + 2..];
         let c = match escape {
             b'"' => '"',
@@ -511,6 +513,9 @@ mod tests {
             r#"\u12G4"#,
             r#"\x"#,
             r#"end\"#,
+            // Found in review: a non-ASCII byte after the backslash (slicing after it panicked).
+            r#"tel \é"#,
+            r#"\€x"#,
         ] {
             let serde = serde_json::from_str::<String>(&format!("\"{body}\"")).ok();
             match unescape(body) {

@@ -374,12 +374,46 @@ mod tests {
             body.replace("\"id\":\"1\",", "\"id\":\"1\",\"time\":1e400,"),
             body.replace("\"id\":\"1\",", "\"id\":\"1\",\"time\":\"\\ud800\","),
             body.replace("\"id\":\"1\",", "\"id\":\"1\",\"time\":{\"\\udc00\":0},"),
+            // Found in review: an escape that is not ASCII (invalid JSON; the scanner panicked).
+            body.replace("o-1", "o\\é1"),
         ] {
             assert!(plan(left.as_bytes(), &rules()).is_none(), "{left}");
             assert_eq!(
                 super::super::plan(left.as_bytes(), &rules()),
                 super::super::level_by_level(left.as_bytes(), &rules())
             );
+        }
+    }
+
+    /// Items planned as they are read must not need what comes after them: contacts after planned
+    /// messages, or messages after planned statuses, stop the pass (the plan is the same either way).
+    #[test]
+    fn items_out_of_meta_order_are_left_to_the_level_by_level_reading() {
+        let contacts = r#""contacts":[{"profile":{"name":"Ana"},"wa_id":"15551234567"}]"#;
+        let messages = r#""messages":[{"from":"15551234567","id":"wamid.A","timestamp":"10","type":"text","text":{"body":"hi"}}]"#;
+        let statuses = r#""statuses":[{"id":"wamid.B","status":"sent","timestamp":"11","recipient_id":"15551234567"}]"#;
+        let body = |parts: &[&str]| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"value":{{"metadata":{{"phone_number_id":"106540352242922"}},{}}},"field":"messages"}}]}}]}}"#,
+                parts.join(",")
+            )
+        };
+        for (parts, taken) in [
+            (vec![contacts, messages, statuses], true),
+            (vec![messages, contacts], false),
+            (vec![statuses, messages, contacts], false),
+            (vec![statuses, contacts], false),
+        ] {
+            let body = body(&parts);
+            let one = plan(body.as_bytes(), &rules());
+            assert_eq!(one.is_some(), taken, "{body}");
+            let planned = super::super::plan(body.as_bytes(), &rules());
+            assert_eq!(
+                planned,
+                super::super::level_by_level(body.as_bytes(), &rules())
+            );
+            let people = usize::from(parts.contains(&messages));
+            assert_eq!(planned.contacts.len(), people, "one person, folded: {body}");
         }
     }
 
