@@ -246,33 +246,12 @@ fn spelling(seed: &Value, rng: &mut Rng) -> Vec<u8> {
     text
 }
 
-/// A payload as its file spells it (Meta's key order), with one to three of its string values
-/// replaced, in place, by hostile ones.
-fn mutate_in_place(text: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let mut text = text.to_vec();
-    for _ in 0..=rng.below(3) {
-        // String values: a quote right after a colon (the corpus files have no space there).
-        let starts: Vec<usize> = (1..text.len())
-            .filter(|&i| text[i] == b'"' && text[i - 1] == b':')
-            .collect();
-        let Some(&start) = starts.get(rng.below(starts.len())) else {
-            break;
-        };
-        let mut end = start + 1;
-        while end < text.len() && text[end] != b'"' {
-            end += if text[end] == b'\\' { 2 } else { 1 };
-        }
-        let hostile = serde_json::to_vec(&hostile_value(rng)).expect("a value serialises");
-        text.splice(start..(end + 1).min(text.len()), hostile);
-    }
-    text
-}
-
-/// [`spelling`] on a payload as its file spells it (Meta's key order): a member repeated, a key
-/// escaped, whitespace, or a value `Value` cannot hold, once or twice.
+/// [`spelling`] and hostile values on a payload as its file spells it (Meta's key order): a member
+/// repeated, a key escaped, whitespace, a value `Value` cannot hold, or a hostile value, one to
+/// three times.
 fn spelling_in_place(text: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut text = text.to_vec();
-    for _ in 0..=rng.below(2) {
+    for _ in 0..=rng.below(3) {
         // Members: a colon right after a key's closing quote (the files' keys have no escapes).
         let colons: Vec<usize> = (1..text.len())
             .filter(|&i| text[i] == b':' && text[i - 1] == b'"')
@@ -289,7 +268,7 @@ fn spelling_in_place(text: &[u8], rng: &mut Rng) -> Vec<u8> {
             break;
         }
         let value_end = colon + 1 + values.byte_offset();
-        match rng.below(4) {
+        match rng.below(5) {
             0 => {
                 // The member again, first with the same value or another.
                 let mut again = text[key_start..colon + 1].to_vec();
@@ -311,6 +290,10 @@ fn spelling_in_place(text: &[u8], rng: &mut Rng) -> Vec<u8> {
             2 => {
                 let ws = [b" ".as_slice(), b"\n", b"\t ", b"\r\n  "][rng.below(4)];
                 text.splice(colon + 1..colon + 1, ws.iter().copied());
+            }
+            3 => {
+                let hostile = serde_json::to_vec(&hostile_value(rng)).expect("a value serialises");
+                text.splice(colon + 1..value_end, hostile);
             }
             _ => {
                 let unreadable = ["\"cut \\ud83d\"", "1e400", "\"\\udc00\""][rng.below(3)];
@@ -397,12 +380,7 @@ pub fn run(corpus: &Corpus, cases: u64, seed: u64) -> Report {
         let input = if payload_case {
             let which = rng.below(corpus.payloads.len());
             if rng.below(4) == 0 {
-                let text = &corpus.payload_texts[which];
-                if rng.below(2) == 0 {
-                    mutate_in_place(text, &mut rng)
-                } else {
-                    spelling_in_place(text, &mut rng)
-                }
+                spelling_in_place(&corpus.payload_texts[which], &mut rng)
             } else {
                 mutate(&corpus.payloads[which], &mut rng)
             }

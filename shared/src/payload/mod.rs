@@ -152,11 +152,7 @@ impl<'a> ValueContact<'a> {
     /// The scanner's reading of `contacts` (as [`lenient_list`] reads it, or [`scan::Stop`]).
     pub(crate) fn scan_list(s: &mut scan::Scanner<'a>) -> scan::Scan<Vec<Self>> {
         let mut contacts = Vec::new();
-        if s.peek() == Some(b'n') {
-            s.null()?;
-            return Ok(contacts);
-        }
-        s.array(|s| {
+        s.list(|s| {
             contacts.extend(Self::scan(s)?);
             Ok(())
         })?;
@@ -594,7 +590,7 @@ pub struct ConversationOrigin {
     pub kind: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Pricing<'a> {
     #[serde(default, deserialize_with = "lenient_bool")]
     pub billable: Option<bool>,
@@ -609,17 +605,7 @@ pub struct Pricing<'a> {
 impl<'a> Pricing<'a> {
     /// [`StatusItem::scan`]'s reading of `pricing`: four plain fields, or `null`.
     fn scan(s: &mut scan::Scanner<'a>) -> scan::Scan<Option<Self>> {
-        if s.peek() == Some(b'n') {
-            return s.null().map(|()| None);
-        }
-        let mut p = Pricing {
-            billable: None,
-            pricing_model: None,
-            category: None,
-            kind: None,
-        };
-        let mut seen = scan::Seen::default();
-        s.object(|s, key| {
+        scan_struct(s, |s, seen, p: &mut Self, key| {
             match key {
                 "billable" => {
                     seen.once(0)?;
@@ -645,8 +631,7 @@ impl<'a> Pricing<'a> {
                 }
             }
             Ok(())
-        })?;
-        Ok(Some(p))
+        })
     }
 }
 

@@ -141,6 +141,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// [`Scanner::array`], with `null` read as an empty list (as serde's readings of Meta's lists
+    /// take it).
+    pub(crate) fn list(&mut self, element: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
+        if self.peek() == Some(b'n') {
+            return self.null();
+        }
+        self.array(element)
+    }
+
     /// The text of a string value: borrowed, or unescaped by serde if it has escapes.
     pub(crate) fn string(&mut self) -> Scan<Cow<'a, str>> {
         self.eat(b'"')?;

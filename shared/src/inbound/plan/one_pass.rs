@@ -187,7 +187,15 @@ fn read_value<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
                 match &number {
                     Some(number) => {
                         streamed_messages = true;
-                        plan_messages(s, b, number, &items.contacts)?;
+                        let contacts = &items.contacts;
+                        plan_each(
+                            s,
+                            b,
+                            Level::Message,
+                            number,
+                            MessageItem::scan,
+                            |b, m, read| b.message(m, read, number, contacts, None),
+                        )?;
                     }
                     None => items.messages = read_list(s, MessageItem::scan)?,
                 }
@@ -198,7 +206,15 @@ fn read_value<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
                     // Messages (field 2) not read, or planned already: nothing to plan before these.
                     Some(number) if !seen.has(2) || streamed_messages => {
                         streamed_statuses = true;
-                        plan_statuses(s, b, number, &items.contacts)?;
+                        let contacts = &items.contacts;
+                        plan_each(
+                            s,
+                            b,
+                            Level::Status,
+                            number,
+                            StatusItem::scan,
+                            |b, st, read| b.status(st, read, number, contacts, None),
+                        )?;
                     }
                     _ => items.statuses = read_list(s, StatusItem::scan)?,
                 }
@@ -226,11 +242,7 @@ fn read_value<'a>(s: &mut Scanner<'a>, b: &mut Builder<'_, 'a>) -> Scan<()> {
 /// serde's reading.
 fn item_texts<'a>(s: &mut Scanner<'a>) -> Scan<Vec<&'a str>> {
     let mut texts = Vec::new();
-    if s.peek() == Some(b'n') {
-        s.null()?;
-        return Ok(texts);
-    }
-    s.array(|s| s.skip().map(|t| texts.push(t)))?;
+    s.list(|s| s.skip().map(|t| texts.push(t)))?;
     Ok(texts)
 }
 
@@ -258,48 +270,23 @@ fn read_list<'a, T>(
     scan: fn(&mut Scanner<'a>) -> Scan<T>,
 ) -> Scan<Vec<(&'a str, Option<T>)>> {
     let mut read = Vec::new();
-    if s.peek() == Some(b'n') {
-        s.null()?;
-        return Ok(read);
-    }
-    s.array(|s| next_item(s, scan).map(|item| read.push(item)))?;
+    s.list(|s| next_item(s, scan).map(|item| read.push(item)))?;
     Ok(read)
 }
 
-/// `messages[]`, each planned as soon as it is read.
-fn plan_messages<'a>(
+/// A list of items (`messages[]` or `statuses[]`), each planned by `plan`, in its guard, as soon as
+/// it is read.
+fn plan_each<'r, 'a, T>(
     s: &mut Scanner<'a>,
-    b: &mut Builder<'_, 'a>,
+    b: &mut Builder<'r, 'a>,
+    level: Level,
     number: &PhoneNumberId,
-    contacts: &[ValueContact<'_>],
+    scan: fn(&mut Scanner<'a>) -> Scan<T>,
+    mut plan: impl FnMut(&mut Builder<'r, 'a>, &'a str, Option<T>),
 ) -> Scan<()> {
-    if s.peek() == Some(b'n') {
-        return s.null();
-    }
-    s.array(|s| {
-        let (text, scanned) = next_item(s, MessageItem::scan)?;
-        b.guarded(Level::Message, text, number, None, |b| {
-            b.message(text, scanned, number, contacts, None)
-        });
-        Ok(())
-    })
-}
-
-/// `statuses[]`, each planned as soon as it is read.
-fn plan_statuses<'a>(
-    s: &mut Scanner<'a>,
-    b: &mut Builder<'_, 'a>,
-    number: &PhoneNumberId,
-    contacts: &[ValueContact<'_>],
-) -> Scan<()> {
-    if s.peek() == Some(b'n') {
-        return s.null();
-    }
-    s.array(|s| {
-        let (text, scanned) = next_item(s, StatusItem::scan)?;
-        b.guarded(Level::Status, text, number, None, |b| {
-            b.status(text, scanned, number, contacts, None)
-        });
+    s.list(|s| {
+        let (text, scanned) = next_item(s, scan)?;
+        b.guarded(level, text, number, None, |b| plan(b, text, scanned));
         Ok(())
     })
 }
