@@ -55,7 +55,7 @@ impl PrivateMoto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let http = reqwest::Client::new();
+        let http = wahook::tls::https_client_builder().build().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if http

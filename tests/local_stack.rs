@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use wahook_tests::local_stack::{
@@ -29,7 +29,7 @@ struct Stack {
 impl Stack {
     async fn new(state: &Path) -> Self {
         let env = dev_env(state);
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
+        let sdk = wahook::aws::sdk_loader()
             .region(Region::new(env["AWS_REGION"].clone()))
             .endpoint_url(&env["AWS_ENDPOINT_URL"])
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
@@ -38,7 +38,7 @@ impl Stack {
             .load()
             .await;
         Self {
-            http: reqwest::Client::new(),
+            http: wahook::tls::https_client_builder().build().unwrap(),
             dynamo: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             env,

@@ -6,9 +6,14 @@ use aws_config::{BehaviorVersion, SdkConfig};
 /// `AWS_ENDPOINT_URL` for the local emulator). The behavior version is pinned so an SDK upgrade cannot
 /// silently change retries or timeouts.
 pub async fn sdk_config() -> SdkConfig {
+    sdk_loader().load().await
+}
+
+/// The loader behind [`sdk_config`], for callers that set more (a test's region or endpoint, the dev
+/// tool's credentials): every configuration in the workspace starts here, so tests and tools run
+/// the behavior version the functions do.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::v2026_01_12())
-        .load()
-        .await
 }
 
 /// An S3 client on `sdk`. An emulator on an endpoint URL (moto) has no bucket subdomains, so

@@ -18,5 +18,6 @@ pub mod signature;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 pub mod verification;
 pub mod webhook;

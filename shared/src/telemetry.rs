@@ -14,6 +14,16 @@ use tracing_subscriber::Layer;
 /// CloudWatch namespace of every metric we emit.
 pub const METRIC_NAMESPACE: &str = "wahook";
 
+/// A start-up step's result, its error logged as one `startup_failed` line in plain words (CloudWatch
+/// shows it beside the init failure; the `Debug` form `main` would print is for programmers). Every
+/// function's `main` passes each step through here: configuration, secrets, clients.
+pub fn startup<T, E: std::fmt::Display>(step: &str, result: Result<T, E>) -> Result<T, E> {
+    if let Err(e) = &result {
+        tracing::error!(event = "startup_failed", step, error = %e, "{step} failed: {e}");
+    }
+    result
+}
+
 /// JSON logs to stdout. Level from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging config), then
 /// `RUST_LOG`, default `info`.
 ///

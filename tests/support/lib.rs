@@ -12,7 +12,7 @@ pub mod sender;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::Client;
 use lambda_http::Body;
@@ -44,7 +44,7 @@ pub async fn sdk_config() -> SdkConfig {
 
 /// An SDK configuration pointed at a moto at `endpoint` (a test's own, to pause it).
 pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::v2026_01_12())
+    wahook::aws::sdk_loader()
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))

@@ -382,7 +382,7 @@ impl Drop for World {
 }
 
 async fn reqwest_post(url: &str, body: &Value) -> u16 {
-    let client = reqwest::Client::new();
+    let client = wahook::tls::https_client_builder().build().unwrap();
     let response = client
         .post(url)
         .header("content-type", "application/json")

@@ -9,13 +9,13 @@ use wahook::telemetry::{self, Metrics};
 async fn main() -> Result<(), Error> {
     telemetry::init_logging();
     let sdk = wahook::aws::sdk_config().await;
-    let config = match MediaConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(event = "startup_failed", error = %e, "configuration error: {e}");
-            return Err(e.into());
-        }
-    };
-    let service = MediaService::from_config(&config, &sdk, Metrics::for_service("media"))?;
+    let config = telemetry::startup(
+        "configuration",
+        MediaConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await,
+    )?;
+    let service = telemetry::startup(
+        "the media service's clients",
+        MediaService::from_config(&config, &sdk, Metrics::for_service("media")),
+    )?;
     lambda_runtime::run(service_fn(|event| wahook_media::handle(&service, event))).await
 }

@@ -9,14 +9,13 @@ use wahook::telemetry::{self, Metrics};
 async fn main() -> Result<(), Error> {
     telemetry::init_logging();
     let sdk = wahook::aws::sdk_config().await;
-    let config = match SenderConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(event = "startup_failed", error = %e, "configuration error: {e}");
-            return Err(e.into());
-        }
-    };
-    let sender = Sender::from_config(&config, &sdk, Metrics::for_service("sender"))?;
+    let config = telemetry::startup(
+        "configuration",
+        SenderConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await,
+    )?;
+    let sender = telemetry::startup(
+        "the sender's clients",
+        Sender::from_config(&config, &sdk, Metrics::for_service("sender")),
+    )?;
     lambda_runtime::run(service_fn(|event| wahook_sender::handle(&sender, event))).await
 }

@@ -9,15 +9,14 @@ use wahook::telemetry;
 async fn main() -> Result<(), Error> {
     telemetry::init_logging();
     let sdk = wahook::aws::sdk_config().await;
-    let config =
-        match TemplateSyncConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(event = "startup_failed", error = %e, "configuration error: {e}");
-                return Err(e.into());
-            }
-        };
-    let sync = TemplateSync::from_config(&config, &sdk)?;
+    let config = telemetry::startup(
+        "configuration",
+        TemplateSyncConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await,
+    )?;
+    let sync = telemetry::startup(
+        "the template sync's clients",
+        TemplateSync::from_config(&config, &sdk),
+    )?;
     lambda_runtime::run(service_fn(|event| {
         wahook_template_sync::handle(&sync, event)
     }))

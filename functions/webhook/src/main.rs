@@ -10,19 +10,17 @@ use wahook::webhook::WebhookService;
 async fn main() -> Result<(), Error> {
     telemetry::init_logging();
     let sdk = wahook::aws::sdk_config().await;
-    let config = match WebhookConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            // Init errors reach CloudWatch as this line and the function's init failure.
-            tracing::error!(event = "startup_failed", error = %e, "configuration error: {e}");
-            return Err(e.into());
-        }
-    };
+    let config = telemetry::startup(
+        "configuration",
+        WebhookConfig::load(&Env::process(), &SecretResolver::new(sdk.clone())).await,
+    )?;
     // Every DynamoDB call within the configured deadlines (checked against the function timeout), so
     // a stalled table answers 503 in time and Meta redelivers.
     let client = aws_sdk_dynamodb::Client::new(&config.deadlines.apply(&sdk));
-    let mut service = WebhookService::new(&config, client, Metrics::for_service("webhook"))?;
+    let mut service = telemetry::startup(
+        "the webhook service",
+        WebhookService::new(&config, client, Metrics::for_service("webhook")),
+    )?;
     if let Some(url) = &config.media_queue_url {
         let sqs = aws_sdk_sqs::Client::new(&config.deadlines.apply(&sdk));
         service = service.with_media_queue(MediaQueue::new(sqs, url.clone()));

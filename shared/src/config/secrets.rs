@@ -4,6 +4,7 @@
 //! start-up with a message naming the variable to set.
 
 use aws_config::SdkConfig;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use tokio::sync::OnceCell;
 
 use super::env::{ConfigError, Env};
@@ -113,7 +114,7 @@ impl SecretResolver {
                     .secret_id(id)
                     .send()
                     .await
-                    .map_err(|e| fetch_err(aws_sdk_secretsmanager::Error::from(e).to_string()))?;
+                    .map_err(|e| fetch_err(DisplayErrorContext(&e).to_string()))?;
                 SecretString::new(out.secret_string().ok_or_else(|| {
                     fetch_err(
                         "the secret has no SecretString (binary secrets are not supported)".into(),
@@ -131,7 +132,7 @@ impl SecretResolver {
                     .with_decryption(true)
                     .send()
                     .await
-                    .map_err(|e| fetch_err(aws_sdk_ssm::Error::from(e).to_string()))?;
+                    .map_err(|e| fetch_err(DisplayErrorContext(&e).to_string()))?;
                 SecretString::new(
                     out.parameter()
                         .and_then(|p| p.value())

@@ -113,7 +113,7 @@ impl MediaBody {
 
 impl MediaClient {
     pub fn new(graph: GraphClient, config: MediaDownloadConfig) -> Result<Self, GraphSetupError> {
-        let download = reqwest::Client::builder()
+        let download = crate::tls::https_client_builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
             // A redirect would carry the bearer token to a host nobody checked.
@@ -277,7 +277,9 @@ impl MediaClient {
         if let Err(e) = check_base_url(url) {
             let why = match e {
                 GraphSetupError::BaseUrl { problem, .. } => problem,
-                GraphSetupError::HttpClient(_) => "is not usable",
+                GraphSetupError::HttpClient(_) | GraphSetupError::NoTrustedRoots { .. } => {
+                    "is not usable"
+                }
             };
             return refuse(format!("{}://{host} {why}", parsed.scheme()));
         }

@@ -53,6 +53,8 @@ pub enum GraphSetupError {
     HttpClient(#[source] reqwest::Error),
     #[error("WAHOOK_GRAPH_BASE_URL {url:?} {problem}: use https://graph.facebook.com (plain http only for a simulator on 127.0.0.1 or localhost)")]
     BaseUrl { url: String, problem: &'static str },
+    #[error("no trusted root certificates, so no TLS connection to {url} can succeed: if SSL_CERT_FILE or SSL_CERT_DIR is set, it replaces the system's certificates and must name a readable PEM bundle or directory; otherwise install the ca-certificates package")]
+    NoTrustedRoots { url: String },
 }
 
 /// The bearer token goes to `base_url` only over TLS, except to a simulator on this machine.
@@ -202,7 +204,15 @@ struct ErrorData {
 impl GraphClient {
     pub fn new(config: GraphConfig, token: SecretString) -> Result<Self, GraphSetupError> {
         check_base_url(&config.base_url)?;
-        let http = reqwest::Client::builder()
+        // check_base_url has parsed it; the scheme is read the same way (it trims and lowercases).
+        let over_tls =
+            reqwest::Url::parse(&config.base_url).is_ok_and(|url| url.scheme() == "https");
+        if over_tls && crate::tls::trusted_root_count() == 0 {
+            return Err(GraphSetupError::NoTrustedRoots {
+                url: config.base_url,
+            });
+        }
+        let http = crate::tls::https_client_builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             // Graph never redirects a send; following one would hand the bearer token (and the

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use wahook::config::Env;
@@ -57,7 +57,7 @@ impl DevEnv {
     }
 
     pub async fn sdk(&self) -> Result<SdkConfig, String> {
-        Ok(aws_config::defaults(BehaviorVersion::v2026_01_12())
+        Ok(wahook::aws::sdk_loader()
             .region(Region::new(self.get("AWS_REGION")?.to_owned()))
             .endpoint_url(self.get("AWS_ENDPOINT_URL")?)
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
@@ -236,7 +236,10 @@ pub struct Inbound {
 /// POSTs `body` to the simulator's `path`; its JSON answer, and the text for errors.
 async fn post_to_sim(dev: &DevEnv, path: &str, body: &Value) -> Result<(Value, String), String> {
     let url = format!("{}{path}", dev.get("WAHOOK_META_SIM_URL")?);
-    let response = reqwest::Client::new()
+    let http = wahook::tls::https_client_builder()
+        .build()
+        .map_err(|e| format!("could not build an HTTP client: {e}"))?;
+    let response = http
         .post(&url)
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -648,7 +651,12 @@ where
 async fn sim_message_count(dev: &DevEnv) -> Result<usize, String> {
     {
         let url = format!("{}/_sim/messages", dev.get("WAHOOK_META_SIM_URL")?);
-        let text = reqwest::get(&url)
+        let http = wahook::tls::https_client_builder()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let text = http
+            .get(&url)
+            .send()
             .await
             .map_err(|e| e.to_string())?
             .text()

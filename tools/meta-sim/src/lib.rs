@@ -203,6 +203,10 @@ pub struct MetaSim {
 impl MetaSim {
     /// Listens on `bind` (port 0 for any free port) until stopped.
     pub async fn start(bind: SocketAddr, config: SimConfig) -> std::io::Result<MetaSim> {
+        // reqwest is built without a crypto provider in this workspace (wahook::tls hands its own
+        // clients a configuration); the simulator, which depends on nothing of wahook, installs
+        // aws-lc-rs as the process default. Another caller may have installed one first: fine.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let state = Arc::new(SimState {
             config: Mutex::new(Some(config)),
             http: Some(
