@@ -12,29 +12,47 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_smithy_http_client::test_util::infallible_client_fn;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const ITEM: &str = r#"{"Item":{"wamid":{"S":"wamid.HBgLMTU1NTAxMjM0NTYVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"},"version":{"N":"3"},"status":{"S":"sent"},"status_log":{"M":{"sent":{"S":"{\"status\":\"sent\",\"timestamp\":\"1733461200\"}"}}},"contact":{"S":"106540352242922#15550123456"}}}"#;
 
-fn client() -> aws_sdk_dynamodb::Client {
-    let http = infallible_client_fn(|request| {
-        let target = request
-            .headers()
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+/// Answers at once: the item for a GetItem, `{}` for anything else.
+#[derive(Debug, Clone)]
+struct Canned;
+
+impl HttpConnector for Canned {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
         let body = if target.ends_with("GetItem") {
             ITEM
         } else {
             "{}"
         };
-        http::Response::builder()
-            .status(200)
-            .header("content-type", "application/x-amz-json-1.0")
-            .body(body)
-            .unwrap()
-    });
+        let mut response = HttpResponse::new(200.try_into().unwrap(), SdkBody::from(body));
+        response
+            .headers_mut()
+            .insert("content-type", "application/x-amz-json-1.0");
+        HttpConnectorFuture::ready(Ok(response))
+    }
+}
+
+impl HttpClient for Canned {
+    fn http_connector(
+        &self,
+        _: &HttpConnectorSettings,
+        _: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+fn client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::v2026_01_12())
@@ -46,7 +64,7 @@ fn client() -> aws_sdk_dynamodb::Client {
                 None,
                 "bench",
             ))
-            .http_client(http)
+            .http_client(Canned)
             .build(),
     )
 }

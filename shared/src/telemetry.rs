@@ -24,6 +24,34 @@ pub fn startup<T, E: std::fmt::Display>(step: &str, result: Result<T, E>) -> Res
     result
 }
 
+/// An error and its causes, each by its `Display`, joined with `: `, at most 2000 bytes: what a log
+/// line or a stored reason may say of an error. Never the SDK's `DisplayErrorContext`: it appends the
+/// error's `Debug` form, which for an answer the SDK could not parse holds the raw HTTP response (a
+/// secret's value from Secrets Manager or SSM, an item's contents from DynamoDB).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    const MAX: usize = 2000;
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their cause's words; say each thing once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    if text.len() > MAX {
+        let cut = (0..=MAX)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// JSON logs to stdout. Level from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging config), then
 /// `RUST_LOG`, default `info`.
 ///
@@ -206,6 +234,44 @@ fn emf_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_is_told_in_words_without_the_debug_form() {
+        #[derive(Debug)]
+        struct Inner;
+        impl std::fmt::Display for Inner {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("invalid peer certificate: UnknownIssuer")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Outer {
+            #[allow(dead_code)] // only its Debug form would show it
+            raw_body: &'static str,
+            inner: Inner,
+        }
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dispatch failure")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.inner)
+            }
+        }
+        let e = Outer {
+            raw_body: "SECRET-VALUE",
+            inner: Inner,
+        };
+        let text = error_chain(&e);
+        assert_eq!(
+            text,
+            "dispatch failure: invalid peer certificate: UnknownIssuer"
+        );
+        assert!(!text.contains("SECRET-VALUE"));
+    }
 
     #[test]
     fn trace_everywhere_still_keeps_the_runtime_and_http_crates_at_info() {

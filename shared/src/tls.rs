@@ -5,19 +5,23 @@
 //! (`default-https-client`): both offer the hybrid X25519MLKEM768 key exchange first, so traffic
 //! recorded today (the access token, messages, phone numbers, secret values) is not left to a future
 //! quantum computer, and fall back to X25519 or P-256 where the server has no ML-KEM. ring would make
-//! each binary about 0.5 MB smaller zipped but has no ML-KEM (docs/performance.md, "Package size").
+//! each binary about 0.5–0.7 MB smaller zipped but has no ML-KEM (docs/performance.md, "Package size").
 //!
 //! Why one shared configuration: reading and parsing the system's certificates is most of what
 //! building an HTTPS client costs at a cold start (about 17 M instructions on Debian, whose PEM bundle
 //! and directory are decoded in constant time), and each reqwest client would read them again. The
-//! SDK keeps its own cache of the same certificates, read when the first SDK client is built.
+//! SDK keeps its own cache of the same certificates, read when the first SDK client is built, so a
+//! function that calls Graph reads them twice per cold start (about 3 ms of the sender's init here).
+//! Mozilla's roots compiled in (`webpki-roots`) would save that, and were tried: they freeze the
+//! trust list at build time (Lambda's runtime patches the system bundle without a redeploy) and
+//! would have to be checked against the roots Meta's hosts chain to, which cannot be done from here.
 
 use std::sync::{Arc, LazyLock};
 
 use rustls::{ClientConfig, RootCertStore};
 
 /// The system's trusted roots, read once per process. `SSL_CERT_FILE` / `SSL_CERT_DIR` replace the
-/// system's locations when set (as for `openssl`); they do not add to them. Certificates that do not
+/// system's locations when set; they do not add to them. Certificates that do not
 /// parse are skipped, as every TLS client does.
 static ROOTS: LazyLock<Arc<RootCertStore>> = LazyLock::new(|| {
     let found = rustls_native_certs::load_native_certs();

@@ -12,7 +12,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("aws_config::defaults(", &["shared/src/aws.rs"]),
     ("reqwest::get(", &[]),
     ("reqwest::Client::new(", &[]),
-    // The simulator depends on nothing of wahook and installs ring as the process default first.
+    // The simulator depends on nothing of wahook and installs aws-lc-rs as the process default first.
     (
         "reqwest::Client::builder(",
         &["shared/src/tls.rs", "tools/meta-sim/src/lib.rs"],

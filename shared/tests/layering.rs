@@ -14,11 +14,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tls", &[]),
     ("aws", &[]),
     ("payload", &["domain"]),
-    ("store", &["domain", "retry"]),
+    ("store", &["domain", "retry", "telemetry"]),
     ("graph", &["domain", "secret", "retry", "tls"]),
     ("signature", &["secret"]),
     ("verification", &["secret"]),
-    ("config", &["domain", "graph", "store", "secret"]),
+    (
+        "config",
+        &["domain", "graph", "store", "secret", "telemetry"],
+    ),
     ("inbound", &["domain", "payload", "store", "graph", "retry"]),
     ("sync", &["domain", "graph", "store", "config", "retry"]),
     (

@@ -4,7 +4,6 @@
 //! start-up with a message naming the variable to set.
 
 use aws_config::SdkConfig;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use tokio::sync::OnceCell;
 
 use super::env::{ConfigError, Env};
@@ -114,7 +113,7 @@ impl SecretResolver {
                     .secret_id(id)
                     .send()
                     .await
-                    .map_err(|e| fetch_err(DisplayErrorContext(&e).to_string()))?;
+                    .map_err(|e| fetch_err(crate::telemetry::error_chain(&e)))?;
                 SecretString::new(out.secret_string().ok_or_else(|| {
                     fetch_err(
                         "the secret has no SecretString (binary secrets are not supported)".into(),
@@ -132,7 +131,7 @@ impl SecretResolver {
                     .with_decryption(true)
                     .send()
                     .await
-                    .map_err(|e| fetch_err(DisplayErrorContext(&e).to_string()))?;
+                    .map_err(|e| fetch_err(crate::telemetry::error_chain(&e)))?;
                 SecretString::new(
                     out.parameter()
                         .and_then(|p| p.value())

@@ -328,8 +328,7 @@ impl SendRequest {
                 "not a version 1 send request: expected a JSON object".into(),
             ));
         };
-        // Keys are sorted in serde_json's map, so formatting and key order do not change this.
-        let fingerprint = hex::encode(Sha256::digest(value.to_string()));
+        let fingerprint = hex::encode(Sha256::digest(canonical_json(&value)));
         let mut p = Problems::default();
         p.unknown_fields(obj, FIELDS, "body");
 
@@ -702,6 +701,46 @@ fn parse_category(
     Some(parsed)
 }
 
+/// Compact JSON with every object's keys sorted by their bytes: the text a request's fingerprint
+/// hashes, so formatting and key order do not change it. It sorts itself rather than trust
+/// `serde_json::Map` to be sorted: any crate in the build that turns on serde_json's
+/// `preserve_order` would otherwise change every fingerprint in the ledger. The output is the same
+/// as `Value::to_string` with a sorted map, which is what fingerprints were before.
+fn canonical_json(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (key, item)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    write(item, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -941,6 +980,25 @@ mod tests {
             .unwrap();
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_ne!(a.fingerprint, c.fingerprint);
+        // The ledger holds fingerprints made before canonical_json existed (serde_json's sorted
+        // map): a changed hash would refuse every in-flight key's redelivery as reused.
+        assert_eq!(
+            a.fingerprint,
+            hex::encode(Sha256::digest(
+                r#"{"idempotency_key":"k","text":{"body":"x"},"to":"+15551234567","v":1}"#
+            ))
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_nested_keys_and_keeps_arrays_in_order() {
+        let v: Value =
+            serde_json::from_str(r#"{"b":[{"z":1,"a":"é\n"},2],"a":{"y":null,"x":true},"é":1.5}"#)
+                .unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"x":true,"y":null},"b":[{"a":"é\n","z":1},2],"é":1.5}"#
+        );
     }
 
     #[test]

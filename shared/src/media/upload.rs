@@ -20,11 +20,8 @@ pub struct ObjectUpload<'c> {
     parts: Vec<CompletedPart>,
 }
 
-fn s3_error(what: &str, e: impl std::error::Error) -> String {
-    format!(
-        "S3 {what} failed: {}",
-        aws_sdk_s3::error::DisplayErrorContext(e)
-    )
+fn s3_error(what: &str, e: impl std::error::Error + 'static) -> String {
+    format!("S3 {what} failed: {}", crate::telemetry::error_chain(&e))
 }
 
 impl<'c> ObjectUpload<'c> {

@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::domain::ids::PhoneNumberId;
 use crate::domain::inbound::MediaKind;
@@ -118,7 +118,7 @@ fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
         ),
         _ => GraphError::NotSent(format!(
             "reading {object} failed (S3 {operation}): {}",
-            DisplayErrorContext(&err)
+            crate::telemetry::error_chain(&err)
         )),
     }
 }

@@ -15,7 +15,7 @@ pub mod templates;
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
@@ -49,7 +49,7 @@ impl StoreError {
     pub(crate) fn dynamo<E, R>(operation: &'static str, table: &str, err: SdkError<E, R>) -> Self
     where
         E: std::error::Error + ProvideErrorMetadata + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         // A service error reads best as its code and message; a transport failure (timeout, no route)
         // needs the whole chain of causes.
@@ -58,7 +58,7 @@ impl StoreError {
             .and_then(|e| e.code().map(|c| (c, e.message())))
         {
             Some((code, message)) => format!("{code}: {}", message.unwrap_or("no message")),
-            None => DisplayErrorContext(&err).to_string(),
+            None => crate::telemetry::error_chain(&err),
         };
         StoreError::Dynamo {
             operation,
@@ -234,7 +234,7 @@ pub(crate) fn versioned_outcome<T, E, R>(
 ) -> Result<WriteOutcome, StoreError>
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match result {
         Ok(_) => Ok(WriteOutcome::Written),
