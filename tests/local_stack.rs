@@ -16,7 +16,7 @@ use aws_config::Region;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use wahook_tests::local_stack::{
-    alive, bin_dir, dev_env, dev_sh, pids, root, tempdir, text, StopLeftovers,
+    alive, bin_dir, dev_env, dev_sh, pids, root, tempdir, text, KillOnDrop, StopLeftovers,
 };
 
 struct Stack {
@@ -464,20 +464,21 @@ async fn down_never_signals_a_process_that_reused_a_stale_pid() {
             path
         })
         .collect();
-    let mut stranger = std::process::Command::new("tail")
-        .arg("-f")
-        .args(&named)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start a stand-in process");
-    let pid = stranger.id().to_string();
+    let stranger = KillOnDrop(
+        std::process::Command::new("tail")
+            .arg("-f")
+            .args(&named)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start a stand-in process"),
+    );
+    let pid = stranger.0.id().to_string();
     for name in ["moto", "meta-sim", "wahook-local"] {
         std::fs::write(state.join(format!("pids/{name}.pid")), &pid).unwrap();
     }
     let down = dev_sh(&state, &["down"]);
     let still_alive = alive(&pid);
-    let _ = stranger.kill();
-    let _ = stranger.wait();
+    drop(stranger);
     assert!(down.status.success(), "{}", text(&down));
     assert!(still_alive, "down signalled a process it did not start");
     assert!(text(&down).contains("not signalling it"), "{}", text(&down));

@@ -88,6 +88,16 @@ impl Drop for StopLeftovers {
     }
 }
 
+/// A process a test started, stopped (by its own handle) however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A fresh state directory for one stack.
 pub fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

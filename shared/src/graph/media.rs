@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    check_base_url, error_chain, parse_error, read_capped, GraphClient, GraphError,
-    GraphSetupError, MAX_ANSWER_BYTES,
+    check_base_url, parse_error, read_capped, GraphClient, GraphError, GraphSetupError,
+    MAX_ANSWER_BYTES,
 };
 use crate::domain::ids::PhoneNumberId;
+use crate::telemetry::error_chain;
 
 /// Meta's answer to `GET /{media_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

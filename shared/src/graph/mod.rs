@@ -16,6 +16,7 @@ pub use errors::{classify, retry_delay_secs, ErrorClass};
 
 use crate::domain::ids::{PhoneNumberId, Wamid};
 use crate::secret::SecretString;
+use crate::telemetry::error_chain;
 
 pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com";
 /// v25.0: released 2026-02-18, supported until 2028-07-29 (v26.0 exists; its end date is not announced).
@@ -349,17 +350,6 @@ async fn read_capped(
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn lenient_contacts<'de, D: serde::Deserializer<'de>>(
