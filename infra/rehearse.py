@@ -99,7 +99,7 @@ def deploy(stack, report_path):
     cfn_client = session.client("cloudformation")
     bucket = "wahook-rehearsal-artifacts"
     s3.create_bucket(Bucket=bucket)
-    for binary in ("webhook", "sender", "template-sync", "media"):
+    for binary in ("webhook", "sender", "template-sync", "media", "publisher"):
         s3.put_object(Bucket=bucket, Key=f"{binary}.zip", Body=stand_in_zip())
     template = translated(bucket)
     cfn_client.create_stack(

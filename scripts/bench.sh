@@ -79,7 +79,7 @@ if [ "$what" = compare ]; then
         # functions as they ship.
         bench_profile=bench profile=release out=release runs=20 pywa_seconds=3
         # The functions alone, with their own features, as cargo lambda builds them.
-        scope=(-p wahook-webhook -p wahook-sender -p wahook-template-sync -p wahook-media -p wahook-coldstart --bins)
+        scope=(-p wahook-webhook -p wahook-sender -p wahook-template-sync -p wahook-media -p wahook-publisher -p wahook-coldstart --bins)
         criterion_args=()
     fi
     log "webhook core: criterion ($bench_profile profile)"
@@ -107,7 +107,7 @@ if [ "$what" = compare ]; then
         --label "wahook sender" --json "$RUN_DIR/cold-sender.json" -- "$bin/sender"
     "${cold[@]}" --label "python+pywa+boto3" --json "$RUN_DIR/cold-python.json" -- \
         "$VENV_ROOT/pywa/bin/python" scripts/bench/pywa_lambda.py
-    printf '%s\n' "$bin/webhook" "$bin/sender" "$bin/template-sync" "$bin/media" >"$RUN_DIR/binaries.txt"
+    printf '%s\n' "$bin/webhook" "$bin/sender" "$bin/template-sync" "$bin/media" "$bin/publisher" >"$RUN_DIR/binaries.txt"
 
     log "the table"
     smoke_flag=()

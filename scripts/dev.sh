@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole pipeline on one machine, no AWS account:
-#   moto (DynamoDB, SQS, S3) on 127.0.0.1, with the tables, the sends queue + DLQ, the media queue and
-#   bucket created from the code's definitions; wahook-local running the webhook (real HTTP) and the sender (fed from SQS) with the
-#   same handler code as Lambda; the Meta simulator, wired both ways (Graph calls go to it; it posts
-#   signed inbound and status webhooks to the webhook).
+#   moto (DynamoDB with streams, SQS, S3, EventBridge) on 127.0.0.1, with the tables, the sends queue
+#   + DLQ, the media queue and bucket, and the event bus created from the code's definitions;
+#   wahook-local running the webhook (real HTTP), the sender (fed from SQS) and the publisher (fed
+#   from the tables' streams) with the same handler code as Lambda; the Meta simulator, wired both
+#   ways (Graph calls go to it; it posts signed inbound and status webhooks to the webhook).
 #
 #   scripts/dev.sh               start, play the demo, keep running until Ctrl-C, stop everything
 #   scripts/dev.sh --detach      start and return once healthy (settings in .wahook/dev.env)
 #   scripts/dev.sh down          stop what a detached start started
-#   scripts/dev.sh inbound|send|consent|status|timeline|dlq|templates|demo ...
+#   scripts/dev.sh inbound|send|consent|status|timeline|dlq|templates|events|demo ...
 #                                talk to the running stack (see: scripts/dev.sh help)
 #
 # WAHOOK_WEBHOOK_PORT / WAHOOK_META_SIM_PORT choose ports (default: free ones); WAHOOK_DEV_DIR the
@@ -157,7 +158,8 @@ up() {
 
     {
         for k in WAHOOK_WEBHOOK_URL WAHOOK_META_SIM_URL AWS_ENDPOINT_URL AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID \
-            AWS_SECRET_ACCESS_KEY WAHOOK_SENDS_QUEUE_URL WAHOOK_SENDS_DLQ_URL WAHOOK_MEDIA_QUEUE_URL WAHOOK_MEDIA_BUCKET WAHOOK_CONTACTS_TABLE \
+            AWS_SECRET_ACCESS_KEY WAHOOK_SENDS_QUEUE_URL WAHOOK_SENDS_DLQ_URL WAHOOK_MEDIA_QUEUE_URL WAHOOK_MEDIA_BUCKET \
+            WAHOOK_EVENT_BUS_NAME WAHOOK_EVENTS_TAP_URL WAHOOK_CONTACTS_TABLE \
             WAHOOK_MESSAGES_TABLE WAHOOK_EVENTS_TABLE WAHOOK_SENDS_TABLE WAHOOK_TEMPLATES_TABLE WAHOOK_APP_SECRET \
             WAHOOK_VERIFY_TOKEN WAHOOK_ACCESS_TOKEN WAHOOK_DEFAULT_PHONE_NUMBER_ID WAHOOK_WABA_ID; do
             echo "$k=${!k}"
@@ -193,7 +195,7 @@ down)
     fi
     down
     ;;
-inbound | send | consent | status | timeline | dlq | templates | demo)
+inbound | send | consent | status | timeline | dlq | templates | events | demo)
     [ -f "$STATE/dev.env" ] || die "the stack is not up: start it with scripts/dev.sh --detach"
     exec env WAHOOK_DEV_ENV="$STATE/dev.env" "$(bin_dir)/wahook-dev" "$@"
     ;;

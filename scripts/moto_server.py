@@ -24,7 +24,9 @@ dynamodb = threading.Lock()
 
 
 def serialized(environ, start_response):
-    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+    # DynamoDB Streams too: a cancelled transaction swaps in a copy of the table with its stream, and
+    # a GetRecords meanwhile would read the half-made copy.
+    if environ.get("HTTP_X_AMZ_TARGET", "").startswith(("DynamoDB_", "DynamoDBStreams_")):
         with dynamodb:
             # Consume the response inside the lock: moto does its work while it is produced.
             return list(app(environ, start_response))

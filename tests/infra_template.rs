@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_config::BehaviorVersion;
 use serde_norway::Value;
 use wahook::config::{
-    Env, MediaConfig, SecretResolver, SenderConfig, TemplateSyncConfig, WebhookConfig,
+    Env, MediaConfig, PublisherConfig, SecretResolver, SenderConfig, TemplateSyncConfig,
+    WebhookConfig,
 };
 use wahook::store::tables::{AttrKind, TableDef, ALL_TABLES};
 
@@ -183,6 +184,7 @@ fn functions_run_the_binaries_cargo_lambda_builds() {
         ("SenderFunction", "sender"),
         ("TemplateSyncFunction", "template-sync"),
         ("MediaFunction", "media"),
+        ("PublisherFunction", "publisher"),
     ] {
         let p = &resource(&t, function)["Properties"];
         assert_eq!(
@@ -221,6 +223,7 @@ enum Loader {
     Sender,
     TemplateSync,
     Media,
+    Publisher,
 }
 
 async fn names_the_loader_reads(loader: Loader) -> BTreeSet<String> {
@@ -242,6 +245,7 @@ async fn names_the_loader_reads(loader: Loader) -> BTreeSet<String> {
         Loader::Webhook => drop(WebhookConfig::load(&env, &resolver).await.unwrap()),
         Loader::TemplateSync => drop(TemplateSyncConfig::load(&env, &resolver).await.unwrap()),
         Loader::Media => drop(MediaConfig::load(&env, &resolver).await.unwrap()),
+        Loader::Publisher => drop(PublisherConfig::load(&env).unwrap()),
     }
     env.names_read()
 }
@@ -290,6 +294,20 @@ async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
                 "WAHOOK_ACCESS_TOKEN_ARN",
                 "WAHOOK_MEDIA_BUCKET",
                 "WAHOOK_MESSAGES_TABLE",
+                "WAHOOK_FUNCTION_TIMEOUT_SECONDS",
+            ][..],
+        ),
+        (
+            "PublisherFunction",
+            Loader::Publisher,
+            // Every table: a stream record is placed by its table's name.
+            &[
+                "WAHOOK_EVENT_BUS_NAME",
+                "WAHOOK_CONTACTS_TABLE",
+                "WAHOOK_MESSAGES_TABLE",
+                "WAHOOK_EVENTS_TABLE",
+                "WAHOOK_SENDS_TABLE",
+                "WAHOOK_TEMPLATES_TABLE",
                 "WAHOOK_FUNCTION_TIMEOUT_SECONDS",
             ][..],
         ),
@@ -450,6 +468,80 @@ fn the_sender_drains_the_sends_queue_which_dead_letters_to_the_dlq() {
 }
 
 #[test]
+fn every_table_streams_to_the_publisher_which_names_failures_and_keeps_a_dlq() {
+    let t = template();
+    let p = &resource(&t, "PublisherFunction")["Properties"];
+    let events = p["Events"].as_mapping().unwrap();
+    let streams: BTreeSet<String> = events
+        .values()
+        .map(|e| {
+            assert_eq!(s(&e["Type"]), "DynamoDB");
+            let m = &e["Properties"];
+            assert_eq!(m["FunctionResponseTypes"][0], "ReportBatchItemFailures");
+            assert_eq!(m["BisectBatchOnFunctionError"], true);
+            assert_eq!(
+                s(&m["StartingPosition"]),
+                "TRIM_HORIZON",
+                "a new mapping misses nothing"
+            );
+            assert_eq!(
+                s(&m["DestinationConfig"]["OnFailure"]["Destination"]),
+                "PublisherDeadLetterQueue.Arn"
+            );
+            // Retried no longer than the stream keeps records (24 h), so the DLQ's coordinates
+            // still point at records that can be replayed.
+            let age = m["MaximumRecordAgeInSeconds"].as_i64().unwrap();
+            assert!((60..86_400).contains(&age), "{age}");
+            s(&m["Stream"])
+        })
+        .collect();
+    let role = format!(
+        "{:?}",
+        resource(&t, "PublisherRole")["Properties"]["Policies"]
+    );
+    for def in &ALL_TABLES {
+        let (name, table) = table_resource(&t, def);
+        assert_eq!(
+            s(&table["Properties"]["StreamSpecification"]["StreamViewType"]),
+            "NEW_AND_OLD_IMAGES",
+            "{name}: the publisher derives events from the before and after images"
+        );
+        let stream = format!("{name}.StreamArn");
+        assert!(
+            streams.contains(&stream),
+            "{name} has no mapping to the publisher"
+        );
+        assert!(
+            role.contains(&stream),
+            "the publisher may not read {stream}"
+        );
+    }
+    assert_eq!(streams.len(), ALL_TABLES.len());
+    assert!(
+        role.contains("events:PutEvents") && role.contains("EventBus.Arn"),
+        "{role}"
+    );
+    assert!(
+        !role.contains("dynamodb:GetItem") && !role.contains("dynamodb:PutItem"),
+        "streams only: {role}"
+    );
+    let env = environment(&t, "PublisherFunction");
+    assert_eq!(s(&env["WAHOOK_FUNCTION_TIMEOUT_SECONDS"]), s(&p["Timeout"]));
+    assert_eq!(s(&env["WAHOOK_EVENT_BUS_NAME"]), "EventBus.Name");
+    assert_eq!(
+        s(&resource(&t, "EventArchive")["Properties"]["SourceArn"]),
+        "EventBus.Arn"
+    );
+    for alarm in [
+        "PublisherDeadLetterQueueNotEmptyAlarm",
+        "PublisherIteratorAgeAlarm",
+        "QualityDropAlarm",
+    ] {
+        resource(&t, alarm);
+    }
+}
+
+#[test]
 fn each_function_may_read_only_its_own_secrets_and_queues() {
     let t = template();
     let policy = |function: &str| {
@@ -542,7 +634,12 @@ fn the_template_sync_runs_on_a_schedule_only_when_an_account_is_named() {
 #[test]
 fn no_function_gets_an_aws_managed_policy_or_a_wildcard_beyond_xray() {
     let t = template();
-    for function in ["WebhookFunction", "SenderFunction", "MediaFunction"] {
+    for function in [
+        "WebhookFunction",
+        "SenderFunction",
+        "MediaFunction",
+        "PublisherFunction",
+    ] {
         let props = &resource(&t, function)["Properties"];
         // With an explicit Role, SAM attaches nothing (no AWSLambdaBasicExecutionRole, no
         // AWSLambdaSQSQueueExecutionRole, no AWSXrayWriteOnlyAccess: each grants on "*").
@@ -812,11 +909,74 @@ async fn the_rehearsed_deploy_gives_each_function_what_its_code_works_against() 
         Some(media_queue[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].as_str())
     );
     assert!(media_queue.contains_key(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy));
+    // The publisher loads, names the same tables, and each table's stream feeds it.
+    let publisher_env = Env::from_pairs(pairs(&functions["PublisherFunction"]["environment"]));
+    let publisher = PublisherConfig::load(&publisher_env)
+        .expect("the deployed publisher's configuration loads");
+    let (pt, st) = (&publisher.storage.tables, &sender.storage.tables);
+    assert_eq!(
+        (
+            &pt.contacts,
+            &pt.messages,
+            &pt.sends,
+            &pt.templates,
+            &pt.events
+        ),
+        (
+            &st.contacts,
+            &st.messages,
+            &st.sends,
+            &st.templates,
+            &webhook.storage.tables.events
+        ),
+        "the publisher places records by the tables the other functions write"
+    );
+    assert_eq!(
+        publisher.deadlines.function_timeout.as_secs(),
+        functions["PublisherFunction"]["timeout"].as_u64().unwrap()
+    );
+    let bus = aws_sdk_eventbridge::Client::new(&sdk)
+        .describe_event_bus()
+        .name(&publisher.bus_name)
+        .send()
+        .await
+        .expect("the bus the publisher names exists");
+    assert_eq!(bus.name(), Some(publisher.bus_name.as_str()));
+    let streamed: BTreeSet<String> = report["event_source_mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["function"] == functions["PublisherFunction"]["name"])
+        .map(|m| {
+            assert_eq!(
+                m["response_types"],
+                serde_json::json!(["ReportBatchItemFailures"])
+            );
+            let arn = m["queue_arn"].as_str().unwrap();
+            arn.split("table/")
+                .nth(1)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let t = &publisher.storage.tables;
+    let expected: BTreeSet<String> = [&t.contacts, &t.messages, &t.events, &t.sends, &t.templates]
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(
+        streamed, expected,
+        "every table's stream feeds the publisher"
+    );
     for f in [
         "WebhookFunction",
         "SenderFunction",
         "TemplateSyncFunction",
         "MediaFunction",
+        "PublisherFunction",
     ] {
         assert_eq!(functions[f]["runtime"], "provided.al2023", "{f}");
         assert_eq!(functions[f]["handler"], "bootstrap", "{f}");

@@ -321,6 +321,28 @@ fn the_local_stack_commands_work_as_written() {
                 assert!(shown.contains(want), "`{cmd}` lacks {want:?}:\n{shown}");
             }
         }
+        if cmd == "scripts/dev.sh events" {
+            // Everything the session did before, as events. Each is shown once, so a second look
+            // (for what the publisher had not yet read) adds to the first.
+            let wants = [
+                "message.received",
+                "conversation.human_requested",
+                "\"matched\":\"agente\"",
+                "message.status_changed",
+                "send.outcome",
+                "consent.changed",
+                "template.changed",
+            ];
+            let mut shown = text(&out);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !wants.iter().all(|w| shown.contains(w)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(500));
+                shown.push_str(&text(&run(&line)));
+            }
+            for want in wants {
+                assert!(shown.contains(want), "`{cmd}` lacks {want:?}:\n{shown}");
+            }
+        }
         if cmd.starts_with("curl ") {
             let accepted: Vec<Value> = serde_json::from_slice(&out.stdout)
                 .unwrap_or_else(|e| panic!("`{cmd}` is not the JSON list of sends: {e}"));

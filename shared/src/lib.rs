@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod media;
 pub mod outbound;
 pub mod payload;
+pub mod publish;
 pub mod retry;
 pub mod secret;
 pub mod signature;

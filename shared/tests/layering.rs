@@ -15,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("aws", &[]),
     ("payload", &["domain"]),
     ("store", &["domain", "retry", "telemetry"]),
-    ("graph", &["domain", "secret", "retry", "tls"]),
+    ("graph", &["domain", "secret", "retry", "tls", "telemetry"]),
     ("signature", &["secret"]),
     ("verification", &["secret"]),
     (
@@ -47,6 +47,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "telemetry",
             "aws",
         ],
+    ),
+    (
+        "publish",
+        &["domain", "payload", "store", "config", "retry", "telemetry"],
     ),
     (
         "webhook",

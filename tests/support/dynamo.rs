@@ -191,6 +191,13 @@ fn operation_name(context: &BeforeSerializationInterceptorContextRef<'_>) -> &'s
         query::QueryInput => "Query",
         scan::ScanInput => "Scan",
     );
+    // The publisher's bus call: the same injector stands in for EventBridge being down.
+    if input
+        .downcast_ref::<aws_sdk_eventbridge::operation::put_events::PutEventsInput>()
+        .is_some()
+    {
+        return "PutEvents";
+    }
     "Other"
 }
 
@@ -266,7 +273,7 @@ impl Intercept for FaultInterceptor {
                 if *target == op && *left > 0 {
                     *left -= 1;
                     self.0.injected.fetch_add(1, Ordering::SeqCst);
-                    return Err(format!("injected DynamoDB failure on {op}").into());
+                    return Err(format!("injected failure on {op}").into());
                 }
             }
         }

@@ -19,7 +19,7 @@ use lambda_http::Body;
 use wahook::config::{Deadlines, Env, Function, StorageConfig, WebhookConfig};
 use wahook::domain::keywords::KeywordRules;
 use wahook::secret::SecretString;
-use wahook::store::tables::{create_all_tables, TableNames};
+use wahook::store::tables::{create_all_tables_with, Streams, TableNames};
 use wahook::store::Store;
 use wahook::telemetry::Metrics;
 use wahook::webhook::WebhookService;
@@ -107,6 +107,21 @@ impl Harness {
         deadlines: bool,
         tweak: impl FnOnce(&mut WebhookConfig),
     ) -> Self {
+        Self::build_with(name, endpoint, deadlines, Streams::Off, tweak).await
+    }
+
+    /// A harness whose tables have their streams, for the publisher's tests.
+    pub async fn with_streams(name: &str) -> Self {
+        Self::build_with(name, &endpoint(), false, Streams::NewAndOldImages, |_| {}).await
+    }
+
+    async fn build_with(
+        name: &str,
+        endpoint: &str,
+        deadlines: bool,
+        streams: Streams,
+        tweak: impl FnOnce(&mut WebhookConfig),
+    ) -> Self {
         init_test_logging();
         let sdk = sdk_config_at(endpoint).await;
         let counter = Arc::new(RequestCounter::default());
@@ -132,7 +147,7 @@ impl Harness {
         tweak(&mut config);
         // The tables are set up without the deadlines: creating five tables in a busy moto is not
         // what a test of the webhook's deadline measures.
-        create_all_tables(&Client::new(&sdk), &tables)
+        create_all_tables_with(&Client::new(&sdk), &tables, streams)
             .await
             .expect("create the test tables in moto");
         let sdk = if deadlines {

@@ -16,6 +16,7 @@ pub enum Function {
     Sender,
     TemplateSync,
     Media,
+    Publisher,
 }
 
 impl Function {
@@ -29,6 +30,8 @@ impl Function {
             Function::TemplateSync => (300, 5_000, 2_000),
             // One download of up to 100 MB (documents) streamed into S3, a part at a time.
             Function::Media => (300, 10_000, 5_000),
+            // A stream batch's PutEvents calls, retried inside the invocation before Lambda retries.
+            Function::Publisher => (60, 5_000, 2_000),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`mod@env`]: where values are read from, the error a start-up problem gives, the shared parsers;
 //! - [`secrets`]: how each secret is found (`X`, `X_ARN` or `X_PARAM`, exactly one);
-//! - [`webhook`], [`sender`] and [`template_sync`]: each function's configuration;
+//! - [`webhook`], [`sender`], [`template_sync`], [`media`] and [`publisher`]: each function's
+//!   configuration;
 //! - this module: what both share, the storage (tables and retention), and the one place a
 //!   [`Store`] is built from it.
 //!
@@ -11,6 +12,7 @@
 pub mod deadlines;
 pub mod env;
 pub mod media;
+pub mod publisher;
 pub mod secrets;
 pub mod sender;
 pub mod template_sync;
@@ -19,6 +21,7 @@ pub mod webhook;
 pub use deadlines::{Deadlines, Function};
 pub use env::{ConfigError, Env};
 pub use media::MediaConfig;
+pub use publisher::PublisherConfig;
 pub use secrets::{SecretRef, SecretResolver};
 pub use sender::{SenderConfig, SenderSettings, TemplateSettings};
 pub use template_sync::TemplateSyncConfig;

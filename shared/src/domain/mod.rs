@@ -3,6 +3,7 @@
 pub mod consent_request;
 pub mod contact;
 pub mod frequency;
+pub mod handover;
 pub mod identity;
 pub mod ids;
 pub mod inbound;

@@ -3,7 +3,8 @@
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -209,6 +210,28 @@ pub async fn create_table(
     def: &TableDef,
     name: &str,
 ) -> Result<(), aws_sdk_dynamodb::Error> {
+    create_table_with(client, def, name, Streams::Off).await
+}
+
+/// Whether a table created here has its stream (`NEW_AND_OLD_IMAGES`, what the publisher reads).
+///
+/// Off in most tests: moto keeps every stream record forever and copies the stream with the table
+/// on every transaction, so streams cost the emulator time that only the event tests and the local
+/// stack need. In AWS every table has one (`infra/template.yaml`). Set at creation only: moto fails
+/// every write to a table whose stream was turned off afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streams {
+    Off,
+    NewAndOldImages,
+}
+
+/// [`create_table`], with or without the table's stream.
+pub async fn create_table_with(
+    client: &Client,
+    def: &TableDef,
+    name: &str,
+    streams: Streams,
+) -> Result<(), aws_sdk_dynamodb::Error> {
     let mut attrs: Vec<KeyAttr> = Vec::new();
     let mut add = |k: KeyAttr| {
         if !attrs.iter().any(|a| a.name == k.name) {
@@ -227,6 +250,15 @@ pub async fn create_table(
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(Some(key_schema(def.partition_key, def.sort_key)));
+    if streams == Streams::NewAndOldImages {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("enabled is set"),
+        );
+    }
     for a in attrs {
         req = req.attribute_definitions(
             AttributeDefinition::builder()
@@ -274,8 +306,17 @@ pub async fn create_all_tables(
     client: &Client,
     names: &TableNames,
 ) -> Result<(), aws_sdk_dynamodb::Error> {
+    create_all_tables_with(client, names, Streams::Off).await
+}
+
+/// [`create_all_tables`], with or without their streams.
+pub async fn create_all_tables_with(
+    client: &Client,
+    names: &TableNames,
+    streams: Streams,
+) -> Result<(), aws_sdk_dynamodb::Error> {
     for def in &ALL_TABLES {
-        create_table(client, def, names.name_of(def)).await?;
+        create_table_with(client, def, names.name_of(def), streams).await?;
     }
     Ok(())
 }

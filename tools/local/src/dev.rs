@@ -20,7 +20,7 @@ use wahook::domain::time::UnixTime;
 use wahook::domain::ContactState;
 use wahook::outbound::queue::SENDS_QUEUE;
 use wahook::store::messages::TimelineEntry;
-use wahook::store::tables::{create_all_tables, TableNames};
+use wahook::store::tables::{create_all_tables_with, Streams, TableNames};
 use wahook::store::Store;
 
 /// The stack's settings: `.wahook/dev.env` (or `WAHOOK_DEV_ENV`), overridden by the environment.
@@ -89,15 +89,15 @@ impl DevEnv {
     }
 }
 
-/// Creates the tables (from the code's definitions) and the sends queue with its DLQ (from
-/// `SENDS_QUEUE`), and returns the two queue URLs.
+/// Creates the tables (from the code's definitions, with their streams for the publisher) and the
+/// sends queue with its DLQ (from `SENDS_QUEUE`), and returns the two queue URLs.
 pub async fn provision(
     sdk: &SdkConfig,
     tables: &TableNames,
     queue_name: &str,
 ) -> Result<(String, String), String> {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    create_all_tables(&dynamo, tables)
+    create_all_tables_with(&dynamo, tables, Streams::NewAndOldImages)
         .await
         .map_err(|e| format!("creating the tables failed: {e}"))?;
     let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -156,6 +156,100 @@ pub async fn provision_media(sdk: &SdkConfig, name: &str) -> Result<(String, Str
             )
         })?;
     Ok((queue_url, bucket))
+}
+
+/// Creates the event bus and a "tap": a rule that sends every wahook event to an SQS queue, which
+/// `wahook-dev events` reads. Returns the bus name and the tap queue's URL.
+///
+/// A queue, not a Lambda target: moto delivers to SQS targets as EventBridge does, but fails
+/// `PutEvents` for a Lambda target it cannot run.
+pub async fn provision_events(sdk: &SdkConfig, name: &str) -> Result<(String, String), String> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let tap_url = create_queue(&sqs, format!("{name}-events-tap"), vec![]).await?;
+    let tap_arn = queue_arn(&sqs, &tap_url).await?;
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let bus = format!("{name}-events");
+    let fail = |what: &str, e: aws_sdk_eventbridge::Error| format!("{what} failed: {e}");
+    events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .map_err(|e| fail("creating the event bus", e.into()))?;
+    let rule = format!("{name}-events-tap");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(json!({"source": [wahook::publish::EVENT_SOURCE]}).to_string())
+        .send()
+        .await
+        .map_err(|e| fail("creating the tap rule", e.into()))?;
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("tap")
+                .arn(tap_arn)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .send()
+        .await
+        .map_err(|e| fail("pointing the tap rule at its queue", e.into()))?;
+    Ok((bus, tap_url))
+}
+
+/// Takes what the tap queue holds (waiting up to `wait_secs` for the first), oldest first as far as
+/// SQS keeps order, and deletes what it returns: each event is shown once.
+pub async fn take_events(dev: &DevEnv, wait_secs: i32) -> Result<Vec<Value>, String> {
+    let sqs = aws_sdk_sqs::Client::new(&dev.sdk().await?);
+    let url = dev.get("WAHOOK_EVENTS_TAP_URL")?;
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(if out.is_empty() { wait_secs } else { 0 })
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())?;
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let body = m.body.as_deref().unwrap_or("{}");
+            out.push(serde_json::from_str(body).unwrap_or_else(|_| json!({ "unreadable": body })));
+            if let Some(handle) = m.receipt_handle {
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())?;
+            }
+        }
+    }
+    out.sort_by_key(|e| e["detail"]["at"].as_i64().unwrap_or(0));
+    Ok(out)
+}
+
+/// One event as a line a person reads: when, what, and the detail.
+pub fn format_event(event: &Value) -> String {
+    let detail = &event["detail"];
+    let at = detail["at"]
+        .as_i64()
+        .map(|t| when(UnixTime::from_secs(t)))
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{at}  {:<30} {}",
+        event["detail-type"].as_str().unwrap_or("?"),
+        detail
+    )
 }
 
 async fn create_queue(

@@ -19,6 +19,7 @@ use lambda_http::{Body, RequestExt};
 use lambda_runtime::{Context, LambdaEvent};
 
 pub mod dev;
+pub mod streams;
 use wahook::media::MediaService;
 use wahook::outbound::Sender;
 use wahook::webhook::WebhookService;
@@ -89,6 +90,17 @@ async fn invoke_webhook(
         }
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// The context Lambda gives an invocation: its deadline is the function's timeout from now.
+pub fn invocation_context(function_timeout: std::time::Duration) -> Context {
+    let mut context = Context::default();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    context.deadline = now_ms + function_timeout.as_millis() as u64;
+    context
 }
 
 /// What one poll did.
@@ -210,13 +222,7 @@ impl SqsPoller {
             }
             event.records.push(record);
         }
-        let mut context = Context::default();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        context.deadline = now_ms + self.function_timeout.as_millis() as u64;
-        let event = LambdaEvent::new(event, context);
+        let event = LambdaEvent::new(event, invocation_context(self.function_timeout));
         let response = match &self.consumer {
             Consumer::Sender(sender) => wahook_sender::handle(sender, event).await,
             Consumer::Media(media) => wahook_media::handle(media, event).await,

@@ -32,9 +32,12 @@ const USAGE: &str = "usage: wahook-dev <command>
   templates set NAME LANGUAGE STATUS CATEGORY
                          change a template in the simulator as Meta would (APPROVED, PAUSED,
                          DISABLED…; UTILITY, MARKETING…): its webhooks feed the registry
+  events [--follow] [--json]
+                         what the stack published to its event bus since the last look
+                         (message.received, message.status_changed, send.outcome…; docs/events.md)
   demo                   the walk-through of a plain scripts/dev.sh run
-  provision QUEUE_NAME   create the tables, the sends queue, the media queue and bucket
-                         (scripts/dev.sh does this)";
+  provision QUEUE_NAME   create the tables, the sends queue, the media queue and bucket, the
+                         event bus and its tap queue (scripts/dev.sh does this)";
 
 #[tokio::main]
 async fn main() {
@@ -62,6 +65,9 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
             let (media_queue_url, bucket) = dev::provision_media(&sdk, "wahook-local").await?;
             println!("WAHOOK_MEDIA_QUEUE_URL={media_queue_url}");
             println!("WAHOOK_MEDIA_BUCKET={bucket}");
+            let (bus, tap_url) = dev::provision_events(&sdk, "wahook-local").await?;
+            println!("WAHOOK_EVENT_BUS_NAME={bus}");
+            println!("WAHOOK_EVENTS_TAP_URL={tap_url}");
             Ok(())
         }
         "inbound" => {
@@ -199,6 +205,30 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
             }
             Some(other) => Err(format!("templates {other}: use `templates`, `templates sync` or `templates set NAME LANGUAGE STATUS CATEGORY`")),
         },
+        "events" => {
+            let follow = args.flag("--follow");
+            let raw = args.flag("--json");
+            args.done()?;
+            let dev_env = DevEnv::load()?;
+            loop {
+                // The publisher polls the streams every half second: wait a little for what the
+                // last command wrote, then print what the bus delivered.
+                let events = dev::take_events(&dev_env, if follow { 10 } else { 2 }).await?;
+                for e in &events {
+                    if raw {
+                        println!("{e}");
+                    } else {
+                        println!("{}", dev::format_event(e));
+                    }
+                }
+                if !follow {
+                    if events.is_empty() {
+                        println!("no new events (each is shown once; --follow waits for more)");
+                    }
+                    return Ok(());
+                }
+            }
+        }
         "demo" => {
             args.done()?;
             dev::demo(&DevEnv::load()?).await

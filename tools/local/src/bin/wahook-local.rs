@@ -1,17 +1,23 @@
-//! `wahook-local`: the webhook and the sender on one machine, with the handlers Lambda runs.
+//! `wahook-local`: the webhook, the sender, the media function and the publisher on one machine, with
+//! the handlers Lambda runs.
 //!
-//! Configuration is the functions' own (`WebhookConfig` and `SenderConfig` from the environment, as in
+//! Configuration is the functions' own (`WebhookConfig`, `SenderConfig`, … from the environment, as in
 //! Lambda), plus `WAHOOK_WEBHOOK_PORT`. The webhook listens on 127.0.0.1; the sender polls the sends
-//! queue and runs each batch through `wahook_sender::handle`. Stops on SIGINT or SIGTERM.
+//! queue and runs each batch through `wahook_sender::handle`; the publisher reads the tables' streams
+//! and runs each batch through `wahook_publisher::handle`. Stops on SIGINT or SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use wahook::config::{Env, MediaConfig, SecretResolver, SenderConfig, WebhookConfig};
+use wahook::config::{
+    Env, MediaConfig, PublisherConfig, SecretResolver, SenderConfig, WebhookConfig,
+};
 use wahook::media::{MediaQueue, MediaService};
 use wahook::outbound::Sender;
+use wahook::publish::Publisher;
 use wahook::telemetry::{self, Metrics};
 use wahook::webhook::WebhookService;
+use wahook_local::streams::StreamPoller;
 use wahook_local::{serve_webhook, SqsPoller};
 
 #[tokio::main]
@@ -77,6 +83,17 @@ async fn main() -> Result<(), String> {
         sender,
     )
     .with_function_timeout(sender_config.deadlines.function_timeout);
+    let publisher_config = PublisherConfig::load(&env).map_err(|e| e.to_string())?;
+    let streams = StreamPoller::new(
+        &sdk,
+        &publisher_config.storage.tables,
+        Arc::new(Publisher::from_config(
+            &publisher_config,
+            &sdk,
+            Metrics::disabled("publisher"),
+        )),
+    )
+    .with_function_timeout(publisher_config.deadlines.function_timeout);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}. Another stack may be running (scripts/dev.sh down), or choose another WAHOOK_WEBHOOK_PORT"))?;
@@ -89,6 +106,7 @@ async fn main() -> Result<(), String> {
         served = serve_webhook(service, listener) => served.map_err(|e| format!("the webhook server stopped: {e}")),
         () = poll_forever(poller, "sends") => Ok(()),
         () = poll_media(media_poller) => Ok(()),
+        () = publish_forever(streams) => Ok(()),
         () = shutdown() => {
             tracing::info!(event = "shutdown", "stopping");
             Ok(())
@@ -120,6 +138,25 @@ async fn poll_forever(poller: SqsPoller, queue: &'static str) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Lambda polls a stream about four times a second; half a second keeps moto's load low.
+async fn publish_forever(poller: StreamPoller) {
+    loop {
+        match poller.poll_once().await {
+            Ok(report) if report.records > 0 => tracing::info!(
+                event = "stream_batch_done",
+                records = report.records,
+                failed_batches = report.failed_batches,
+                "stream records went through the publisher"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(event = "stream_poll_failed", error = %e, "could not read the tables' streams; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

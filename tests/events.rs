@@ -1,0 +1,403 @@
+//! The event stream, end to end against moto: the webhook and the sender write their tables, the
+//! tables' streams feed the publisher exactly as the local stack's poller (Lambda's event source
+//! mapping, locally) feeds it, the publisher puts events on a real EventBridge bus, and a rule sends
+//! them to an SQS queue the test reads.
+//!
+//! - every event type the stack publishes validates against its schema in `schemas/events/`;
+//! - a bus that is down loses nothing: the shard's checkpoint stays before the first record not
+//!   published, and once the bus is back every event arrives, each fact under one `event_id`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wahook::config::{Env, PublisherConfig};
+use wahook::domain::send_request::IdempotencyKey;
+use wahook::domain::time::UnixTime;
+use wahook::publish::{Publisher, EVENT_TYPES};
+use wahook::telemetry::Metrics;
+use wahook_local::streams::StreamPoller;
+use wahook_tests::dynamo::{FaultInjector, FaultInterceptor};
+use wahook_tests::fixtures::build;
+use wahook_tests::{sdk_config, Harness};
+
+fn schema_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events")
+}
+
+fn schema(detail_type: &str) -> Value {
+    let path = schema_dir().join(format!("{detail_type}.v1.json"));
+    serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{detail_type} has no schema at {}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_event_type_has_a_schema_and_every_schema_an_event_type() {
+    let files: BTreeSet<String> = std::fs::read_dir(schema_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let expected: BTreeSet<String> = EVENT_TYPES.iter().map(|t| format!("{t}.v1.json")).collect();
+    assert_eq!(files, expected);
+    for t in EVENT_TYPES {
+        let s = schema(t);
+        jsonschema::validator_for(&s).unwrap_or_else(|e| panic!("{t}: not a valid schema: {e}"));
+        assert_eq!(
+            s["additionalProperties"], false,
+            "{t}: a new field must be added to its schema"
+        );
+        for common in ["v", "event_id", "at"] {
+            assert!(
+                s["required"].as_array().unwrap().contains(&json!(common)),
+                "{t} must require {common}"
+            );
+        }
+    }
+}
+
+/// One test's event plumbing: tables with streams, a bus with a rule to a queue, the publisher fed by
+/// the local stream poller.
+struct World {
+    harness: Harness,
+    poller: StreamPoller,
+    sqs: aws_sdk_sqs::Client,
+    tap_url: String,
+    /// Fails the publisher's PutEvents calls on demand (the bus being down).
+    bus_fault: Arc<FaultInjector>,
+}
+
+impl World {
+    async fn new(name: &str) -> Self {
+        let harness = Harness::with_streams(name).await;
+        let sdk = sdk_config().await;
+        let prefix = harness
+            .tables
+            .messages
+            .trim_end_matches("-messages")
+            .to_owned();
+        let (bus, tap_url) = wahook_local::dev::provision_events(&sdk, &prefix)
+            .await
+            .expect("create the bus, its rule and the tap queue in moto");
+        let t = &harness.tables;
+        let config = PublisherConfig::load(&Env::from_pairs([
+            ("WAHOOK_EVENT_BUS_NAME", bus.as_str()),
+            ("WAHOOK_MESSAGES_TABLE", t.messages.as_str()),
+            ("WAHOOK_CONTACTS_TABLE", t.contacts.as_str()),
+            ("WAHOOK_SENDS_TABLE", t.sends.as_str()),
+            ("WAHOOK_TEMPLATES_TABLE", t.templates.as_str()),
+            ("WAHOOK_EVENTS_TABLE", t.events.as_str()),
+        ]))
+        .unwrap();
+        let bus_fault = Arc::new(FaultInjector::default());
+        let events = aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(&sdk)
+                .interceptor(FaultInterceptor(bus_fault.clone()))
+                .build(),
+        );
+        let publisher = Publisher::new(events, &config, Metrics::disabled("publisher"));
+        let poller = StreamPoller::new(&sdk, &harness.tables, Arc::new(publisher));
+        Self {
+            harness,
+            poller,
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            tap_url,
+            bus_fault,
+        }
+    }
+
+    async fn deliver(&self, body: &[u8]) {
+        let reply = self.harness.deliver(body).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+
+    /// Everything the rule delivered so far (each envelope once).
+    async fn tapped(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.tap_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.tap_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// The stack's writes that give every event type: a handover request, a STOP, statuses with pricing
+/// and a quality failure, a template's status and quality, a number's quality, a send's outcome.
+async fn write_one_of_everything(w: &World) {
+    let ts = 1_796_000_000;
+    let phone = "5215512345678";
+    w.deliver(&build::envelope(vec![build::text(
+        "wamid.HANDOVER",
+        Some(phone),
+        None,
+        ts,
+        "Quiero hablar con un agente, por favor",
+    )]))
+    .await;
+    w.deliver(&build::envelope(vec![build::text(
+        "wamid.STOP",
+        Some(phone),
+        None,
+        ts + 1,
+        "STOP",
+    )]))
+    .await;
+    let mut statuses = build::statuses(
+        phone,
+        &[
+            ("wamid.OUT1", "sent", ts + 2),
+            ("wamid.OUT1", "delivered", ts + 3),
+        ],
+    );
+    for s in statuses["statuses"].as_array_mut().unwrap() {
+        s["pricing"] = json!({"billable": true, "pricing_model": "PMP", "category": "utility", "type": "regular"});
+    }
+    w.deliver(&build::envelope(vec![statuses])).await;
+    let mut failed = build::statuses(phone, &[("wamid.OUT2", "failed", ts + 4)]);
+    failed["statuses"][0]["errors"] = json!([{"code": 131049, "title": "This message was not delivered to maintain healthy ecosystem engagement."}]);
+    w.deliver(&build::envelope(vec![failed])).await;
+    w.deliver(&build::template_status(
+        "order_update",
+        "en_US",
+        "APPROVED",
+        "UTILITY",
+        ts + 5,
+    ))
+    .await;
+    w.deliver(&build::template_field(
+        "message_template_quality_update",
+        json!({"previous_quality_score": "GREEN", "new_quality_score": "YELLOW",
+            "message_template_id": 1281736273829142u64, "message_template_name": "order_update",
+            "message_template_language": "en_US"}),
+        ts + 6,
+    ))
+    .await;
+    w.deliver(&build::template_field(
+        "phone_number_quality_update",
+        json!({"display_phone_number": "15550783881", "event": "FLAGGED",
+            "max_daily_conversations_per_business": "TIER_1K"}),
+        ts + 7,
+    ))
+    .await;
+    w.harness
+        .store()
+        .record_rejected(
+            &IdempotencyKey::parse("order-77-shipped").unwrap(),
+            "to: not a phone number in E.164 or a BSUID",
+            UnixTime::from_secs(ts + 8),
+        )
+        .await
+        .unwrap();
+}
+
+/// Polls until a poll reads nothing new (bounded).
+async fn drain(w: &World) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut total = 0;
+    loop {
+        let report = w.poller.poll_once().await.expect("poll the streams");
+        total += report.records;
+        if report.records == 0 || Instant::now() > deadline {
+            return total;
+        }
+    }
+}
+
+fn by_type(events: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for e in events {
+        *counts
+            .entry(e["detail-type"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn what_the_stack_publishes_fits_the_schemas() {
+    let w = World::new("events-schemas").await;
+    write_one_of_everything(&w).await;
+    drain(&w).await;
+    let events = w.tapped().await;
+    let counts = by_type(&events);
+    let seen: BTreeSet<&str> = counts.keys().map(String::as_str).collect();
+    let all: BTreeSet<&str> = EVENT_TYPES.iter().copied().collect();
+    assert_eq!(seen, all, "every event type is published: {counts:?}");
+    let mut ids = BTreeSet::new();
+    for e in &events {
+        assert_eq!(e["source"], "wahook");
+        let t = e["detail-type"].as_str().unwrap();
+        let detail = &e["detail"];
+        let validator = jsonschema::validator_for(&schema(t)).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(detail)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{t} does not fit its schema: {errors:?}\n{detail}"
+        );
+        assert!(
+            ids.insert(detail["event_id"].as_str().unwrap().to_owned()),
+            "one event per fact: {detail}"
+        );
+    }
+    // The facts, exactly: a status that only repeats (no rank change) publishes nothing.
+    assert_eq!(counts["message.received"], 2, "{counts:?}");
+    assert_eq!(counts["conversation.human_requested"], 1);
+    assert_eq!(
+        counts["message.status_changed"], 3,
+        "sent, delivered, failed: {counts:?}"
+    );
+    assert_eq!(
+        counts["consent.changed"], 1,
+        "STOP opts out of marketing only"
+    );
+    assert_eq!(counts["send.outcome"], 1);
+    assert_eq!(
+        counts["quality.changed"], 3,
+        "131049, YELLOW, FLAGGED: {counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bus_outage_loses_nothing_and_recovery_publishes_each_fact_once() {
+    let w = World::new("events-outage").await;
+    write_one_of_everything(&w).await;
+
+    // The bus is down for every call.
+    w.bus_fault.fail_next("PutEvents", usize::MAX);
+    let report = w.poller.poll_once().await.unwrap();
+    assert!(report.records > 0);
+    assert!(report.failed_batches > 0, "{report:?}");
+    assert!(w.tapped().await.is_empty());
+    // Still down at the next poll: the records whose events are not out come back (the checkpoint
+    // moved only past records that have no events at all).
+    let again = w.poller.poll_once().await.unwrap();
+    assert!(
+        again.records > 0 && again.records <= report.records,
+        "{again:?} after {report:?}"
+    );
+    assert_eq!(
+        again.failed_batches, report.failed_batches,
+        "every table with events still waits"
+    );
+    assert!(w.bus_fault.injected() > 0);
+
+    // Back up: everything arrives.
+    w.bus_fault.disarm();
+    drain(&w).await;
+    let events = w.tapped().await;
+    let counts = by_type(&events);
+    let all: BTreeSet<&str> = EVENT_TYPES.iter().copied().collect();
+    assert_eq!(
+        counts.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        all,
+        "{counts:?}"
+    );
+    let ids: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["detail"]["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        events.len(),
+        "nothing was on the bus before the outage ended: each once"
+    );
+    assert_eq!(
+        w.poller.poll_once().await.unwrap().records,
+        0,
+        "the checkpoint moved past them"
+    );
+}
+
+#[tokio::test]
+async fn a_call_that_fails_once_is_retried_inside_the_same_invocation() {
+    let w = World::new("events-blip").await;
+    write_one_of_everything(&w).await;
+    let control = {
+        // The events a healthy bus gets, as the reference.
+        let c = World::new("events-blip-control").await;
+        write_one_of_everything(&c).await;
+        drain(&c).await;
+        c.tapped().await
+    };
+    w.bus_fault.fail_next("PutEvents", 1);
+    let report = w.poller.poll_once().await.unwrap();
+    assert_eq!(report.failed_batches, 0, "{report:?}");
+    assert_eq!(w.bus_fault.injected(), 1);
+    drain(&w).await;
+    let ids = |events: &[Value]| -> BTreeSet<String> {
+        events
+            .iter()
+            .map(|e| e["detail"]["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let events = w.tapped().await;
+    assert_eq!(
+        ids(&events),
+        ids(&control),
+        "the same facts, under the same ids"
+    );
+    assert_eq!(events.len(), control.len());
+}
+
+#[tokio::test]
+async fn write_to_bus_latency_locally() {
+    // Not a pass/fail figure (this machine is shared): printed for the closing note and docs.
+    let w = World::new("events-latency").await;
+    let mut samples = Vec::new();
+    for i in 0..5 {
+        let body = build::envelope(vec![build::text(
+            &format!("wamid.LAT{i}"),
+            Some("5215500000001"),
+            None,
+            1_796_000_000 + i,
+            "hola",
+        )]);
+        let start = Instant::now();
+        w.deliver(&body).await;
+        let written = start.elapsed();
+        loop {
+            w.poller.poll_once().await.unwrap();
+            if !w.tapped().await.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the event never arrived"
+            );
+        }
+        samples.push((written, start.elapsed()));
+    }
+    eprintln!(
+        "write → bus (delivery answered, event on the tap queue), ms: {:?}",
+        samples
+            .iter()
+            .map(|(w, t)| (w.as_millis(), t.as_millis()))
+            .collect::<Vec<_>>()
+    );
+}
