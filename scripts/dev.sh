@@ -9,7 +9,7 @@
 #   scripts/dev.sh               start, play the demo, keep running until Ctrl-C, stop everything
 #   scripts/dev.sh --detach      start and return once healthy (settings in .wahook/dev.env)
 #   scripts/dev.sh down          stop what a detached start started
-#   scripts/dev.sh inbound|send|consent|status|timeline|dlq|templates|events|demo ...
+#   scripts/dev.sh inbound|send|consent|status|timeline|dlq|templates|events|report|demo ...
 #                                talk to the running stack (see: scripts/dev.sh help)
 #
 # WAHOOK_WEBHOOK_PORT / WAHOOK_META_SIM_PORT choose ports (default: free ones); WAHOOK_DEV_DIR the
@@ -125,7 +125,9 @@ up() {
 
     export WAHOOK_CONTACTS_TABLE=wahook-local-contacts WAHOOK_MESSAGES_TABLE=wahook-local-messages
     export WAHOOK_EVENTS_TABLE=wahook-local-events WAHOOK_SENDS_TABLE=wahook-local-sends
-    export WAHOOK_TEMPLATES_TABLE=wahook-local-templates
+    export WAHOOK_TEMPLATES_TABLE=wahook-local-templates WAHOOK_FIGURES_TABLE=wahook-local-figures
+    # An example rate card so `report` shows a cost: not Meta's prices (they change; keep your own).
+    export WAHOOK_RATE_CARD='{"52": {"marketing": 0.0436, "utility": 0.0085}, "*": {"marketing": 0.025, "utility": 0.004}}'
     log "creating the tables, the sends queue with its DLQ, the media queue and the media bucket"
     eval "$("$bins/wahook-dev" provision wahook-local-sends | sed 's/^/export /')"
 
@@ -160,7 +162,7 @@ up() {
         for k in WAHOOK_WEBHOOK_URL WAHOOK_META_SIM_URL AWS_ENDPOINT_URL AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID \
             AWS_SECRET_ACCESS_KEY WAHOOK_SENDS_QUEUE_URL WAHOOK_SENDS_DLQ_URL WAHOOK_MEDIA_QUEUE_URL WAHOOK_MEDIA_BUCKET \
             WAHOOK_EVENT_BUS_NAME WAHOOK_EVENTS_TAP_URL WAHOOK_CONTACTS_TABLE \
-            WAHOOK_MESSAGES_TABLE WAHOOK_EVENTS_TABLE WAHOOK_SENDS_TABLE WAHOOK_TEMPLATES_TABLE WAHOOK_APP_SECRET \
+            WAHOOK_MESSAGES_TABLE WAHOOK_EVENTS_TABLE WAHOOK_SENDS_TABLE WAHOOK_TEMPLATES_TABLE WAHOOK_FIGURES_TABLE WAHOOK_APP_SECRET \
             WAHOOK_VERIFY_TOKEN WAHOOK_ACCESS_TOKEN WAHOOK_DEFAULT_PHONE_NUMBER_ID WAHOOK_WABA_ID; do
             echo "$k=${!k}"
         done
@@ -195,7 +197,7 @@ down)
     fi
     down
     ;;
-inbound | send | consent | status | timeline | dlq | templates | events | demo)
+inbound | send | consent | status | timeline | dlq | templates | events | report | demo)
     [ -f "$STATE/dev.env" ] || die "the stack is not up: start it with scripts/dev.sh --detach"
     exec env WAHOOK_DEV_ENV="$STATE/dev.env" "$(bin_dir)/wahook-dev" "$@"
     ;;

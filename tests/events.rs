@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wahook::config::{Env, PublisherConfig};
+use wahook::domain::ids::{ContactKey, PhoneNumberId, Wamid};
 use wahook::domain::send_request::IdempotencyKey;
 use wahook::domain::time::UnixTime;
 use wahook::publish::{Publisher, EVENT_TYPES};
+use wahook::store::messages::OutboundSend;
+use wahook::store::tables::{create_table, FIGURES};
 use wahook::telemetry::Metrics;
 use wahook_local::streams::StreamPoller;
 use wahook_tests::dynamo::{FaultInjector, FaultInterceptor};
-use wahook_tests::fixtures::build;
+use wahook_tests::fixtures::{build, NUMBER};
 use wahook_tests::{sdk_config, Harness};
 
 fn schema_dir() -> std::path::PathBuf {
@@ -59,11 +62,16 @@ fn every_event_type_has_a_schema_and_every_schema_an_event_type() {
     }
 }
 
+const RATE_CARD: &str = r#"{"52": {"utility": 0.0085, "marketing": 0.0436}}"#;
+
 /// One test's event plumbing: tables with streams, a bus with a rule to a queue, the publisher fed by
 /// the local stream poller.
 struct World {
     harness: Harness,
     poller: StreamPoller,
+    publisher: Arc<Publisher>,
+    sdk: aws_config::SdkConfig,
+    bus: String,
     sqs: aws_sdk_sqs::Client,
     tap_url: String,
     /// Fails the publisher's PutEvents calls on demand (the bus being down).
@@ -90,6 +98,11 @@ impl World {
             ("WAHOOK_SENDS_TABLE", t.sends.as_str()),
             ("WAHOOK_TEMPLATES_TABLE", t.templates.as_str()),
             ("WAHOOK_EVENTS_TABLE", t.events.as_str()),
+            ("WAHOOK_FIGURES_TABLE", t.figures.as_str()),
+            (
+                "WAHOOK_RATE_CARD",
+                r#"{"52": {"utility": 0.0085, "marketing": 0.0436}}"#,
+            ),
         ]))
         .unwrap();
         let bus_fault = Arc::new(FaultInjector::default());
@@ -98,12 +111,21 @@ impl World {
                 .interceptor(FaultInterceptor(bus_fault.clone()))
                 .build(),
         );
-        let publisher = Publisher::new(events, &config, Metrics::disabled("publisher"));
-        let poller = StreamPoller::new(&sdk, &harness.tables, Arc::new(publisher));
+        let publisher = Publisher::new(
+            events,
+            aws_sdk_dynamodb::Client::new(&sdk),
+            &config,
+            Metrics::disabled("publisher"),
+        );
+        let publisher = Arc::new(publisher);
+        let poller = StreamPoller::new(&sdk, &harness.tables, publisher.clone());
         Self {
             harness,
             poller,
+            publisher,
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
+            bus,
             tap_url,
             bus_fault,
         }
@@ -399,5 +421,206 @@ async fn write_to_bus_latency_locally() {
             .iter()
             .map(|(w, t)| (w.as_millis(), t.as_millis()))
             .collect::<Vec<_>>()
+    );
+}
+
+/// Our template sends as the sender records them, and Meta's statuses for them, some before the
+/// sender's record (Meta can be faster than our write), a failure, and the user's replies.
+async fn write_a_campaign(w: &World, t0: i64) {
+    let number = PhoneNumberId::parse(NUMBER).unwrap();
+    let contact = ContactKey::from_stored(format!("{NUMBER}#5215512345678"));
+    let record = |wamid: &'static str, name: &'static str, category: &'static str, at: i64| {
+        let (number, contact) = (number.clone(), contact.clone());
+        let store = w.harness.store().clone();
+        async move {
+            let wamid = Wamid::parse(wamid).unwrap();
+            store
+                .record_outbound(&OutboundSend {
+                    wamid: &wamid,
+                    number: &number,
+                    contact: &contact,
+                    to: "+5215512345678",
+                    category,
+                    kind: "template",
+                    template_name: Some(name),
+                    template_language: Some("es_MX"),
+                    idempotency_key: None,
+                    callback_data: None,
+                    accepted_at: UnixTime::from_secs(at),
+                    counts_toward_cap: None,
+                    pacing: None,
+                    endpoint: None,
+                })
+                .await
+                .unwrap();
+        }
+    };
+    let priced = |items: &[(&str, &str, i64)], category: &str| {
+        let mut v = build::statuses("5215512345678", items);
+        for s in v["statuses"].as_array_mut().unwrap() {
+            s["pricing"] = json!({"billable": true, "pricing_model": "PMP", "category": category, "type": "regular"});
+        }
+        build::envelope(vec![v])
+    };
+    // A: a utility template, recorded, then sent → delivered → read.
+    record("wamid.A", "order_update", "utility", t0).await;
+    w.deliver(&priced(
+        &[
+            ("wamid.A", "sent", t0 + 1),
+            ("wamid.A", "delivered", t0 + 2),
+            ("wamid.A", "read", t0 + 3),
+        ],
+        "utility",
+    ))
+    .await;
+    // B: a marketing template whose statuses beat the sender's record.
+    w.deliver(&priced(
+        &[
+            ("wamid.B", "sent", t0 + 11),
+            ("wamid.B", "delivered", t0 + 12),
+        ],
+        "marketing",
+    ))
+    .await;
+    record("wamid.B", "promo", "marketing", t0 + 10).await;
+    // C: the same campaign, failed for the per-user marketing limit.
+    record("wamid.C", "promo", "marketing", t0 + 20).await;
+    let mut failed = build::statuses("5215512345678", &[("wamid.C", "failed", t0 + 21)]);
+    failed["statuses"][0]["errors"] =
+        json!([{"code": 131049, "title": "healthy ecosystem engagement"}]);
+    w.deliver(&build::envelope(vec![failed])).await;
+    // Two messages from the user: both reply to B (delivered last before them); B counts once.
+    for (i, body) in ["Me interesa", "¿Cuánto cuesta?"].iter().enumerate() {
+        let id = format!("wamid.R{i}");
+        w.deliver(&build::envelope(vec![build::text(
+            &id,
+            Some("5215512345678"),
+            None,
+            t0 + 100 + i as i64,
+            body,
+        )]))
+        .await;
+    }
+}
+
+async fn figures(store: &wahook::store::Store, day: &str) -> Vec<(String, BTreeMap<String, i64>)> {
+    let mut rows: Vec<(String, BTreeMap<String, i64>)> = store
+        .figures_of_day(day)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                format!("{}#{}#{}", r.template, r.language, r.category),
+                r.counts,
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn figures_are_exact_under_redelivery_replay_and_any_order() {
+    let w = World::new("figures").await;
+    let t0 = 1_796_000_000;
+    let day = wahook::domain::figures::day_of(t0);
+    write_a_campaign(&w, t0).await;
+    drain(&w).await;
+    let first = figures(w.harness.store(), &day).await;
+    let row = |name: &str| -> BTreeMap<String, i64> {
+        first
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| panic!("no row {name}: {first:?}"))
+    };
+    let utility = row("order_update#es_MX#utility");
+    let expected_utility: BTreeMap<String, i64> = [
+        ("sent", 1),
+        ("delivered", 1),
+        ("read", 1),
+        ("priced_utility_regular", 1),
+        ("billable", 1),
+        ("cost_micros", 8_500),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(utility, expected_utility);
+    let promo = row("promo#es_MX#marketing");
+    for (k, v) in [
+        ("sent", 2),
+        ("delivered", 1),
+        ("failed", 1),
+        ("failed_131049", 1),
+        ("replied", 1),
+        ("priced_marketing_regular", 1),
+        ("billable", 1),
+        ("cost_micros", 43_600),
+    ] {
+        assert_eq!(promo.get(k), Some(&v), "{k}: {promo:?}");
+    }
+    assert_eq!(promo.get("read"), None, "{promo:?}");
+
+    // The same records again, from the oldest (a new mapping, a replayed shard).
+    let replay = StreamPoller::new(&w.sdk, &w.harness.tables, w.publisher.clone());
+    while replay.poll_once().await.unwrap().records > 0 {}
+    assert_eq!(
+        figures(w.harness.store(), &day).await,
+        first,
+        "a replay changes nothing"
+    );
+
+    // The same records newest first, into figures of their own: the same table.
+    let mut records = w.poller.read_all().await.unwrap();
+    records.reverse();
+    let mut tables = w.harness.tables.clone();
+    tables.figures = format!("{}-reversed", tables.figures);
+    create_table(&w.harness.client, &FIGURES, &tables.figures)
+        .await
+        .unwrap();
+    let env: Vec<(&str, String)> = vec![
+        ("WAHOOK_EVENT_BUS_NAME", w.bus.clone()),
+        ("WAHOOK_MESSAGES_TABLE", tables.messages.clone()),
+        ("WAHOOK_CONTACTS_TABLE", tables.contacts.clone()),
+        ("WAHOOK_SENDS_TABLE", tables.sends.clone()),
+        ("WAHOOK_TEMPLATES_TABLE", tables.templates.clone()),
+        ("WAHOOK_EVENTS_TABLE", tables.events.clone()),
+        ("WAHOOK_FIGURES_TABLE", tables.figures.clone()),
+        ("WAHOOK_RATE_CARD", RATE_CARD.to_owned()),
+    ];
+    let reversed = Publisher::new(
+        aws_sdk_eventbridge::Client::new(&w.sdk),
+        aws_sdk_dynamodb::Client::new(&w.sdk),
+        &PublisherConfig::load(&Env::from_pairs(env)).unwrap(),
+        Metrics::disabled("publisher"),
+    );
+    assert_eq!(
+        reversed
+            .publish(reversed.read_records(&records), None)
+            .await
+            .failed_from,
+        None
+    );
+    let store = wahook::store::Store::new(w.harness.client.clone(), tables, 90);
+    let rows = figures(&store, &day).await;
+    assert_eq!(rows, first, "newest first counts the same");
+
+    // And again into the first figures, in both orders: nothing changes.
+    let outcome = w
+        .publisher
+        .publish(w.publisher.read_records(&records), None)
+        .await;
+    assert_eq!(outcome.failed_from, None);
+    assert_eq!(outcome.facts_counted, 0, "every fact was counted before");
+    records.reverse();
+    w.publisher
+        .publish(w.publisher.read_records(&records), None)
+        .await;
+    assert_eq!(
+        figures(w.harness.store(), &day).await,
+        first,
+        "order changes nothing"
     );
 }

@@ -13,7 +13,7 @@ use wahook::config::{
     Env, MediaConfig, PublisherConfig, SecretResolver, SenderConfig, TemplateSyncConfig,
     WebhookConfig,
 };
-use wahook::store::tables::{AttrKind, TableDef, ALL_TABLES};
+use wahook::store::tables::{AttrKind, TableDef, ALL_TABLES, FIGURES, STREAMED_TABLES};
 
 fn template() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
@@ -308,6 +308,7 @@ async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
                 "WAHOOK_EVENTS_TABLE",
                 "WAHOOK_SENDS_TABLE",
                 "WAHOOK_TEMPLATES_TABLE",
+                "WAHOOK_FIGURES_TABLE",
                 "WAHOOK_FUNCTION_TIMEOUT_SECONDS",
             ][..],
         ),
@@ -332,6 +333,7 @@ async fn the_template_sets_only_variables_the_code_reads_and_all_it_needs() {
             ("WAHOOK_EVENTS_TABLE", "EventsTable"),
             ("WAHOOK_SENDS_TABLE", "SendsTable"),
             ("WAHOOK_TEMPLATES_TABLE", "TemplatesTable"),
+            ("WAHOOK_FIGURES_TABLE", "FiguresTable"),
         ] {
             if let Some(v) = env.get(var) {
                 assert_eq!(
@@ -499,7 +501,7 @@ fn every_table_streams_to_the_publisher_which_names_failures_and_keeps_a_dlq() {
         "{:?}",
         resource(&t, "PublisherRole")["Properties"]["Policies"]
     );
-    for def in &ALL_TABLES {
+    for def in &STREAMED_TABLES {
         let (name, table) = table_resource(&t, def);
         assert_eq!(
             s(&table["Properties"]["StreamSpecification"]["StreamViewType"]),
@@ -516,14 +518,23 @@ fn every_table_streams_to_the_publisher_which_names_failures_and_keeps_a_dlq() {
             "the publisher may not read {stream}"
         );
     }
-    assert_eq!(streams.len(), ALL_TABLES.len());
+    assert_eq!(streams.len(), STREAMED_TABLES.len());
+    let (figures, _) = table_resource(&t, &FIGURES);
+    assert!(
+        resource(&t, &figures)["Properties"]["StreamSpecification"].is_null(),
+        "the figures are the publisher's output, not an event source"
+    );
     assert!(
         role.contains("events:PutEvents") && role.contains("EventBus.Arn"),
         "{role}"
     );
     assert!(
-        !role.contains("dynamodb:GetItem") && !role.contains("dynamodb:PutItem"),
-        "streams only: {role}"
+        !role.contains("dynamodb:GetItem") && !role.contains("dynamodb:DeleteItem"),
+        "streams, the figures and the timeline index only: {role}"
+    );
+    assert!(
+        role.contains("FiguresTable.Arn") && role.contains("/index/by_contact"),
+        "{role}"
     );
     let env = environment(&t, "PublisherFunction");
     assert_eq!(s(&env["WAHOOK_FUNCTION_TIMEOUT_SECONDS"]), s(&p["Timeout"]));
@@ -803,11 +814,14 @@ async fn the_rehearsed_deploy_gives_each_function_what_its_code_works_against() 
         .expect("the deployed sender's configuration loads, its secret included");
     assert_eq!(sender.access_token.expose(), "rehearsal-access-token");
 
+    let publisher_env = Env::from_pairs(pairs(&functions["PublisherFunction"]["environment"]));
+    let publisher = PublisherConfig::load(&publisher_env)
+        .expect("the deployed publisher's configuration loads");
     for def in &ALL_TABLES {
-        let names = if def.logical == "events" {
-            &webhook.storage.tables
-        } else {
-            &sender.storage.tables
+        let names = match def.logical {
+            "events" => &webhook.storage.tables,
+            "figures" => &publisher.storage.tables,
+            _ => &sender.storage.tables,
         };
         check_table(&dynamo, def, names.name_of(def)).await;
     }
@@ -909,10 +923,7 @@ async fn the_rehearsed_deploy_gives_each_function_what_its_code_works_against() 
         Some(media_queue[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].as_str())
     );
     assert!(media_queue.contains_key(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy));
-    // The publisher loads, names the same tables, and each table's stream feeds it.
-    let publisher_env = Env::from_pairs(pairs(&functions["PublisherFunction"]["environment"]));
-    let publisher = PublisherConfig::load(&publisher_env)
-        .expect("the deployed publisher's configuration loads");
+    // The publisher names the same tables, and each table's stream feeds it.
     let (pt, st) = (&publisher.storage.tables, &sender.storage.tables);
     assert_eq!(
         (
@@ -963,6 +974,10 @@ async fn the_rehearsed_deploy_gives_each_function_what_its_code_works_against() 
         })
         .collect();
     let t = &publisher.storage.tables;
+    assert_ne!(
+        t.figures, "wahook-figures",
+        "the publisher is given the stack's figures table"
+    );
     let expected: BTreeSet<String> = [&t.contacts, &t.messages, &t.events, &t.sends, &t.templates]
         .into_iter()
         .cloned()

@@ -343,6 +343,22 @@ fn the_local_stack_commands_work_as_written() {
                 assert!(shown.contains(want), "`{cmd}` lacks {want:?}:\n{shown}");
             }
         }
+        if cmd == "scripts/dev.sh report" {
+            // The session's utility template went out and was read: today's figures count it.
+            let wants = ["order_shipped", "es_MX", "utility", "est. cost"];
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !wants.iter().all(|w| text(&out).contains(w)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(500));
+                out = run(&line);
+            }
+            for want in wants {
+                assert!(
+                    text(&out).contains(want),
+                    "`{cmd}` lacks {want:?}:\n{}",
+                    text(&out)
+                );
+            }
+        }
         if cmd.starts_with("curl ") {
             let accepted: Vec<Value> = serde_json::from_slice(&out.stdout)
                 .unwrap_or_else(|e| panic!("`{cmd}` is not the JSON list of sends: {e}"));

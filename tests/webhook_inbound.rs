@@ -212,6 +212,7 @@ async fn a_status_before_the_send_record_merges_with_it_in_either_order() {
                     category: "utility",
                     kind: "template",
                     template_name: Some("order_shipped"),
+                    template_language: Some("es_MX"),
                     idempotency_key: Some("order-1234-shipped"),
                     callback_data: Some("order-1234"),
                     accepted_at: UnixTime::from_secs(T + 299),

@@ -29,7 +29,7 @@ pub use webhook::WebhookConfig;
 
 use env::parse_number;
 
-use crate::store::tables::{TableNames, CONTACTS, EVENTS, MESSAGES, SENDS, TEMPLATES};
+use crate::store::tables::{TableNames, CONTACTS, EVENTS, FIGURES, MESSAGES, SENDS, TEMPLATES};
 use crate::store::Store;
 
 /// Minimum retention: Meta redelivers for up to 7 days, and dedupe needs the record to still exist.
@@ -67,6 +67,7 @@ pub fn table_names(env: &Env) -> TableNames {
         events: env.get(EVENTS.env_var).unwrap_or(defaults.events),
         sends: env.get(SENDS.env_var).unwrap_or(defaults.sends),
         templates: env.get(TEMPLATES.env_var).unwrap_or(defaults.templates),
+        figures: env.get(FIGURES.env_var).unwrap_or(defaults.figures),
     }
 }
 

@@ -4,6 +4,7 @@
 use super::deadlines::{Deadlines, Function};
 use super::env::{list, ConfigError, Env};
 use super::StorageConfig;
+use crate::domain::figures::RateCard;
 use crate::domain::handover::{HandoverWords, DEFAULT_HANDOVER_WORDS};
 
 /// The bus name when `WAHOOK_EVENT_BUS_NAME` is unset (the local stack's; the template sets its own).
@@ -16,6 +17,9 @@ pub struct PublisherConfig {
     /// `WAHOOK_HANDOVER_WORDS`: comma-separated words or phrases that ask for a person; `off` turns
     /// `conversation.human_requested` off.
     pub handover: HandoverWords,
+    /// `WAHOOK_RATE_CARD`: the estimated price per delivered billable message, per country code and
+    /// Meta's pricing category (JSON); unset, the figures count without a cost.
+    pub rate_card: RateCard,
     pub storage: StorageConfig,
     pub deadlines: Deadlines,
 }
@@ -40,9 +44,18 @@ impl PublisherConfig {
             Some(words) => HandoverWords::new(&words),
             None => HandoverWords::new(DEFAULT_HANDOVER_WORDS),
         };
+        let rate_card = match env.get("WAHOOK_RATE_CARD") {
+            None => RateCard::default(),
+            Some(json) => RateCard::parse(&json).map_err(|expected| ConfigError::Invalid {
+                var: "WAHOOK_RATE_CARD".into(),
+                value: json.clone(),
+                expected,
+            })?,
+        };
         Ok(Self {
             bus_name,
             handover,
+            rate_card,
             storage: StorageConfig::load(env)?,
             deadlines: Deadlines::load(env, Function::Publisher)?,
         })
@@ -69,6 +82,23 @@ mod tests {
         assert_eq!(c.handover.find("chame o GERENTE"), Some("gerente"));
         assert_eq!(c.handover.find("atendente"), None);
         assert_eq!(c.storage.tables.messages, "prod-messages");
+        assert!(c.rate_card.is_empty());
+        let priced = PublisherConfig::load(&Env::from_pairs([(
+            "WAHOOK_RATE_CARD",
+            r#"{"52": {"marketing": 0.0436}}"#,
+        )]))
+        .unwrap();
+        assert_eq!(
+            priced.rate_card.micros("+5215512345678", "marketing"),
+            Some(43_600)
+        );
+        let bad = PublisherConfig::load(&Env::from_pairs([("WAHOOK_RATE_CARD", r#"{"mx": {}}"#)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("WAHOOK_RATE_CARD") && bad.contains("country calling code"),
+            "{bad}"
+        );
         let off =
             PublisherConfig::load(&Env::from_pairs([("WAHOOK_HANDOVER_WORDS", "OFF")])).unwrap();
         assert!(off.handover.is_empty());

@@ -2,6 +2,7 @@
 
 pub mod consent_request;
 pub mod contact;
+pub mod figures;
 pub mod frequency;
 pub mod handover;
 pub mod identity;

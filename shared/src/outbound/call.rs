@@ -178,14 +178,8 @@ impl Sender {
             let now = UnixTime::now();
             match result {
                 Ok(accepted) => {
-                    let mut outbound = self.outbound_record(
-                        p,
-                        contact,
-                        &accepted.wamid,
-                        message.kind(),
-                        message.template_name(),
-                        now,
-                    );
+                    let mut outbound =
+                        self.outbound_record(p, contact, &accepted.wamid, message, now);
                     outbound.pacing = accepted
                         .message_status
                         .as_deref()
@@ -452,10 +446,10 @@ impl Sender {
         p: &'a Prepared,
         contact: &'a Option<(ContactKey, ContactState)>,
         wamid: &'a Wamid,
-        kind: &'a str,
-        template_name: Option<&'a str>,
+        message: &'a OutboundMessage,
         now: UnixTime,
     ) -> OutboundSend<'a> {
+        let kind = message.kind();
         OutboundSend {
             wamid,
             number: &p.from,
@@ -463,7 +457,8 @@ impl Sender {
             to: p.request.to.as_written(),
             category: p.request.category.as_str(),
             kind,
-            template_name,
+            template_name: message.template_name(),
+            template_language: message.template_language(),
             idempotency_key: Some(p.request.idempotency_key.as_str()),
             callback_data: p.request.callback_data.as_deref(),
             accepted_at: now,

@@ -186,11 +186,7 @@ impl Sender {
                 Ok(done(Outcome::Withheld(*state)))
             }
             (AfterTakeOver::RecordFound(wamid), _) => {
-                let m = &p.request.message;
-                let template = matches!(m, OutboundMessage::Template(_))
-                    .then(|| m.template_name())
-                    .flatten();
-                let outbound = self.outbound_record(p, contact, &wamid, m.kind(), template, now);
+                let outbound = self.outbound_record(p, contact, &wamid, &p.request.message, now);
                 self.store
                     .complete_send(key, &token, &wamid, None, &outbound, now)
                     .await?;

@@ -40,12 +40,16 @@ pub const EVENT_TYPES: &[&str] = &[
     QUALITY_CHANGED,
 ];
 
-/// Meta error codes that say the number's standing with users is at risk: 131049 (Meta held a
-/// marketing message back for the user's engagement) and 131048 (spam rate limit).
-pub const QUALITY_ERROR_CODES: &[i64] = &[131049, 131048];
+/// Meta error codes that are quality signals, and whether each is a drop (what the alarm counts):
+/// 131048, the spam rate limit (users block or report the number's messages), is; 131049, the
+/// per-user marketing limit (Meta held a marketing message back for that user's engagement), is a
+/// signal about the audience, not a drop: a US campaign during Meta's marketing pause fails every
+/// send with it.
+pub const QUALITY_ERROR_CODES: &[(i64, bool)] = &[(131048, true), (131049, false)];
 
-/// `phone_number_quality_update` events that are a drop (UNSURE which names Meta sends for every
-/// kind of drop: whatsapp-platform.md §12; one entry here to change).
+/// `phone_number_quality_update` events that are a drop. Since Oct 2025 Meta sends no FLAGGED state
+/// and no limit downgrade (whatsapp-platform.md §9: only ONBOARDING and THROUGHPUT_UPGRADE); the
+/// names stay for an account on an older behaviour. UNSURE: one table entry to change.
 pub const NUMBER_QUALITY_DROPS: &[&str] = &["FLAGGED", "DOWNGRADE"];
 
 /// Template quality ratings from best to worst; a move to the right is a drop.
@@ -261,7 +265,17 @@ fn outbound(old: Option<&Item>, new: &Item) -> Vec<DomainEvent> {
         })
         .unwrap_or_default();
     gained.sort_by_key(|(s, _)| s.rank());
-    let mut previous = old.and_then(|o| get_s(o, "status")).map(str::to_owned);
+    // The status before: the highest known one the log held (a status Meta adds later, such as
+    // `held_for_quality_assessment`, has no rank and is not a previous status).
+    let mut previous = old
+        .and_then(|o| get_m(o, "status_events"))
+        .and_then(|log| {
+            log.keys()
+                .map(|name| DeliveryStatus::parse(name))
+                .filter(|s| s.rank() > 0)
+                .max_by_key(|s| s.rank())
+        })
+        .map(|s| s.as_str().to_owned());
     for (status, at) in gained {
         let status = status.as_str();
         let error = if status == "failed"
@@ -296,15 +310,22 @@ fn outbound(old: Option<&Item>, new: &Item) -> Vec<DomainEvent> {
     }
     let code = get_n(new, "error_code");
     let old_code = old.and_then(|o| get_n(o, "error_code"));
-    if let Some(code) = code.filter(|c| QUALITY_ERROR_CODES.contains(c) && old_code != Some(*c)) {
+    let quality = code
+        .filter(|c| old_code != Some(*c))
+        .and_then(|c| QUALITY_ERROR_CODES.iter().find(|(q, _)| *q == c));
+    if let Some((code, drop)) = quality {
         let code_text = code.to_string();
+        let failed_at = get_m(new, "status_events")
+            .and_then(|log| log.get("failed"))
+            .and_then(|o| o.as_m().ok())
+            .and_then(|o| get_n(o, "at"));
         events.push(DomainEvent::new(
             QUALITY_CHANGED,
             &["message_failed", wamid, &code_text],
-            get_n(new, "status_at").unwrap_or(0),
+            failed_at.or_else(|| get_n(new, "status_at")).unwrap_or(0),
             json!({
                 "signal": "message_failed",
-                "drop": true,
+                "drop": drop,
                 "number": text(new, "number"),
                 "wamid": wamid,
                 "code": code,
@@ -370,7 +391,14 @@ fn consent(old: Option<&Item>, new: &Item) -> Vec<DomainEvent> {
         let at = record.at.secs();
         events.push(DomainEvent::new(
             CONSENT_CHANGED,
-            &[contact, category.as_str(), "recorded", &at.to_string()],
+            &[
+                contact,
+                category.as_str(),
+                "recorded",
+                &at.to_string(),
+                &record.value.source,
+                record.value.evidence.as_deref().unwrap_or(""),
+            ],
             at,
             json!({
                 "contact": contact,
@@ -406,9 +434,17 @@ fn send_outcome(old: Option<&Item>, new: &Item) -> Vec<DomainEvent> {
         Some(name) => json!({ "name": name, "language": text(new, "template_language") }),
         None => Value::Null,
     };
-    let error = match get_n(new, "error_code") {
+    // A send that went out may carry an earlier attempt's error and reason (a retry after 130429):
+    // they are not its outcome.
+    let sent = state == SendState::Sent;
+    let error = match get_n(new, "error_code").filter(|_| !sent) {
         Some(code) => json!({ "code": code, "class": text(new, "error_class") }),
         None => Value::Null,
+    };
+    let reason = if sent {
+        Value::Null
+    } else {
+        text(new, "reason")
     };
     vec![DomainEvent::new(
         SEND_OUTCOME,
@@ -417,7 +453,7 @@ fn send_outcome(old: Option<&Item>, new: &Item) -> Vec<DomainEvent> {
         json!({
             "idempotency_key": key,
             "state": state.as_str(),
-            "reason": text(new, "reason"),
+            "reason": reason,
             "wamid": text(new, "wamid"),
             "to": text(new, "to"),
             "number": text(new, "number"),

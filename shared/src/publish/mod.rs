@@ -8,16 +8,18 @@
 //!
 //! - [`stream`]: the records, read into the store's item type;
 //! - [`derive`]: the events of one record (pure);
+//! - [`figures`]: the facts one record adds to the figures per template and day (pure), and which
+//!   template a reply is credited to;
 //! - this module: publishing a batch, retrying only what failed, and naming the first record not
 //!   fully published, so Lambda retries from there (`ReportBatchItemFailures`) and, after its
 //!   retries, sends the batch's coordinates to the DLQ.
 
 pub mod derive;
+pub mod figures;
 pub mod stream;
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_eventbridge::primitives::DateTime;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::Value;
 
@@ -25,7 +27,11 @@ pub use derive::{DeriveRules, DomainEvent, EVENT_SOURCE, EVENT_TYPES};
 pub use stream::{ChangeRecord, RecordError, SourceTable};
 
 use crate::config::PublisherConfig;
+use crate::domain::figures::{Fact, RateCard};
+use crate::store::attrs::{get_n, get_s};
+use crate::store::figures::Counted;
 use crate::store::tables::TableNames;
+use crate::store::StoreError;
 use crate::telemetry::{error_chain, Metrics};
 
 /// PutEvents takes at most 10 entries and 256 KB per call.
@@ -44,6 +50,8 @@ pub struct BatchOutcome {
     /// whole batch is then retried.
     pub failed_from: Option<Option<String>>,
     pub quality_drops: usize,
+    /// Facts added to the figures (a fact counted before is not added again).
+    pub facts_counted: usize,
 }
 
 /// A record as read: its events, or why it could not be read.
@@ -51,6 +59,9 @@ pub type ReadRecord = Result<ChangeRecord, (Option<String>, RecordError)>;
 
 pub struct Publisher {
     bus: aws_sdk_eventbridge::Client,
+    /// The figures table, and the messages a reply is credited against.
+    store: crate::store::Store,
+    rates: RateCard,
     bus_name: String,
     tables: TableNames,
     rules: DeriveRules,
@@ -62,11 +73,14 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(
         bus: aws_sdk_eventbridge::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
         config: &PublisherConfig,
         metrics: Metrics,
     ) -> Self {
         Self {
             bus,
+            store: config.storage.store(dynamodb),
+            rates: config.rate_card.clone(),
             bus_name: config.bus_name.clone(),
             tables: config.storage.tables.clone(),
             rules: DeriveRules {
@@ -84,7 +98,12 @@ impl Publisher {
         metrics: Metrics,
     ) -> Self {
         let sdk = config.deadlines.apply(sdk);
-        Self::new(aws_sdk_eventbridge::Client::new(&sdk), config, metrics)
+        Self::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config,
+            metrics,
+        )
     }
 
     /// Reads the `Records` of Lambda's DynamoDB stream event, one by one.
@@ -107,8 +126,12 @@ impl Publisher {
         };
         // (record index, event) in shard order.
         let mut pending: Vec<(usize, DomainEvent)> = Vec::new();
-        let mut unreadable: Option<usize> = None;
+        // The first record that names a table we are not configured for: a configuration problem,
+        // so the shard waits there until it is fixed.
+        let mut blocked: Option<usize> = None;
+        let mut skipped = 0u64;
         let mut sequences: Vec<Option<String>> = Vec::with_capacity(records.len());
+        let mut readable: Vec<(usize, ChangeRecord)> = Vec::new();
         for (i, record) in records.into_iter().enumerate() {
             match record {
                 Ok(r) => {
@@ -118,24 +141,63 @@ impl Publisher {
                             .into_iter()
                             .map(|e| (i, e)),
                     );
+                    readable.push((i, r));
                 }
-                Err((sequence, e)) => {
+                Err((sequence, e @ RecordError::UnknownTable { .. })) => {
                     tracing::error!(
-                        event = "stream_record_unreadable",
+                        event = "stream_record_unplaced",
                         sequence = sequence.as_deref().unwrap_or("none"),
                         error = %e,
-                        "a stream record could not be read; the batch stops here and Lambda retries it, then sends its coordinates to the publisher's DLQ"
+                        "a stream record names a table the publisher is not configured for; the shard waits here until the configuration is fixed"
                     );
                     sequences.push(sequence);
-                    unreadable.get_or_insert(i);
+                    blocked.get_or_insert(i);
+                }
+                Err((sequence, e)) => {
+                    // A record that cannot be read never will be: retrying it would hold up every
+                    // record behind it for as long as the stream keeps them. Its item is still in
+                    // its table; the log names its position for a replay.
+                    tracing::error!(
+                        event = "stream_record_skipped",
+                        sequence = sequence.as_deref().unwrap_or("none"),
+                        error = %e,
+                        "a stream record could not be read and was skipped; its item is still in its table"
+                    );
+                    sequences.push(sequence);
+                    skipped += 1;
                 }
             }
         }
-        // Nothing after an unreadable record is published: its position is where the shard resumes.
-        if let Some(stop) = unreadable {
+        if let Some(stop) = blocked {
             pending.retain(|(i, _)| *i < stop);
+            readable.retain(|(i, _)| *i < stop);
         }
-        outcome.quality_drops = pending.iter().filter(|(_, e)| e.is_quality_drop()).count();
+        // The figures, record by record (a few in flight): a record whose facts could not all be
+        // counted is failed like one whose events are not out, and its facts are counted again on
+        // the retry (a fact counted before adds nothing).
+        let work: Vec<_> = readable
+            .iter()
+            .map(|(i, r)| async move { (*i, self.count_figures(r).await) })
+            .collect();
+        let mut figures_failed: Option<usize> = None;
+        let mut counted: Vec<Fact> = Vec::new();
+        for (i, result) in crate::retry::bounded(work, 8).await {
+            match result {
+                Ok(facts) => counted.extend(facts),
+                Err(e) => {
+                    tracing::error!(
+                        event = "figures_not_counted",
+                        sequence = sequences[i].as_deref().unwrap_or("none"),
+                        error = %e,
+                        "a record's facts could not be counted; Lambda retries from it"
+                    );
+                    figures_failed = Some(figures_failed.map_or(i, |f| f.min(i)));
+                }
+            }
+        }
+        outcome.facts_counted = counted.len();
+        self.emit_figures(&counted);
+        let mut rejected = 0u64;
         let mut attempt = 0;
         while !pending.is_empty() && attempt < ATTEMPTS {
             if attempt > 0 {
@@ -143,41 +205,137 @@ impl Publisher {
             }
             attempt += 1;
             let mut still = Vec::new();
+            let mut bus_down = false;
             for chunk in chunks(&pending) {
-                if deadline.is_some_and(|d| Instant::now() + self.call_budget > d) {
+                // After a call that failed whole, or without time for another, the rest waits for
+                // the next attempt (or Lambda's retry): no call after call into a bus that is down.
+                if bus_down || deadline.is_some_and(|d| Instant::now() + self.call_budget > d) {
                     still.extend(chunk.iter().cloned());
                     continue;
                 }
-                let failed = self.put_events(chunk).await;
-                outcome.published += chunk.len() - failed.len();
-                still.extend(failed);
+                let answer = self.put_events(chunk).await;
+                bus_down = answer.call_failed;
+                for (event, result) in chunk.iter().zip(answer.entries) {
+                    match result {
+                        Entry::Published => {
+                            outcome.published += 1;
+                            outcome.quality_drops += usize::from(event.1.is_quality_drop());
+                        }
+                        Entry::Retry => still.push(event.clone()),
+                        Entry::Rejected => rejected += 1,
+                    }
+                }
             }
             pending = still;
         }
         let first_unpublished = pending.iter().map(|(i, _)| *i).min();
-        let failed_at = match (first_unpublished, unreadable) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let failed_at = [first_unpublished, blocked, figures_failed]
+            .into_iter()
+            .flatten()
+            .min();
         outcome.failed_from = failed_at.map(|i| sequences[i].clone());
         if !pending.is_empty() {
             tracing::error!(
                 event = "events_not_published",
                 count = pending.len(),
                 bus = %self.bus_name,
+                resume_from = outcome.failed_from.clone().flatten().as_deref().unwrap_or("the batch's start"),
                 "events could not be put on the bus; Lambda retries from the first record not fully published"
             );
         }
         self.metrics.emit(&[
             ("EventsPublished", outcome.published as u64),
             ("EventsNotPublished", pending.len() as u64),
+            ("EventsRejected", rejected),
+            ("RecordsSkipped", skipped),
             ("QualityDrops", outcome.quality_drops as u64),
         ]);
         outcome
     }
 
-    /// One PutEvents call; answers the entries that are not on the bus.
-    async fn put_events(&self, chunk: &[(usize, DomainEvent)]) -> Vec<(usize, DomainEvent)> {
+    /// Counts the facts one record adds to the figures, and the replies it makes or completes;
+    /// answers the facts newly counted.
+    async fn count_figures(&self, record: &ChangeRecord) -> Result<Vec<Fact>, StoreError> {
+        let mut facts = figures::facts_of(record, &self.rates);
+        if let (SourceTable::Messages, Some(new)) = (record.table, &record.new) {
+            match (get_s(new, "direction"), get_s(new, "contact")) {
+                // A user's message, new: a reply to the template delivered last before it?
+                (Some("in"), Some(contact)) if record.old.is_none() => {
+                    if let Some(at) = get_n(new, "at") {
+                        facts.extend(self.reply_to(contact, at).await?);
+                    }
+                }
+                // A template just delivered: the user's messages after it may be replies to it
+                // (stored, and their records read, before this status).
+                (Some("out"), Some(contact)) if new.contains_key("template_name") => {
+                    let was = record.old.as_ref().and_then(figures::delivered_at);
+                    if let (None, Some(d)) = (was, figures::delivered_at(new)) {
+                        let later = self
+                            .store
+                            .messages_between(contact, d, d + figures::REPLY_WINDOW_SECS)
+                            .await?;
+                        for m in later.iter().filter(|m| get_s(m, "direction") == Some("in")) {
+                            if let Some(at) = get_n(m, "at") {
+                                facts.extend(self.reply_to(contact, at).await?);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut counted = Vec::new();
+        for fact in facts {
+            if self.store.count_fact(&fact).await? == Counted::Added {
+                counted.push(fact);
+            }
+        }
+        Ok(counted)
+    }
+
+    /// The reply fact of a user's message at `at`, if a template was delivered to them in the 24 h
+    /// before it.
+    async fn reply_to(&self, contact: &str, at: i64) -> Result<Option<Fact>, StoreError> {
+        // Templates are found by their send time: one delivered in the window was sent at most a
+        // few days before (Meta retries an offline phone for up to 30 days; a template delivered
+        // that long after its send is not credited).
+        let candidates = self
+            .store
+            .messages_between(contact, at - 3 * figures::REPLY_WINDOW_SECS, at)
+            .await?;
+        Ok(figures::replied_to(at, &candidates))
+    }
+
+    /// EMF metrics of the facts counted, per template and category (and, by the dimension sets'
+    /// prefixes, for the service alone: what the reply-rate alarm reads).
+    fn emit_figures(&self, facts: &[Fact]) {
+        const NAMES: [(&str, &str); 5] = [
+            ("sent", "Sent"),
+            ("delivered", "Delivered"),
+            ("read", "Read"),
+            ("failed", "Failed"),
+            ("replied", "Replied"),
+        ];
+        let mut groups: std::collections::BTreeMap<(&str, &str), [u64; 5]> = Default::default();
+        for f in facts {
+            let g = groups
+                .entry((f.key.template.as_str(), f.key.category.as_str()))
+                .or_default();
+            for (name, _) in &f.counts {
+                if let Some(slot) = NAMES.iter().position(|(n, _)| n == name) {
+                    g[slot] += 1;
+                }
+            }
+        }
+        for ((template, category), c) in groups {
+            let counts: Vec<(&str, u64)> = NAMES.iter().zip(c).map(|((_, m), v)| (*m, v)).collect();
+            self.metrics
+                .emit_with(&[("Template", template), ("Category", category)], &counts);
+        }
+    }
+
+    /// One PutEvents call, and what became of each entry.
+    async fn put_events(&self, chunk: &[(usize, DomainEvent)]) -> CallAnswer {
         let entries: Vec<PutEventsRequestEntry> =
             chunk.iter().map(|(_, e)| self.entry(e)).collect();
         match self
@@ -187,30 +345,38 @@ impl Publisher {
             .send()
             .await
         {
-            Ok(out) if out.failed_entry_count() == 0 => Vec::new(),
             Ok(out) => {
                 let results = out.entries();
-                chunk
+                let entries = chunk
                     .iter()
                     .enumerate()
-                    .filter(|(j, _)| {
+                    .map(|(j, (_, e))| match results.get(j) {
+                        Some(r) if r.event_id().is_some() => Entry::Published,
                         // An entry the answer does not cover is not known to be on the bus.
-                        results.get(*j).is_none_or(|r| r.event_id().is_none())
-                    })
-                    .map(|(j, e)| {
-                        if let Some(r) = results.get(j) {
+                        None => Entry::Retry,
+                        Some(r) => {
+                            let code = r.error_code().unwrap_or("");
+                            let permanent = PERMANENT_ENTRY_ERRORS.contains(&code);
                             tracing::warn!(
-                                event = "event_entry_failed",
-                                detail_type = e.1.detail_type,
-                                event_id = %e.1.event_id,
-                                code = r.error_code().unwrap_or(""),
-                                message = r.error_message().unwrap_or(""),
-                                "the bus refused one event; it is tried again"
+                                event = if permanent { "event_rejected" } else { "event_entry_failed" },
+                                detail_type = e.detail_type,
+                                event_id = %e.event_id,
+                                code,
+                                "the bus refused one event ({})",
+                                if permanent { "for good: it is dropped, its item is still in its table" } else { "it is tried again" }
                             );
+                            if permanent {
+                                Entry::Rejected
+                            } else {
+                                Entry::Retry
+                            }
                         }
-                        e.clone()
                     })
-                    .collect()
+                    .collect();
+                CallAnswer {
+                    entries,
+                    call_failed: false,
+                }
             }
             Err(e) => {
                 tracing::warn!(
@@ -219,30 +385,52 @@ impl Publisher {
                     error = %error_chain(&e),
                     "PutEvents failed; its events are tried again"
                 );
-                chunk.to_vec()
+                CallAnswer {
+                    entries: vec![Entry::Retry; chunk.len()],
+                    call_failed: true,
+                }
             }
         }
     }
 
+    /// The envelope's `time` is left to EventBridge (the publish time), so an archive replay by
+    /// time window finds events published late; the fact's time is `detail.at`.
     fn entry(&self, event: &DomainEvent) -> PutEventsRequestEntry {
-        let mut entry = PutEventsRequestEntry::builder()
+        PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus_name)
             .source(EVENT_SOURCE)
             .detail_type(event.detail_type)
-            .detail(detail_text(event));
-        if event.at > 0 {
-            entry = entry.time(DateTime::from_secs(event.at));
-        }
-        entry.build()
+            .detail(detail_text(event))
+            .build()
     }
 }
 
-/// The detail as sent. An event too large for the bus loses its message text (flagged
-/// `text_omitted`), never the event: a consumer still learns the message arrived and can read it
-/// from the table.
+/// What PutEvents said of one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Published,
+    Retry,
+    /// Refused for good (the entry itself is wrong): retrying would hold up the shard forever.
+    Rejected,
+}
+
+struct CallAnswer {
+    entries: Vec<Entry>,
+    /// The call failed whole (the bus or the network): no more calls this attempt.
+    call_failed: bool,
+}
+
+/// Entry error codes that no retry fixes. Throttling, internal failures and authorization (a
+/// policy someone can fix) are retried.
+const PERMANENT_ENTRY_ERRORS: &[&str] = &["MalformedDetail", "InvalidArgument"];
+
+/// The detail as sent. An event too large for the bus loses its message text and referral
+/// (flagged `text_omitted`), never the event: a consumer still learns the message arrived and can
+/// read it from the table. Should even that be too large, only the ids and time remain.
 fn detail_text(event: &DomainEvent) -> String {
+    const LIMIT: usize = MAX_BYTES_PER_CALL - 1024;
     let text = event.detail.to_string();
-    if text.len() <= MAX_BYTES_PER_CALL - 1024 {
+    if text.len() <= LIMIT {
         return text;
     }
     let mut detail = event.detail.clone();
@@ -251,6 +439,23 @@ fn detail_text(event: &DomainEvent) -> String {
             m.remove(big);
         }
         m.insert("text_omitted".into(), Value::Bool(true));
+    }
+    let text = detail.to_string();
+    if text.len() <= LIMIT {
+        return text;
+    }
+    let keep = [
+        "v",
+        "event_id",
+        "at",
+        "wamid",
+        "number",
+        "contact",
+        "type",
+        "text_omitted",
+    ];
+    if let Value::Object(m) = &mut detail {
+        m.retain(|k, _| keep.contains(&k.as_str()));
     }
     detail.to_string()
 }

@@ -110,8 +110,8 @@ pub fn read_lambda_record(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let fail = |e: RecordError| (sequence.clone(), e);
-    let r =
-        LambdaRecord::deserialize(record).map_err(|e| fail(RecordError::Shape(e.to_string())))?;
+    let r = LambdaRecord::deserialize(record)
+        .map_err(|e| fail(RecordError::Shape(shape_problem(&e))))?;
     let table = SourceTable::of_stream_arn(&r.event_source_arn, names).ok_or_else(|| {
         fail(RecordError::UnknownTable {
             arn: r.event_source_arn.clone(),
@@ -124,6 +124,17 @@ pub fn read_lambda_record(
         old: image(r.dynamodb.old_image).map_err(fail)?,
         new: image(r.dynamodb.new_image).map_err(fail)?,
     })
+}
+
+/// serde's words for what is wrong, without the values it quotes (a record's values may be a
+/// user's message, and this goes to the logs).
+fn shape_problem(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field") {
+        text
+    } else {
+        "a field has the wrong type".to_owned()
+    }
 }
 
 /// An item in DynamoDB's JSON (`{"S": "…"}`, `{"N": "…"}`, `{"M": {…}}`…).

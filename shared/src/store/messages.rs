@@ -262,6 +262,7 @@ pub struct OutboundSend<'a> {
     /// `template` or `text`.
     pub kind: &'a str,
     pub template_name: Option<&'a str>,
+    pub template_language: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
     pub callback_data: Option<&'a str>,
     /// Our clock when Meta accepted the send.
@@ -298,6 +299,7 @@ impl Store {
             .set("category", s(send.category))
             .set("type", s(send.kind))
             .set_opt("template_name", send.template_name.map(s))
+            .set_opt("template_language", send.template_language.map(s))
             .set_opt("idempotency_key", send.idempotency_key.map(s))
             .set_opt("send_callback_data", send.callback_data.map(s))
             .set_opt("pacing", send.pacing.map(s))

@@ -7,6 +7,7 @@
 pub mod attrs;
 pub mod contacts;
 pub mod events;
+pub mod figures;
 pub mod media;
 pub mod messages;
 pub mod sends;
@@ -219,6 +220,27 @@ impl Store {
 }
 
 /// Whether a conditional write found the item not as expected (a duplicate, or a lost race).
+/// A transaction cancelled because a condition failed: on item `item` of it, or on any (`None`).
+pub(crate) fn cancelled_by_condition<R>(
+    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+    item: Option<usize>,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    let failed = |r: &aws_sdk_dynamodb::types::CancellationReason| {
+        r.code() == Some("ConditionalCheckFailed")
+    };
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let reasons = e.cancellation_reasons();
+            match item {
+                Some(i) => reasons.get(i).is_some_and(failed),
+                None => reasons.iter().any(failed),
+            }
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     err.as_service_error()
         .and_then(|e| e.code())

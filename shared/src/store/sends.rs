@@ -517,7 +517,7 @@ impl Store {
         match result {
             Ok(_) => Ok(true),
             // Our condition failed: the claim is someone else's now.
-            Err(e) if cancelled_by_condition(&e) => Ok(false),
+            Err(e) if super::cancelled_by_condition(&e, None) => Ok(false),
             // A concurrent transaction touched the items (or DynamoDB faltered): the caller retries.
             Err(e) => Err(StoreError::dynamo(
                 "TransactWriteItems",
@@ -565,22 +565,6 @@ impl Store {
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(StoreError::dynamo("UpdateItem", table, e)),
         }
-    }
-}
-
-fn cancelled_by_condition<R>(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> bool {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        _ => false,
     }
 }
 

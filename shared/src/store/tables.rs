@@ -153,7 +153,29 @@ pub const TEMPLATES: TableDef = TableDef {
 };
 
 /// Every table, in the order they are created.
-pub const ALL_TABLES: [TableDef; 5] = [CONTACTS, MESSAGES, EVENTS, SENDS, TEMPLATES];
+/// Figures per day, template, language and category (`day`, `row`), and one marker item per fact
+/// counted (`fact#{id}`, `-`), so a fact seen again adds nothing. Markers expire with the retention
+/// period; rows have no TTL.
+pub const FIGURES: TableDef = TableDef {
+    logical: "figures",
+    env_var: "WAHOOK_FIGURES_TABLE",
+    partition_key: KeyAttr {
+        name: "day",
+        kind: AttrKind::S,
+    },
+    sort_key: Some(KeyAttr {
+        name: "row",
+        kind: AttrKind::S,
+    }),
+    indexes: &[],
+    ttl_attribute: Some("expires_at"),
+};
+
+pub const ALL_TABLES: [TableDef; 6] = [CONTACTS, MESSAGES, EVENTS, SENDS, TEMPLATES, FIGURES];
+
+/// The tables whose writes are events (their streams feed the publisher). Not the figures: they are
+/// the publisher's own output.
+pub const STREAMED_TABLES: [TableDef; 5] = [CONTACTS, MESSAGES, EVENTS, SENDS, TEMPLATES];
 
 /// The physical names of the tables, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,11 +185,12 @@ pub struct TableNames {
     pub events: String,
     pub sends: String,
     pub templates: String,
+    pub figures: String,
 }
 
 impl TableNames {
     /// `{prefix}-contacts`, `{prefix}-messages`, `{prefix}-events`, `{prefix}-sends`,
-    /// `{prefix}-templates`.
+    /// `{prefix}-templates`, `{prefix}-figures`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             contacts: format!("{prefix}-{}", CONTACTS.logical),
@@ -175,6 +198,7 @@ impl TableNames {
             events: format!("{prefix}-{}", EVENTS.logical),
             sends: format!("{prefix}-{}", SENDS.logical),
             templates: format!("{prefix}-{}", TEMPLATES.logical),
+            figures: format!("{prefix}-{}", FIGURES.logical),
         }
     }
 
@@ -185,6 +209,7 @@ impl TableNames {
             "events" => &self.events,
             "sends" => &self.sends,
             "templates" => &self.templates,
+            "figures" => &self.figures,
             other => unreachable!("no table {other} in TableNames"),
         }
     }
@@ -309,13 +334,19 @@ pub async fn create_all_tables(
     create_all_tables_with(client, names, Streams::Off).await
 }
 
-/// [`create_all_tables`], with or without their streams.
+/// [`create_all_tables`], with or without the streams of [`STREAMED_TABLES`].
 pub async fn create_all_tables_with(
     client: &Client,
     names: &TableNames,
     streams: Streams,
 ) -> Result<(), aws_sdk_dynamodb::Error> {
     for def in &ALL_TABLES {
+        // The figures are the publisher's output, not an event source.
+        let streams = if STREAMED_TABLES.contains(def) {
+            streams
+        } else {
+            Streams::Off
+        };
         create_table_with(client, def, names.name_of(def), streams).await?;
     }
     Ok(())

@@ -252,6 +252,79 @@ pub fn format_event(event: &Value) -> String {
     )
 }
 
+/// The figures of one day as `report` prints them: a row per template, language and category, with
+/// the reply rate, then failures by code and pricing by category and type.
+pub async fn report(dev: &DevEnv, day: &str) -> Result<String, String> {
+    let store = dev.store().await?;
+    let rows = store.figures_of_day(day).await.map_err(|e| e.to_string())?;
+    let mut out = format!("figures for {day} (UTC, by the day each message was sent)\n");
+    if rows.is_empty() {
+        out.push_str(
+            "  nothing sent that day (yet): the publisher counts within a second of each write\n",
+        );
+        return Ok(out);
+    }
+    out.push_str(&format!(
+        "  {:<24} {:<8} {:<14} {:>5} {:>9} {:>5} {:>6} {:>7} {:>6} {:>8} {:>10}\n",
+        "template",
+        "language",
+        "category",
+        "sent",
+        "delivered",
+        "read",
+        "failed",
+        "replied",
+        "reply",
+        "billable",
+        "est. cost"
+    ));
+    let mut details = Vec::new();
+    for r in &rows {
+        let delivered = r.get("delivered");
+        let rate = if delivered > 0 {
+            format!(
+                "{:.0} %",
+                100.0 * r.get("replied") as f64 / delivered as f64
+            )
+        } else {
+            "-".into()
+        };
+        let cost = r
+            .counts
+            .get("cost_micros")
+            .map(|m| format!("{:.4}", *m as f64 / 1e6))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "  {:<24} {:<8} {:<14} {:>5} {:>9} {:>5} {:>6} {:>7} {:>6} {:>8} {:>10}\n",
+            r.template,
+            r.language,
+            r.category,
+            r.get("sent"),
+            delivered,
+            r.get("read"),
+            r.get("failed"),
+            r.get("replied"),
+            rate,
+            r.get("billable"),
+            cost
+        ));
+        for (name, count) in &r.counts {
+            if let Some(code) = name.strip_prefix("failed_") {
+                details.push(format!("  {} failed with {code}: {count}", r.template));
+            }
+            if let Some(pricing) = name.strip_prefix("priced_") {
+                details.push(format!("  {} priced {pricing}: {count}", r.template));
+            }
+        }
+    }
+    if !details.is_empty() {
+        out.push('\n');
+        out.push_str(&details.join("\n"));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 async fn create_queue(
     sqs: &aws_sdk_sqs::Client,
     name: String,

@@ -16,7 +16,7 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use wahook::publish::Publisher;
-use wahook::store::tables::{TableNames, ALL_TABLES};
+use wahook::store::tables::{TableNames, STREAMED_TABLES};
 use wahook_publisher::StreamEvent;
 
 /// What one poll did, over every table.
@@ -48,7 +48,7 @@ impl StreamPoller {
         Self {
             streams: aws_sdk_dynamodbstreams::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            tables: ALL_TABLES
+            tables: STREAMED_TABLES
                 .iter()
                 .map(|def| tables.name_of(def).to_owned())
                 .collect(),
@@ -72,49 +72,106 @@ impl StreamPoller {
     pub async fn poll_once(&self) -> Result<StreamPollReport, String> {
         let mut report = StreamPollReport::default();
         for table in &self.tables {
-            let described = self
-                .dynamodb
-                .describe_table()
-                .table_name(table)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "DescribeTable {table}: {}",
-                        aws_sdk_dynamodb::Error::from(e)
-                    )
-                })?;
-            let Some(arn) = described.table().and_then(|t| t.latest_stream_arn()) else {
-                // A table without a stream has nothing to publish (the local stack enables them).
+            // A table without a stream has nothing to publish (the local stack enables them).
+            let Some(arn) = self.stream_arn(table).await? else {
                 continue;
             };
-            let stream = self
-                .streams
-                .describe_stream()
-                .stream_arn(arn)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "DescribeStream {table}: {}",
-                        aws_sdk_dynamodbstreams::Error::from(e)
-                    )
-                })?;
-            let shards = stream
-                .stream_description()
-                .map(|d| d.shards().to_vec())
-                .unwrap_or_default();
-            for shard in shards {
-                let Some(shard_id) = shard.shard_id() else {
-                    continue;
-                };
+            for shard_id in self.shard_ids(&arn).await? {
                 let key = format!("{table}/{shard_id}");
-                let (records, failed) = self.poll_shard(arn, shard_id, &key).await?;
+                let (records, failed) = self.poll_shard(&arn, &shard_id, &key).await?;
                 report.records += records;
                 report.failed_batches += usize::from(failed);
             }
         }
         Ok(report)
+    }
+
+    /// Every record every stream holds, oldest first per shard, in Lambda's record shape, without
+    /// publishing anything or moving a checkpoint: what a replay feeds the publisher again.
+    pub async fn read_all(&self) -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
+        for table in &self.tables {
+            let Some(arn) = self.stream_arn(table).await? else {
+                continue;
+            };
+            for shard_id in self.shard_ids(&arn).await? {
+                let mut iterator = self
+                    .streams
+                    .get_shard_iterator()
+                    .stream_arn(&arn)
+                    .shard_id(&shard_id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "GetShardIterator: {}",
+                            aws_sdk_dynamodbstreams::Error::from(e)
+                        )
+                    })?
+                    .shard_iterator;
+                while let Some(it) = iterator {
+                    let got = self
+                        .streams
+                        .get_records()
+                        .shard_iterator(it)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            format!("GetRecords: {}", aws_sdk_dynamodbstreams::Error::from(e))
+                        })?;
+                    if got.records().is_empty() {
+                        break;
+                    }
+                    out.extend(got.records().iter().map(|r| self.lambda_record(&arn, r)));
+                    iterator = got.next_shard_iterator;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn stream_arn(&self, table: &str) -> Result<Option<String>, String> {
+        let described = self
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "DescribeTable {table}: {}",
+                    aws_sdk_dynamodb::Error::from(e)
+                )
+            })?;
+        Ok(described
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .map(str::to_owned))
+    }
+
+    async fn shard_ids(&self, arn: &str) -> Result<Vec<String>, String> {
+        let stream = self
+            .streams
+            .describe_stream()
+            .stream_arn(arn)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "DescribeStream {arn}: {}",
+                    aws_sdk_dynamodbstreams::Error::from(e)
+                )
+            })?;
+        Ok(stream
+            .stream_description()
+            .map(|d| {
+                d.shards()
+                    .iter()
+                    .filter_map(|s| s.shard_id().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn poll_shard(

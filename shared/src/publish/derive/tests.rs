@@ -175,9 +175,17 @@ fn a_status_event_for_each_status_above_the_current_rank() {
 }
 
 #[test]
+fn a_status_meta_adds_later_is_never_a_previous_status() {
+    let held = outbound(&[("held_for_quality_assessment", 1)]);
+    let sent = outbound(&[("held_for_quality_assessment", 1), ("sent", 2)]);
+    let e = events(&record(SourceTable::Messages, Some(held), Some(sent)));
+    assert_eq!(statuses_of(&e), vec![("sent", "-")]);
+}
+
+#[test]
 fn a_quality_failure_is_a_quality_signal_too() {
     let mut failed = outbound(&[("sent", 1), ("failed", 2)]);
-    failed.insert("error_code".into(), n(131049));
+    failed.insert("error_code".into(), n(131048));
     failed.insert("error_title".into(), s("healthy ecosystem"));
     let e = events(&record(
         SourceTable::Messages,
@@ -185,12 +193,19 @@ fn a_quality_failure_is_a_quality_signal_too() {
         Some(failed),
     ));
     assert_eq!(types(&e), vec![STATUS_CHANGED, QUALITY_CHANGED]);
-    assert_eq!(e[0].detail["error"]["code"], 131049);
+    assert_eq!(e[0].detail["error"]["code"], 131048);
+    assert_eq!(e[1].at, 2, "the failure's own time");
     assert!(
         e[0].detail["error"].get("message").is_none(),
         "absent, not null"
     );
     assert!(e[1].is_quality_drop());
+    // The per-user marketing limit is a signal, not a drop.
+    let mut capped = outbound(&[("failed", 2)]);
+    capped.insert("error_code".into(), n(131049));
+    let e = events(&record(SourceTable::Messages, None, Some(capped)));
+    assert_eq!(types(&e), vec![STATUS_CHANGED, QUALITY_CHANGED]);
+    assert!(!e[1].is_quality_drop());
     let mut other = outbound(&[("failed", 2)]);
     other.insert("error_code".into(), n(131026));
     let e = events(&record(SourceTable::Messages, None, Some(other)));
@@ -215,7 +230,16 @@ fn a_send_outcome_once_per_final_state() {
         i
     };
     let in_flight = with("in_flight", &[]);
-    let sent = with("sent", &[("wamid", s("wamid.X")), ("finished_at", n(9))]);
+    // Sent after a retry: the retry's error and reason are not the outcome.
+    let sent = with(
+        "sent",
+        &[
+            ("wamid", s("wamid.X")),
+            ("finished_at", n(9)),
+            ("error_code", n(130429)),
+            ("reason", s("rate limited; retrying")),
+        ],
+    );
     assert!(events(&record(SourceTable::Sends, None, Some(in_flight.clone()))).is_empty());
     let e = events(&record(
         SourceTable::Sends,
@@ -226,6 +250,7 @@ fn a_send_outcome_once_per_final_state() {
     assert_eq!(e[0].detail["state"], "sent");
     assert_eq!(e[0].detail["template"]["name"], "order_update");
     assert_eq!(e[0].detail["wamid"], "wamid.X");
+    assert!(e[0].detail.get("error").is_none() && e[0].detail.get("reason").is_none());
     let mut touched = sent.clone();
     touched.insert("updated_at".into(), n(10));
     assert!(events(&record(SourceTable::Sends, Some(sent), Some(touched))).is_empty());

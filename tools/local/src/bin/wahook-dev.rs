@@ -35,6 +35,9 @@ const USAGE: &str = "usage: wahook-dev <command>
   events [--follow] [--json]
                          what the stack published to its event bus since the last look
                          (message.received, message.status_changed, send.outcome…; docs/events.md)
+  report [--day 2026-12-06]
+                         figures per template, language and category for a day (UTC; today by
+                         default): sent, delivered, read, failed, replied, reply rate, billable, cost
   demo                   the walk-through of a plain scripts/dev.sh run
   provision QUEUE_NAME   create the tables, the sends queue, the media queue and bucket, the
                          event bus and its tap queue (scripts/dev.sh does this)";
@@ -228,6 +231,17 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
                     return Ok(());
                 }
             }
+        }
+        "report" => {
+            let day = args
+                .value("--day")
+                .unwrap_or_else(|| wahook::domain::figures::day_of(UnixTime::now().secs()));
+            args.done()?;
+            if day.len() != 10 || !day.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() }) {
+                return Err(format!("--day {day:?}: give a day as YYYY-MM-DD (UTC)"));
+            }
+            print!("{}", dev::report(&DevEnv::load()?, &day).await?);
+            Ok(())
         }
         "demo" => {
             args.done()?;

@@ -1,0 +1,251 @@
+//! The facts a write adds to the figures (docs/events.md, "Figures"). Pure, like `derive`: the
+//! same record gives the same facts with the same ids.
+//!
+//! A message counts once the sender has recorded it (`accepted_at`: its template, language and
+//! category are known then) and from then on each status its log holds is a fact. A fact is new
+//! when the after image has it and the before image had not, so statuses that arrive before the
+//! sender's record are counted when the record lands, and nothing depends on arrival order.
+
+use super::stream::{ChangeRecord, SourceTable};
+use crate::domain::figures::{counter_name, day_of, Fact, FigureKey, RateCard};
+use crate::store::attrs::{get_m, get_n, get_s, Item};
+
+/// An inbound message within this long of a delivered template is a reply to it.
+pub const REPLY_WINDOW_SECS: i64 = 24 * 60 * 60;
+
+/// The figures row of one of our messages, once the sender recorded it.
+pub fn key_of(item: &Item) -> Option<FigureKey> {
+    if get_s(item, "direction") != Some("out") {
+        return None;
+    }
+    let accepted = get_n(item, "accepted_at")?;
+    Some(FigureKey {
+        day: day_of(get_n(item, "at").unwrap_or(accepted)),
+        template: get_s(item, "template_name").unwrap_or("-").to_owned(),
+        language: get_s(item, "template_language").unwrap_or("-").to_owned(),
+        category: get_s(item, "category").unwrap_or("-").to_owned(),
+    })
+}
+
+/// When the message was delivered (or read, if Meta's delivered status never came), if it was.
+pub fn delivered_at(item: &Item) -> Option<i64> {
+    let log = get_m(item, "status_events")?;
+    ["delivered", "read"]
+        .iter()
+        .filter_map(|s| log.get(*s)?.as_m().ok().and_then(|o| get_n(o, "at")))
+        .min()
+}
+
+/// The fact names an item holds.
+fn facts_held(item: &Item) -> Vec<String> {
+    if key_of(item).is_none() {
+        return Vec::new();
+    }
+    let mut held = vec!["sent".to_owned()];
+    if let Some(log) = get_m(item, "status_events") {
+        for status in ["delivered", "read", "failed"] {
+            if log.contains_key(status) {
+                held.push(status.to_owned());
+            }
+        }
+    }
+    if get_s(item, "pricing_category").is_some() {
+        held.push("priced".to_owned());
+    }
+    held
+}
+
+/// The facts a write to the messages table adds.
+pub fn facts_of(record: &ChangeRecord, rates: &RateCard) -> Vec<Fact> {
+    let (SourceTable::Messages, Some(new)) = (record.table, &record.new) else {
+        return Vec::new();
+    };
+    let (Some(key), Some(wamid)) = (key_of(new), get_s(new, "wamid")) else {
+        return Vec::new();
+    };
+    let before = record.old.as_ref().map(facts_held).unwrap_or_default();
+    facts_held(new)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .map(|name| {
+            let counts = match name.as_str() {
+                "failed" => {
+                    let mut c = vec![("failed".to_owned(), 1)];
+                    if let Some(code) = get_n(new, "error_code") {
+                        c.push((format!("failed_{code}"), 1));
+                    }
+                    c
+                }
+                "priced" => priced_counts(new, rates),
+                other => vec![(other.to_owned(), 1)],
+            };
+            Fact::new(&name, wamid, key.clone(), counts)
+        })
+        .collect()
+}
+
+/// Meta's pricing of a message: by category and type, billable, and the card's estimate.
+fn priced_counts(item: &Item, rates: &RateCard) -> Vec<(String, i64)> {
+    let category = get_s(item, "pricing_category").unwrap_or("unknown");
+    let kind = get_s(item, "pricing_type").unwrap_or("unknown");
+    let mut counts = vec![(counter_name(&["priced", category, kind]), 1)];
+    if item.get("billable").and_then(|b| b.as_bool().ok()) == Some(&true) {
+        counts.push(("billable".to_owned(), 1));
+        let to = get_s(item, "to").unwrap_or("");
+        if let Some(micros) = rates.micros(to, category) {
+            counts.push(("cost_micros".to_owned(), micros));
+        }
+    }
+    counts
+}
+
+/// The template message an inbound message at `inbound_at` replies to: of `candidates` (that
+/// person's messages), the template delivered latest within the 24 h before it.
+pub fn replied_to(inbound_at: i64, candidates: &[Item]) -> Option<Fact> {
+    candidates
+        .iter()
+        .filter(|m| get_s(m, "template_name").is_some())
+        .filter_map(|m| {
+            let d = delivered_at(m)?;
+            (d <= inbound_at && inbound_at - d <= REPLY_WINDOW_SECS).then_some((d, m))
+        })
+        .max_by(|(a, x), (b, y)| (a, get_s(x, "wamid")).cmp(&(b, get_s(y, "wamid"))))
+        .and_then(|(_, m)| {
+            Some(Fact::new(
+                "replied",
+                get_s(m, "wamid")?,
+                key_of(m)?,
+                vec![("replied".to_owned(), 1)],
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+    use crate::store::attrs::{m, n, s};
+
+    fn template(wamid: &str, at: i64, statuses: &[(&str, i64)], sent_by_us: bool) -> Item {
+        let mut item: Item = HashMap::from([
+            ("wamid".to_owned(), s(wamid)),
+            ("direction".to_owned(), s("out")),
+            ("at".to_owned(), n(at)),
+            ("to".to_owned(), s("5215512345678")),
+            (
+                "status_events".to_owned(),
+                m(statuses
+                    .iter()
+                    .map(|(name, at)| ((*name).to_owned(), m([("at".to_owned(), n(*at))])))),
+            ),
+        ]);
+        if sent_by_us {
+            for (k, v) in [
+                ("accepted_at", n(at)),
+                ("template_name", s("order_update")),
+                ("template_language", s("es_MX")),
+                ("category", s("utility")),
+            ] {
+                item.insert(k.into(), v);
+            }
+        }
+        item
+    }
+
+    fn record(old: Option<Item>, new: Item) -> ChangeRecord {
+        ChangeRecord {
+            table: SourceTable::Messages,
+            sequence_number: "1".into(),
+            old,
+            new: Some(new),
+        }
+    }
+
+    fn names(facts: &[Fact]) -> Vec<String> {
+        facts.iter().map(|f| f.counts[0].0.clone()).collect()
+    }
+
+    #[test]
+    fn each_fact_once_in_the_send_days_row() {
+        let card = RateCard::default();
+        let sent = template("wamid.T", 1_796_557_889, &[("sent", 1_796_557_890)], true);
+        let f = facts_of(&record(None, sent.clone()), &card);
+        assert_eq!(names(&f), vec!["sent"]);
+        assert_eq!(f[0].key.row(), "order_update#es_MX#utility");
+        assert_eq!(f[0].key.day, "2026-12-06");
+        let read = template(
+            "wamid.T",
+            1_796_557_889,
+            &[("sent", 1), ("delivered", 2), ("read", 3)],
+            true,
+        );
+        let f = facts_of(&record(Some(sent), read.clone()), &card);
+        assert_eq!(names(&f), vec!["delivered", "read"]);
+        assert!(facts_of(&record(Some(read.clone()), read), &card).is_empty());
+    }
+
+    #[test]
+    fn statuses_before_the_senders_record_count_when_it_lands() {
+        let card = RateCard::default();
+        let early = template("wamid.E", 100, &[("sent", 101), ("delivered", 102)], false);
+        assert!(facts_of(&record(None, early.clone()), &card).is_empty());
+        let recorded = template("wamid.E", 100, &[("sent", 101), ("delivered", 102)], true);
+        let f = facts_of(&record(Some(early), recorded.clone()), &card);
+        assert_eq!(names(&f), vec!["sent", "delivered"]);
+        // The same facts whichever way the item was built: same ids.
+        let direct = facts_of(&record(None, recorded), &card);
+        assert_eq!(
+            f.iter().map(|x| &x.id).collect::<Vec<_>>(),
+            direct.iter().map(|x| &x.id).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn pricing_billable_cost_and_failure_codes() {
+        let card = RateCard::parse(r#"{"52": {"utility": 0.0085}}"#).unwrap();
+        let mut priced = template("wamid.P", 100, &[("sent", 101)], true);
+        priced.insert("pricing_category".into(), s("utility"));
+        priced.insert("pricing_type".into(), s("regular"));
+        priced.insert("billable".into(), AttributeValue::Bool(true));
+        let f = facts_of(&record(None, priced), &card);
+        let all: Vec<(String, i64)> = f.into_iter().flat_map(|f| f.counts).collect();
+        assert!(
+            all.contains(&("priced_utility_regular".into(), 1)),
+            "{all:?}"
+        );
+        assert!(all.contains(&("billable".into(), 1)));
+        assert!(all.contains(&("cost_micros".into(), 8_500)));
+        let mut failed = template("wamid.F", 100, &[("failed", 101)], true);
+        failed.insert("error_code".into(), n(131049));
+        let all: Vec<(String, i64)> = facts_of(&record(None, failed), &card)
+            .into_iter()
+            .flat_map(|f| f.counts)
+            .collect();
+        assert!(all.contains(&("failed_131049".into(), 1)), "{all:?}");
+    }
+
+    #[test]
+    fn a_reply_is_credited_to_the_latest_template_delivered_in_the_24_hours_before() {
+        let older = template("wamid.OLD", 0, &[("delivered", 100)], true);
+        let latest = template("wamid.NEW", 50, &[("delivered", 200)], true);
+        let undelivered = template("wamid.UND", 60, &[("sent", 300)], true);
+        let all = [older, latest, undelivered];
+        let f = replied_to(1_000, &all).unwrap();
+        assert_eq!(
+            f.id,
+            Fact::new("replied", "wamid.NEW", f.key.clone(), vec![]).id
+        );
+        assert!(
+            replied_to(150, &all).unwrap().id != f.id,
+            "before the newer one: the older"
+        );
+        assert!(replied_to(50, &all).is_none(), "before any delivery");
+        assert!(
+            replied_to(200 + REPLY_WINDOW_SECS + 1, &all).is_none(),
+            "over 24 h later"
+        );
+    }
+}
