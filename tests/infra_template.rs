@@ -547,6 +547,8 @@ fn every_table_streams_to_the_publisher_which_names_failures_and_keeps_a_dlq() {
         "PublisherDeadLetterQueueNotEmptyAlarm",
         "PublisherIteratorAgeAlarm",
         "QualityDropAlarm",
+        "EventsSkippedAlarm",
+        "ReplyRateLowAlarm",
     ] {
         resource(&t, alarm);
     }

@@ -34,20 +34,30 @@ impl FigureKey {
 pub struct Fact {
     /// Hex SHA-256 of the fact's name and the message: the same fact, the same id.
     pub id: String,
+    /// A second fact that must not have been counted either, and is counted with this one: a
+    /// user's message credits at most one template (`replied` of the template, `reply` of the
+    /// user's message).
+    pub exclusive_with: Option<String>,
     pub key: FigureKey,
     /// Counter name → what to add.
     pub counts: Vec<(String, i64)>,
 }
 
+/// The id of fact `name` of message `wamid`.
+pub fn fact_id(name: &str, wamid: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"figure\0");
+    h.update(name.as_bytes());
+    h.update(b"\0");
+    h.update(wamid.as_bytes());
+    hex::encode(h.finalize())
+}
+
 impl Fact {
     pub fn new(name: &str, wamid: &str, key: FigureKey, counts: Vec<(String, i64)>) -> Self {
-        let mut h = Sha256::new();
-        h.update(b"figure\0");
-        h.update(name.as_bytes());
-        h.update(b"\0");
-        h.update(wamid.as_bytes());
         Self {
-            id: hex::encode(h.finalize()),
+            id: fact_id(name, wamid),
+            exclusive_with: None,
             key,
             counts,
         }
@@ -55,12 +65,13 @@ impl Fact {
 }
 
 /// A counter name is a DynamoDB attribute name: only `[a-z0-9_]`, whatever Meta writes in a
-/// pricing category or type.
+/// pricing category or type. Parts are joined by `__`, which Meta's words (`marketing_lite`,
+/// `free_entry_point`) never hold, so a name splits back into its parts.
 pub fn counter_name(parts: &[&str]) -> String {
     let mut out = String::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
-            out.push('_');
+            out.push_str("__");
         }
         out.extend(p.chars().take(40).map(|c| c.to_ascii_lowercase()).map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -71,6 +82,11 @@ pub fn counter_name(parts: &[&str]) -> String {
         }));
     }
     out
+}
+
+/// Meta's pricing words in one spelling: lowercase, `-` as `_` (`authentication-international`).
+fn pricing_word(word: &str) -> String {
+    word.trim().to_ascii_lowercase().replace('-', "_")
 }
 
 /// `YYYY-MM-DD` of an epoch second, UTC.
@@ -119,7 +135,7 @@ impl RateCard {
                         "{prefix}/{category}: {price} is not a price per message (0 to 100)"
                     ));
                 }
-                micros.insert(category.to_ascii_lowercase(), (price * 1e6).round() as i64);
+                micros.insert(pricing_word(&category), (price * 1e6).round() as i64);
             }
             entries.push((prefix, micros));
         }
@@ -133,14 +149,16 @@ impl RateCard {
     }
 
     /// The estimated price of one billable message to `to` (phone digits; a BSUID matches only
-    /// `*`) in Meta's pricing `category`, in micro-units.
+    /// `*`) in Meta's pricing `category`, in micro-units: the longest prefix that prices the
+    /// category, then `*`.
     pub fn micros(&self, to: &str, category: &str) -> Option<i64> {
         let to = to.strip_prefix('+').unwrap_or(to);
         let digits = !to.is_empty() && to.bytes().all(|b| b.is_ascii_digit());
+        let category = pricing_word(category);
         self.entries
             .iter()
-            .find(|(p, _)| p == "*" || (digits && to.starts_with(p.as_str())))
-            .and_then(|(_, rates)| rates.get(&category.to_ascii_lowercase()).copied())
+            .filter(|(p, _)| p == "*" || (digits && to.starts_with(p.as_str())))
+            .find_map(|(_, rates)| rates.get(&category).copied())
     }
 }
 
@@ -171,6 +189,16 @@ mod tests {
             Some(25_000)
         );
         assert_eq!(card.micros("5511987654321", "utility"), None);
+        // A prefix without the category falls back to `*`; Meta's hyphens read as underscores.
+        let card = RateCard::parse(
+            r#"{"52": {"marketing": 0.04}, "*": {"utility": 0.004, "authentication_international": 0.03}}"#,
+        )
+        .unwrap();
+        assert_eq!(card.micros("5215512345678", "utility"), Some(4_000));
+        assert_eq!(
+            card.micros("52155", "Authentication-International"),
+            Some(30_000)
+        );
         assert!(RateCard::default().micros("52", "marketing").is_none());
     }
 
@@ -189,12 +217,12 @@ mod tests {
     #[test]
     fn counter_names_are_safe_attribute_names() {
         assert_eq!(
-            counter_name(&["priced", "marketing", "regular"]),
-            "priced_marketing_regular"
+            counter_name(&["priced", "marketing_lite", "regular"]),
+            "priced__marketing_lite__regular"
         );
         assert_eq!(
             counter_name(&["priced", "Free-Entry Point", "x\"y"]),
-            "priced_free_entry_point_x_y"
+            "priced__free_entry_point__x_y"
         );
         let a = Fact::new(
             "delivered",

@@ -7,7 +7,7 @@
 //! sender's record are counted when the record lands, and nothing depends on arrival order.
 
 use super::stream::{ChangeRecord, SourceTable};
-use crate::domain::figures::{counter_name, day_of, Fact, FigureKey, RateCard};
+use crate::domain::figures::{counter_name, day_of, fact_id, Fact, FigureKey, RateCard};
 use crate::store::attrs::{get_m, get_n, get_s, Item};
 
 /// An inbound message within this long of a delivered template is a reply to it.
@@ -42,17 +42,37 @@ fn facts_held(item: &Item) -> Vec<String> {
         return Vec::new();
     }
     let mut held = vec!["sent".to_owned()];
+    // Meta sends no `delivered` for a message delivered and read at once: `read` implies it.
+    let delivered = delivered_at(item).is_some();
+    if delivered {
+        held.push("delivered".to_owned());
+    }
     if let Some(log) = get_m(item, "status_events") {
-        for status in ["delivered", "read", "failed"] {
+        for status in ["read", "failed"] {
             if log.contains_key(status) {
                 held.push(status.to_owned());
             }
         }
     }
-    if get_s(item, "pricing_category").is_some() {
+    // Meta bills per delivered message: pricing counts once the message is delivered.
+    if delivered && get_s(item, "pricing_category").is_some() {
         held.push("priced".to_owned());
     }
     held
+}
+
+/// The template delivery a reply may now be credited to: the message became both ours (the
+/// sender's record) and delivered with this write, whichever came first.
+pub fn became_reply_target(old: Option<&Item>, new: &Item) -> Option<i64> {
+    let target = |i: &Item| {
+        get_s(i, "template_name")
+            .and(key_of(i))
+            .and(delivered_at(i))
+    };
+    match (old.and_then(target), target(new)) {
+        (None, Some(d)) => Some(d),
+        _ => None,
+    }
 }
 
 /// The facts a write to the messages table adds.
@@ -84,24 +104,34 @@ pub fn facts_of(record: &ChangeRecord, rates: &RateCard) -> Vec<Fact> {
         .collect()
 }
 
-/// Meta's pricing of a message: by category and type, billable, and the card's estimate.
+/// Meta's pricing of a delivered message: by category and type, billable, and the card's estimate.
 fn priced_counts(item: &Item, rates: &RateCard) -> Vec<(String, i64)> {
     let category = get_s(item, "pricing_category").unwrap_or("unknown");
     let kind = get_s(item, "pricing_type").unwrap_or("unknown");
     let mut counts = vec![(counter_name(&["priced", category, kind]), 1)];
-    if item.get("billable").and_then(|b| b.as_bool().ok()) == Some(&true) {
+    // Meta is retiring `billable` (whatsapp-platform.md §8): without it, the type says (only
+    // `regular` is charged; the free service and entry point types are not).
+    let billable = match item.get("billable").and_then(|b| b.as_bool().ok()) {
+        Some(b) => *b,
+        None => kind.eq_ignore_ascii_case("regular"),
+    };
+    if billable {
         counts.push(("billable".to_owned(), 1));
         let to = get_s(item, "to").unwrap_or("");
-        if let Some(micros) = rates.micros(to, category) {
-            counts.push(("cost_micros".to_owned(), micros));
+        match rates.micros(to, category) {
+            Some(micros) => counts.push(("cost_micros".to_owned(), micros)),
+            // Counted, so a total with gaps says so.
+            None if !rates.is_empty() => counts.push(("billable_unrated".to_owned(), 1)),
+            None => {}
         }
     }
     counts
 }
 
-/// The template message an inbound message at `inbound_at` replies to: of `candidates` (that
-/// person's messages), the template delivered latest within the 24 h before it.
-pub fn replied_to(inbound_at: i64, candidates: &[Item]) -> Option<Fact> {
+/// The template message the user's message `inbound` (at `inbound_at`) replies to: of
+/// `candidates` (that person's messages), the template delivered latest within the 24 h before
+/// it. The fact is exclusive with the user's message's own `reply` fact: it credits one template.
+pub fn replied_to(inbound: &str, inbound_at: i64, candidates: &[Item]) -> Option<Fact> {
     candidates
         .iter()
         .filter(|m| get_s(m, "template_name").is_some())
@@ -111,12 +141,14 @@ pub fn replied_to(inbound_at: i64, candidates: &[Item]) -> Option<Fact> {
         })
         .max_by(|(a, x), (b, y)| (a, get_s(x, "wamid")).cmp(&(b, get_s(y, "wamid"))))
         .and_then(|(_, m)| {
-            Some(Fact::new(
+            let mut fact = Fact::new(
                 "replied",
                 get_s(m, "wamid")?,
                 key_of(m)?,
                 vec![("replied".to_owned(), 1)],
-            ))
+            );
+            fact.exclusive_with = Some(fact_id("reply", inbound));
+            Some(fact)
         })
 }
 
@@ -210,10 +242,24 @@ mod tests {
         priced.insert("pricing_category".into(), s("utility"));
         priced.insert("pricing_type".into(), s("regular"));
         priced.insert("billable".into(), AttributeValue::Bool(true));
-        let f = facts_of(&record(None, priced), &card);
+        // Priced on `sent`, billed once delivered: a message that never arrives costs nothing.
+        assert_eq!(
+            names(&facts_of(&record(None, priced.clone()), &card)),
+            vec!["sent"]
+        );
+        let mut delivered = priced.clone();
+        delivered.insert(
+            "status_events".into(),
+            m([("read".to_owned(), m([("at".to_owned(), n(102))]))]),
+        );
+        let f = facts_of(&record(Some(priced), delivered), &card);
         let all: Vec<(String, i64)> = f.into_iter().flat_map(|f| f.counts).collect();
         assert!(
-            all.contains(&("priced_utility_regular".into(), 1)),
+            all.contains(&("delivered".into(), 1)),
+            "read implies delivered: {all:?}"
+        );
+        assert!(
+            all.contains(&("priced__utility__regular".into(), 1)),
             "{all:?}"
         );
         assert!(all.contains(&("billable".into(), 1)));
@@ -228,23 +274,38 @@ mod tests {
     }
 
     #[test]
+    fn a_template_becomes_a_reply_target_once_ours_and_delivered_in_either_order() {
+        let early = template("wamid.E", 100, &[("delivered", 102)], false);
+        let recorded = template("wamid.E", 100, &[("delivered", 102)], true);
+        assert_eq!(became_reply_target(None, &early), None, "not ours yet");
+        assert_eq!(became_reply_target(Some(&early), &recorded), Some(102));
+        assert_eq!(became_reply_target(Some(&recorded), &recorded), None);
+        let sent = template("wamid.S", 100, &[("sent", 101)], true);
+        let read = template("wamid.S", 100, &[("sent", 101), ("read", 105)], true);
+        assert_eq!(became_reply_target(Some(&sent), &read), Some(105));
+    }
+
+    #[test]
     fn a_reply_is_credited_to_the_latest_template_delivered_in_the_24_hours_before() {
         let older = template("wamid.OLD", 0, &[("delivered", 100)], true);
         let latest = template("wamid.NEW", 50, &[("delivered", 200)], true);
         let undelivered = template("wamid.UND", 60, &[("sent", 300)], true);
         let all = [older, latest, undelivered];
-        let f = replied_to(1_000, &all).unwrap();
+        let f = replied_to("wamid.IN", 1_000, &all).unwrap();
         assert_eq!(
             f.id,
             Fact::new("replied", "wamid.NEW", f.key.clone(), vec![]).id
         );
         assert!(
-            replied_to(150, &all).unwrap().id != f.id,
+            replied_to("wamid.IN", 150, &all).unwrap().id != f.id,
             "before the newer one: the older"
         );
-        assert!(replied_to(50, &all).is_none(), "before any delivery");
         assert!(
-            replied_to(200 + REPLY_WINDOW_SECS + 1, &all).is_none(),
+            replied_to("wamid.IN", 50, &all).is_none(),
+            "before any delivery"
+        );
+        assert!(
+            replied_to("wamid.IN", 200 + REPLY_WINDOW_SECS + 1, &all).is_none(),
             "over 24 h later"
         );
     }

@@ -28,7 +28,8 @@ pub use stream::{ChangeRecord, RecordError, SourceTable};
 
 use crate::config::PublisherConfig;
 use crate::domain::figures::{Fact, RateCard};
-use crate::store::attrs::{get_n, get_s};
+use crate::domain::ids::{ContactKey, PhoneNumberId, UserId};
+use crate::store::attrs::{get_n, get_s, Item};
 use crate::store::figures::Counted;
 use crate::store::tables::TableNames;
 use crate::store::StoreError;
@@ -172,31 +173,6 @@ impl Publisher {
             pending.retain(|(i, _)| *i < stop);
             readable.retain(|(i, _)| *i < stop);
         }
-        // The figures, record by record (a few in flight): a record whose facts could not all be
-        // counted is failed like one whose events are not out, and its facts are counted again on
-        // the retry (a fact counted before adds nothing).
-        let work: Vec<_> = readable
-            .iter()
-            .map(|(i, r)| async move { (*i, self.count_figures(r).await) })
-            .collect();
-        let mut figures_failed: Option<usize> = None;
-        let mut counted: Vec<Fact> = Vec::new();
-        for (i, result) in crate::retry::bounded(work, 8).await {
-            match result {
-                Ok(facts) => counted.extend(facts),
-                Err(e) => {
-                    tracing::error!(
-                        event = "figures_not_counted",
-                        sequence = sequences[i].as_deref().unwrap_or("none"),
-                        error = %e,
-                        "a record's facts could not be counted; Lambda retries from it"
-                    );
-                    figures_failed = Some(figures_failed.map_or(i, |f| f.min(i)));
-                }
-            }
-        }
-        outcome.facts_counted = counted.len();
-        self.emit_figures(&counted);
         let mut rejected = 0u64;
         let mut attempt = 0;
         while !pending.is_empty() && attempt < ATTEMPTS {
@@ -228,6 +204,41 @@ impl Publisher {
             }
             pending = still;
         }
+        // The figures, once the events are out (a figures problem never holds events back within
+        // an invocation), record by record, a few in flight. A record whose facts could not all be
+        // counted, or that no time was left for, is failed like one whose events are not out; on
+        // the retry its facts are counted again (a fact counted before adds nothing).
+        let work: Vec<_> = readable
+            .iter()
+            .map(|(i, r)| async move {
+                if deadline.is_some_and(|d| Instant::now() + self.call_budget > d) {
+                    return (*i, Err(None));
+                }
+                (*i, self.count_figures(r).await.map_err(Some))
+            })
+            .collect();
+        let mut figures_failed: Option<usize> = None;
+        let mut figures_not_counted = 0u64;
+        let mut counted: Vec<Fact> = Vec::new();
+        for (i, result) in crate::retry::bounded(work, 8).await {
+            match result {
+                Ok(facts) => counted.extend(facts),
+                Err(e) => {
+                    if let Some(e) = e {
+                        tracing::error!(
+                            event = "figures_not_counted",
+                            sequence = sequences[i].as_deref().unwrap_or("none"),
+                            error = %e,
+                            "a record's facts could not be counted; Lambda retries from it"
+                        );
+                    }
+                    figures_not_counted += 1;
+                    figures_failed = Some(figures_failed.map_or(i, |f| f.min(i)));
+                }
+            }
+        }
+        outcome.facts_counted = counted.len();
+        self.emit_figures(&counted);
         let first_unpublished = pending.iter().map(|(i, _)| *i).min();
         let failed_at = [first_unpublished, blocked, figures_failed]
             .into_iter()
@@ -248,6 +259,7 @@ impl Publisher {
             ("EventsNotPublished", pending.len() as u64),
             ("EventsRejected", rejected),
             ("RecordsSkipped", skipped),
+            ("FiguresNotCounted", figures_not_counted),
             ("QualityDrops", outcome.quality_drops as u64),
         ]);
         outcome
@@ -258,25 +270,29 @@ impl Publisher {
     async fn count_figures(&self, record: &ChangeRecord) -> Result<Vec<Fact>, StoreError> {
         let mut facts = figures::facts_of(record, &self.rates);
         if let (SourceTable::Messages, Some(new)) = (record.table, &record.new) {
-            match (get_s(new, "direction"), get_s(new, "contact")) {
+            let keys = timeline_keys(new);
+            match get_s(new, "direction") {
                 // A user's message, new: a reply to the template delivered last before it?
-                (Some("in"), Some(contact)) if record.old.is_none() => {
-                    if let Some(at) = get_n(new, "at") {
-                        facts.extend(self.reply_to(contact, at).await?);
+                Some("in") if record.old.is_none() => {
+                    if let (Some(wamid), Some(at)) = (get_s(new, "wamid"), get_n(new, "at")) {
+                        facts.extend(self.reply_to(&keys, wamid, at).await?);
                     }
                 }
-                // A template just delivered: the user's messages after it may be replies to it
-                // (stored, and their records read, before this status).
-                (Some("out"), Some(contact)) if new.contains_key("template_name") => {
-                    let was = record.old.as_ref().and_then(figures::delivered_at);
-                    if let (None, Some(d)) = (was, figures::delivered_at(new)) {
-                        let later = self
-                            .store
-                            .messages_between(contact, d, d + figures::REPLY_WINDOW_SECS)
-                            .await?;
+                // A template that just became ours and delivered (in either order): the user's
+                // messages after it may be replies to it, their own records read before this one.
+                Some("out") => {
+                    if let Some(d) = figures::became_reply_target(record.old.as_ref(), new) {
+                        let mut later = Vec::new();
+                        for key in &keys {
+                            later.extend(
+                                self.store
+                                    .messages_between(key, d, d + figures::REPLY_WINDOW_SECS)
+                                    .await?,
+                            );
+                        }
                         for m in later.iter().filter(|m| get_s(m, "direction") == Some("in")) {
-                            if let Some(at) = get_n(m, "at") {
-                                facts.extend(self.reply_to(contact, at).await?);
+                            if let (Some(wamid), Some(at)) = (get_s(m, "wamid"), get_n(m, "at")) {
+                                facts.extend(self.reply_to(&timeline_keys(m), wamid, at).await?);
                             }
                         }
                     }
@@ -293,21 +309,30 @@ impl Publisher {
         Ok(counted)
     }
 
-    /// The reply fact of a user's message at `at`, if a template was delivered to them in the 24 h
-    /// before it.
-    async fn reply_to(&self, contact: &str, at: i64) -> Result<Option<Fact>, StoreError> {
+    /// The reply fact of the user's message `wamid` at `at`, if a template was delivered to them
+    /// in the 24 h before it.
+    async fn reply_to(
+        &self,
+        keys: &[String],
+        wamid: &str,
+        at: i64,
+    ) -> Result<Option<Fact>, StoreError> {
         // Templates are found by their send time: one delivered in the window was sent at most a
         // few days before (Meta retries an offline phone for up to 30 days; a template delivered
         // that long after its send is not credited).
-        let candidates = self
-            .store
-            .messages_between(contact, at - 3 * figures::REPLY_WINDOW_SECS, at)
-            .await?;
-        Ok(figures::replied_to(at, &candidates))
+        let mut candidates = Vec::new();
+        for key in keys {
+            candidates.extend(
+                self.store
+                    .messages_between(key, at - 3 * figures::REPLY_WINDOW_SECS, at)
+                    .await?,
+            );
+        }
+        Ok(figures::replied_to(wamid, at, &candidates))
     }
 
-    /// EMF metrics of the facts counted, per template and category (and, by the dimension sets'
-    /// prefixes, for the service alone: what the reply-rate alarm reads).
+    /// EMF metrics of the facts counted, per category and template (and, by the dimension sets'
+    /// prefixes, per category and for the service alone).
     fn emit_figures(&self, facts: &[Fact]) {
         const NAMES: [(&str, &str); 5] = [
             ("sent", "Sent"),
@@ -329,8 +354,10 @@ impl Publisher {
         }
         for ((template, category), c) in groups {
             let counts: Vec<(&str, u64)> = NAMES.iter().zip(c).map(|((_, m), v)| (*m, v)).collect();
+            // Category before template: `[Service, Category]` is then a metric of its own, the
+            // one the reply-rate alarm reads (marketing by default).
             self.metrics
-                .emit_with(&[("Template", template), ("Category", category)], &counts);
+                .emit_with(&[("Category", category), ("Template", template)], &counts);
         }
     }
 
@@ -423,6 +450,31 @@ struct CallAnswer {
 /// Entry error codes that no retry fixes. Throttling, internal failures and authorization (a
 /// policy someone can fix) are retried.
 const PERMANENT_ENTRY_ERRORS: &[&str] = &["MalformedDetail", "InvalidArgument"];
+
+/// The timelines a message of this person may be on: its own `contact`, and the keys of each
+/// identity it names (an inbound message is filed under the BSUID when it has one, a template
+/// under the key the send resolved to, often the phone's).
+fn timeline_keys(item: &Item) -> Vec<String> {
+    let mut keys: Vec<String> = get_s(item, "contact")
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    let number = get_s(item, "number").and_then(|n| PhoneNumberId::parse(n).ok());
+    if let Some(number) = number {
+        let ids = ["user_phone", "user_bsuid", "to"]
+            .into_iter()
+            .filter_map(|a| get_s(item, a))
+            .map(|id| id.strip_prefix('+').unwrap_or(id));
+        for id in ids {
+            if let Ok(user) = UserId::parse(id) {
+                keys.push(ContactKey::new(&number, &user).as_str().to_owned());
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
 
 /// The detail as sent. An event too large for the bus loses its message text and referral
 /// (flagged `text_omitted`), never the event: a consumer still learns the message arrived and can

@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
 use super::attrs::{get_n, get_s, n, s, Item};
+use super::contacts::transaction_conflict;
 use super::tables::{FIGURES, MESSAGES_BY_CONTACT};
 use super::{cancelled_by_condition, Store, StoreError};
 use crate::domain::figures::Fact;
+use crate::retry::Rounds;
 
 /// The marker items' partition key prefix (`fact#{id}`); rows are keyed by day.
 const MARKER_PREFIX: &str = "fact#";
@@ -46,17 +48,26 @@ impl Store {
         let expires_at = crate::domain::time::UnixTime::now()
             .secs()
             .saturating_add(self.retention_secs);
-        let marker = Put::builder()
-            .table_name(table)
-            .set_item(Some(HashMap::from([
-                (pk.to_owned(), s(format!("{MARKER_PREFIX}{}", fact.id))),
-                (sk.to_owned(), s("-")),
-                ("expires_at".to_owned(), n(expires_at)),
-            ])))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", pk)
-            .build()
-            .expect("table and item are set");
+        let marker = |id: &str| {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(HashMap::from([
+                    (pk.to_owned(), s(format!("{MARKER_PREFIX}{id}"))),
+                    (sk.to_owned(), s("-")),
+                    ("expires_at".to_owned(), n(expires_at)),
+                ])))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", pk)
+                .build()
+                .expect("table and item are set");
+            TransactWriteItem::builder().put(put).build()
+        };
+        // The markers first (items 0 and 1): a cancellation on either is "counted before".
+        let mut items = vec![marker(&fact.id)];
+        if let Some(other) = &fact.exclusive_with {
+            items.push(marker(other));
+        }
+        let markers = items.len();
         let mut names = HashMap::from([
             ("#template".to_owned(), "template".to_owned()),
             ("#language".to_owned(), "language".to_owned()),
@@ -88,20 +99,35 @@ impl Store {
             .set_expression_attribute_values(Some(values))
             .build()
             .expect("table, key and expression are set");
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(marker).build())
-            .transact_items(TransactWriteItem::builder().update(row).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Counted::Added),
-            // The marker's condition failed: counted before. (A conflict with a concurrent
-            // transaction on the same row is retried by the caller's batch retry.)
-            Err(e) if cancelled_by_condition(&e, Some(0)) => Ok(Counted::Before),
-            Err(e) => Err(StoreError::dynamo("TransactWriteItems", table, e)),
+        // A campaign's facts land on one row at once, and DynamoDB cancels a transaction that
+        // meets another on the same item (`TransactionConflict`): those go again, with backoff.
+        let mut rounds = Rounds::new();
+        let mut last = None;
+        while rounds.next().await.is_some() {
+            let mut all = items.clone();
+            all.push(TransactWriteItem::builder().update(row.clone()).build());
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(all))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Counted::Added),
+                // The marker's condition failed: counted before (or by this very call, whose
+                // answer a retry of the SDK's did not see).
+                Err(e) if (0..markers).any(|i| cancelled_by_condition(&e, Some(i))) => {
+                    return Ok(Counted::Before)
+                }
+                Err(e) if transaction_conflict(&e) => last = Some(e),
+                Err(e) => return Err(StoreError::dynamo("TransactWriteItems", table, e)),
+            }
         }
+        Err(StoreError::dynamo(
+            "TransactWriteItems",
+            table,
+            last.expect("at least one round ran"),
+        ))
     }
 
     /// The rows of one day (`YYYY-MM-DD`), by template, language and category.

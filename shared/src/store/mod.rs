@@ -219,7 +219,6 @@ impl Store {
     }
 }
 
-/// Whether a conditional write found the item not as expected (a duplicate, or a lost race).
 /// A transaction cancelled because a condition failed: on item `item` of it, or on any (`None`).
 pub(crate) fn cancelled_by_condition<R>(
     err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
@@ -241,6 +240,7 @@ pub(crate) fn cancelled_by_condition<R>(
     }
 }
 
+/// Whether a conditional write found the item not as expected (a duplicate, or a lost race).
 pub(crate) fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     err.as_service_error()
         .and_then(|e| e.code())

@@ -308,12 +308,19 @@ pub async fn report(dev: &DevEnv, day: &str) -> Result<String, String> {
             r.get("billable"),
             cost
         ));
+        let row = format!("{} ({}, {})", r.template, r.language, r.category);
         for (name, count) in &r.counts {
             if let Some(code) = name.strip_prefix("failed_") {
-                details.push(format!("  {} failed with {code}: {count}", r.template));
+                details.push(format!("  {row}: failed with {code} × {count}"));
             }
-            if let Some(pricing) = name.strip_prefix("priced_") {
-                details.push(format!("  {} priced {pricing}: {count}", r.template));
+            if let Some(pricing) = name.strip_prefix("priced__") {
+                let pricing = pricing.replace("__", " / ");
+                details.push(format!("  {row}: delivered as {pricing} × {count}"));
+            }
+            if name == "billable_unrated" {
+                details.push(format!(
+                    "  {row}: billable with no price on the rate card × {count}"
+                ));
             }
         }
     }
