@@ -163,7 +163,7 @@ fn every_command_in_the_readme_is_checked() {
     }
     for b in blocks(&md) {
         assert!(
-            ["sh", "json", "python", "js", "rust", "text", ""].contains(&b.lang.as_str()),
+            ["sh", "json", "python", "js", "rust", "text", "yaml", ""].contains(&b.lang.as_str()),
             "README.md:{}: a ```{} block that no test checks",
             b.line,
             b.lang
@@ -176,6 +176,67 @@ fn every_command_in_the_readme_is_checked() {
             "one ```{lang} producer example is run by the producer test; more need more checks"
         );
     }
+}
+
+/// The consumer rules (the one ```yaml block): rules on the bus, for events the stack publishes.
+#[test]
+fn the_consumer_rules_match_what_the_publisher_publishes() {
+    let md = readme();
+    let yaml: Vec<Block> = blocks(&md)
+        .into_iter()
+        .filter(|b| b.lang == "yaml")
+        .collect();
+    assert_eq!(
+        yaml.len(),
+        1,
+        "one ```yaml block (the Events section's rules)"
+    );
+    let rules: serde_norway::Value = serde_norway::from_str(&yaml[0].body)
+        .unwrap_or_else(|e| panic!("README.md:{}: not YAML: {e}", yaml[0].line));
+    let rules = rules.as_mapping().expect("rules by logical name");
+    assert_eq!(
+        rules.len(),
+        2,
+        "one rule for an SQS queue, one for a Lambda"
+    );
+    for (name, rule) in rules {
+        assert_eq!(rule["Type"].as_str(), Some("AWS::Events::Rule"), "{name:?}");
+        let p = &rule["Properties"];
+        assert_eq!(
+            p["EventBusName"].as_str(),
+            Some("wahook-events"),
+            "{name:?}"
+        );
+        let pattern = &p["EventPattern"];
+        assert_eq!(
+            pattern["source"][0].as_str(),
+            Some(wahook::publish::EVENT_SOURCE),
+            "{name:?}"
+        );
+        for t in pattern["detail-type"]
+            .as_sequence()
+            .expect("detail-type list")
+        {
+            let t = t.as_str().unwrap();
+            assert!(
+                wahook::publish::EVENT_TYPES.contains(&t),
+                "{name:?}: {t} is not an event the publisher publishes"
+            );
+        }
+        assert!(
+            matches!(
+                p["Targets"][0]["Arn"],
+                serde_norway::Value::String(_) | serde_norway::Value::Tagged(_)
+            ),
+            "{name:?} has a target"
+        );
+    }
+    // The bot's rule filters on a detail field the schema has.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/events/message.received.v1.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(schema["properties"]["type"].is_object());
 }
 
 #[test]
