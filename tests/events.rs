@@ -641,3 +641,62 @@ async fn figures_are_exact_under_redelivery_replay_and_any_order() {
         "order changes nothing"
     );
 }
+
+#[tokio::test]
+async fn a_reply_filed_under_the_bsuid_counts_when_the_delivery_status_comes_late() {
+    let w = World::new("figures-bsuid").await;
+    let t0 = 1_796_100_000;
+    let day = wahook::domain::figures::day_of(t0);
+    let (number, bsuid) = (PhoneNumberId::parse(NUMBER).unwrap(), "MX.1310418412279093");
+    // The template goes to the phone: its message is filed under the phone's key.
+    let wamid = Wamid::parse("wamid.LATE").unwrap();
+    let phone_key = ContactKey::from_stored(format!("{NUMBER}#5215512345678"));
+    w.harness
+        .store()
+        .record_outbound(&OutboundSend {
+            wamid: &wamid,
+            number: &number,
+            contact: &phone_key,
+            to: "+5215512345678",
+            category: "marketing",
+            kind: "template",
+            template_name: Some("promo"),
+            template_language: Some("es_MX"),
+            idempotency_key: None,
+            callback_data: None,
+            accepted_at: UnixTime::from_secs(t0),
+            counts_toward_cap: None,
+            pacing: None,
+            endpoint: None,
+        })
+        .await
+        .unwrap();
+    drain(&w).await;
+    // The user answers with both ids: the reply is filed under the BSUID. No delivery is known yet.
+    w.deliver(&build::envelope(vec![build::text(
+        "wamid.ANSWER",
+        Some("5215512345678"),
+        Some(bsuid),
+        t0 + 100,
+        "Sí, me interesa",
+    )]))
+    .await;
+    drain(&w).await;
+    // Then Meta's delivered status (timestamped before the reply) arrives, naming both ids.
+    let mut late = build::statuses("5215512345678", &[("wamid.LATE", "delivered", t0 + 50)]);
+    late["statuses"][0]["recipient_user_id"] = json!(bsuid);
+    w.deliver(&build::envelope(vec![late])).await;
+    drain(&w).await;
+    let rows = figures(w.harness.store(), &day).await;
+    let promo = &rows
+        .iter()
+        .find(|(k, _)| k == "promo#es_MX#marketing")
+        .unwrap_or_else(|| panic!("{rows:?}"))
+        .1;
+    assert_eq!(promo.get("delivered"), Some(&1), "{promo:?}");
+    assert_eq!(
+        promo.get("replied"),
+        Some(&1),
+        "found from the template's side: {promo:?}"
+    );
+}

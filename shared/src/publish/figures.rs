@@ -71,6 +71,9 @@ pub fn became_reply_target(old: Option<&Item>, new: &Item) -> Option<i64> {
     };
     match (old.and_then(target), target(new)) {
         (None, Some(d)) => Some(d),
+        // Delivered earlier than known (a late `delivered` after `read`): replies in between may
+        // now count. Crediting again is harmless: each fact once.
+        (Some(was), Some(d)) if d < was => Some(d),
         _ => None,
     }
 }
@@ -283,6 +286,13 @@ mod tests {
         let sent = template("wamid.S", 100, &[("sent", 101)], true);
         let read = template("wamid.S", 100, &[("sent", 101), ("read", 105)], true);
         assert_eq!(became_reply_target(Some(&sent), &read), Some(105));
+        let late_delivered = template(
+            "wamid.S",
+            100,
+            &[("sent", 101), ("read", 105), ("delivered", 103)],
+            true,
+        );
+        assert_eq!(became_reply_target(Some(&read), &late_delivered), Some(103));
     }
 
     #[test]

@@ -210,31 +210,26 @@ impl Publisher {
         // the retry its facts are counted again (a fact counted before adds nothing).
         let work: Vec<_> = readable
             .iter()
-            .map(|(i, r)| async move {
-                if deadline.is_some_and(|d| Instant::now() + self.call_budget > d) {
-                    return (*i, Err(None));
-                }
-                (*i, self.count_figures(r).await.map_err(Some))
-            })
+            .map(|(i, r)| async move { (*i, self.count_figures(r, deadline).await) })
             .collect();
         let mut figures_failed: Option<usize> = None;
         let mut figures_not_counted = 0u64;
         let mut counted: Vec<Fact> = Vec::new();
         for (i, result) in crate::retry::bounded(work, 8).await {
-            match result {
-                Ok(facts) => counted.extend(facts),
-                Err(e) => {
-                    if let Some(e) = e {
-                        tracing::error!(
-                            event = "figures_not_counted",
-                            sequence = sequences[i].as_deref().unwrap_or("none"),
-                            error = %e,
-                            "a record's facts could not be counted; Lambda retries from it"
-                        );
-                    }
-                    figures_not_counted += 1;
-                    figures_failed = Some(figures_failed.map_or(i, |f| f.min(i)));
+            // What was counted before a stop still happened: its metrics go out now (on the
+            // retry those facts are "counted before" and would never be emitted).
+            counted.extend(result.counted);
+            if let Some(stop) = result.stop {
+                if let Stop::Store(e) = &stop {
+                    tracing::error!(
+                        event = "figures_not_counted",
+                        sequence = sequences[i].as_deref().unwrap_or("none"),
+                        error = %e,
+                        "a record's facts could not be counted; Lambda retries from it"
+                    );
                 }
+                figures_not_counted += 1;
+                figures_failed = Some(figures_failed.map_or(i, |f| f.min(i)));
             }
         }
         outcome.facts_counted = counted.len();
@@ -267,7 +262,10 @@ impl Publisher {
 
     /// Counts the facts one record adds to the figures, and the replies it makes or completes;
     /// answers the facts newly counted.
-    async fn count_figures(&self, record: &ChangeRecord) -> Result<Vec<Fact>, StoreError> {
+    async fn count_figures(&self, record: &ChangeRecord, deadline: Option<Instant>) -> Figures {
+        let mut out = Figures::default();
+        // Every call starts with an operation timeout left before the invocation's deadline.
+        let time_left = || deadline.is_none_or(|d| Instant::now() + self.call_budget <= d);
         let mut facts = figures::facts_of(record, &self.rates);
         if let (SourceTable::Messages, Some(new)) = (record.table, &record.new) {
             let keys = timeline_keys(new);
@@ -275,7 +273,10 @@ impl Publisher {
                 // A user's message, new: a reply to the template delivered last before it?
                 Some("in") if record.old.is_none() => {
                     if let (Some(wamid), Some(at)) = (get_s(new, "wamid"), get_n(new, "at")) {
-                        facts.extend(self.reply_to(&keys, wamid, at).await?);
+                        match self.reply_to(&keys, wamid, at, &time_left).await {
+                            Ok(fact) => facts.extend(fact),
+                            Err(stop) => return out.stopped(stop),
+                        }
                     }
                 }
                 // A template that just became ours and delivered (in either order): the user's
@@ -284,15 +285,27 @@ impl Publisher {
                     if let Some(d) = figures::became_reply_target(record.old.as_ref(), new) {
                         let mut later = Vec::new();
                         for key in &keys {
-                            later.extend(
-                                self.store
-                                    .messages_between(key, d, d + figures::REPLY_WINDOW_SECS)
-                                    .await?,
-                            );
+                            if !time_left() {
+                                return out.stopped(Stop::Deadline);
+                            }
+                            match self
+                                .store
+                                .messages_between(key, d, d + figures::REPLY_WINDOW_SECS)
+                                .await
+                            {
+                                Ok(items) => later.extend(items),
+                                Err(e) => return out.stopped(Stop::Store(e)),
+                            }
                         }
                         for m in later.iter().filter(|m| get_s(m, "direction") == Some("in")) {
                             if let (Some(wamid), Some(at)) = (get_s(m, "wamid"), get_n(m, "at")) {
-                                facts.extend(self.reply_to(&timeline_keys(m), wamid, at).await?);
+                                match self
+                                    .reply_to(&timeline_keys(m), wamid, at, &time_left)
+                                    .await
+                                {
+                                    Ok(fact) => facts.extend(fact),
+                                    Err(stop) => return out.stopped(stop),
+                                }
                             }
                         }
                     }
@@ -300,13 +313,17 @@ impl Publisher {
                 _ => {}
             }
         }
-        let mut counted = Vec::new();
         for fact in facts {
-            if self.store.count_fact(&fact).await? == Counted::Added {
-                counted.push(fact);
+            if !time_left() {
+                return out.stopped(Stop::Deadline);
+            }
+            match self.store.count_fact(&fact).await {
+                Ok(Counted::Added) => out.counted.push(fact),
+                Ok(Counted::Before) => {}
+                Err(e) => return out.stopped(Stop::Store(e)),
             }
         }
-        Ok(counted)
+        out
     }
 
     /// The reply fact of the user's message `wamid` at `at`, if a template was delivered to them
@@ -316,16 +333,21 @@ impl Publisher {
         keys: &[String],
         wamid: &str,
         at: i64,
-    ) -> Result<Option<Fact>, StoreError> {
+        time_left: &impl Fn() -> bool,
+    ) -> Result<Option<Fact>, Stop> {
         // Templates are found by their send time: one delivered in the window was sent at most a
         // few days before (Meta retries an offline phone for up to 30 days; a template delivered
         // that long after its send is not credited).
         let mut candidates = Vec::new();
         for key in keys {
+            if !time_left() {
+                return Err(Stop::Deadline);
+            }
             candidates.extend(
                 self.store
                     .messages_between(key, at - 3 * figures::REPLY_WINDOW_SECS, at)
-                    .await?,
+                    .await
+                    .map_err(Stop::Store)?,
             );
         }
         Ok(figures::replied_to(wamid, at, &candidates))
@@ -430,6 +452,26 @@ impl Publisher {
             .detail(detail_text(event))
             .build()
     }
+}
+
+/// What counting one record's figures did: the facts newly counted, and why it stopped short.
+#[derive(Default)]
+struct Figures {
+    counted: Vec<Fact>,
+    stop: Option<Stop>,
+}
+
+impl Figures {
+    fn stopped(mut self, stop: Stop) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+}
+
+enum Stop {
+    Store(StoreError),
+    /// No operation timeout left before the invocation's deadline: the rest on the retry.
+    Deadline,
 }
 
 /// What PutEvents said of one entry.

@@ -206,6 +206,13 @@ impl Store {
         if let (false, Some(user)) = (stored.sent_by_us, &summary.recipient) {
             u.set("contact", s(timeline_key(number, user).as_str()));
         }
+        // Who the statuses name, by each identity: a reply filed under the person's BSUID is found
+        // from the template's side too (the publisher's reply credit reads these, as it reads an
+        // inbound message's). A function of the merged log, so the same in any order.
+        if let Some(user) = &summary.recipient {
+            u.set_opt("user_phone", user.phone().map(|p| s(p.digits())))
+                .set_opt("user_bsuid", user.bsuid().map(|b| s(b.as_str())));
+        }
         if let Some(err) = &summary.error {
             u.set_opt("error_code", err.code.map(n))
                 .set_opt("error_title", err.title.as_deref().map(s))
