@@ -10,9 +10,10 @@
 //! - [`derive`]: the events of one record (pure);
 //! - [`figures`]: the facts one record adds to the figures per template and day (pure), and which
 //!   template a reply is credited to;
-//! - this module: publishing a batch, retrying only what failed, and naming the first record not
-//!   fully published, so Lambda retries from there (`ReportBatchItemFailures`) and, after its
-//!   retries, sends the batch's coordinates to the DLQ.
+//! - this module: publishing a batch, retrying only what failed, counting the figures, skipping only
+//!   what no retry fixes, and naming the first record not done, so Lambda retries from there
+//!   (`ReportBatchItemFailures`) and, after 12 h of retries, sends the batch's coordinates to the
+//!   DLQ.
 
 pub mod derive;
 pub mod figures;
@@ -46,9 +47,9 @@ const ATTEMPTS: u32 = 3;
 pub struct BatchOutcome {
     pub records: usize,
     pub published: usize,
-    /// The first record whose events are not all on the bus (or that could not be read): Lambda
-    /// resumes the shard from here. `Some(None)` names a record without a sequence number: the
-    /// whole batch is then retried.
+    /// The first record not done (its events not all on the bus, its facts not all counted, or its
+    /// table unknown to the configuration): Lambda resumes the shard from here. `Some(None)` names
+    /// a record without a sequence number: the whole batch is then retried.
     pub failed_from: Option<Option<String>>,
     pub quality_drops: usize,
     /// Facts added to the figures (a fact counted before is not added again).
