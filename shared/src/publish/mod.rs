@@ -32,7 +32,6 @@ use crate::domain::figures::{Fact, RateCard};
 use crate::domain::ids::{ContactKey, PhoneNumberId, UserId};
 use crate::store::attrs::{get_n, get_s, Item};
 use crate::store::figures::Counted;
-use crate::store::tables::TableNames;
 use crate::store::StoreError;
 use crate::telemetry::{error_chain, Metrics};
 
@@ -65,7 +64,6 @@ pub struct Publisher {
     store: crate::store::Store,
     rates: RateCard,
     bus_name: String,
-    tables: TableNames,
     rules: DeriveRules,
     metrics: Metrics,
     /// How long one PutEvents may take: a call is not started with less than this left.
@@ -84,7 +82,6 @@ impl Publisher {
             store: config.storage.store(dynamodb),
             rates: config.rate_card.clone(),
             bus_name: config.bus_name.clone(),
-            tables: config.storage.tables.clone(),
             rules: DeriveRules {
                 handover: config.handover.clone(),
             },
@@ -112,7 +109,7 @@ impl Publisher {
     pub fn read_records(&self, records: &[Value]) -> Vec<ReadRecord> {
         records
             .iter()
-            .map(|r| stream::read_lambda_record(r, &self.tables))
+            .map(|r| stream::read_lambda_record(r, self.store.tables()))
             .collect()
     }
 
@@ -127,7 +124,7 @@ impl Publisher {
             ..BatchOutcome::default()
         };
         // (record index, event) in shard order.
-        let mut pending: Vec<(usize, DomainEvent)> = Vec::new();
+        let mut pending: Vec<Outgoing> = Vec::new();
         // The first record that names a table we are not configured for: a configuration problem,
         // so the shard waits there until it is fixed.
         let mut blocked: Option<usize> = None;
@@ -141,7 +138,7 @@ impl Publisher {
                     pending.extend(
                         derive::events_of(&r, &self.rules)
                             .into_iter()
-                            .map(|e| (i, e)),
+                            .map(|e| Outgoing::new(i, e)),
                     );
                     readable.push((i, r));
                 }
@@ -171,7 +168,7 @@ impl Publisher {
             }
         }
         if let Some(stop) = blocked {
-            pending.retain(|(i, _)| *i < stop);
+            pending.retain(|o| o.record < stop);
             readable.retain(|(i, _)| *i < stop);
         }
         let mut rejected = 0u64;
@@ -186,7 +183,7 @@ impl Publisher {
             for chunk in chunks(&pending) {
                 // After a call that failed whole, or without time for another, the rest waits for
                 // the next attempt (or Lambda's retry): no call after call into a bus that is down.
-                if bus_down || deadline.is_some_and(|d| Instant::now() + self.call_budget > d) {
+                if bus_down || !self.time_left(deadline) {
                     still.extend(chunk.iter().cloned());
                     continue;
                 }
@@ -196,7 +193,7 @@ impl Publisher {
                     match result {
                         Entry::Published => {
                             outcome.published += 1;
-                            outcome.quality_drops += usize::from(event.1.is_quality_drop());
+                            outcome.quality_drops += usize::from(event.event.is_quality_drop());
                         }
                         Entry::Retry => still.push(event.clone()),
                         Entry::Rejected => rejected += 1,
@@ -235,7 +232,7 @@ impl Publisher {
         }
         outcome.facts_counted = counted.len();
         self.emit_figures(&counted);
-        let first_unpublished = pending.iter().map(|(i, _)| *i).min();
+        let first_unpublished = pending.iter().map(|o| o.record).min();
         let failed_at = [first_unpublished, blocked, figures_failed]
             .into_iter()
             .flatten()
@@ -266,7 +263,7 @@ impl Publisher {
     async fn count_figures(&self, record: &ChangeRecord, deadline: Option<Instant>) -> Figures {
         let mut out = Figures::default();
         // Every call starts with an operation timeout left before the invocation's deadline.
-        let time_left = || deadline.is_none_or(|d| Instant::now() + self.call_budget <= d);
+        let time_left = || self.time_left(deadline);
         let mut facts = figures::facts_of(record, &self.rates);
         if let (SourceTable::Messages, Some(new)) = (record.table, &record.new) {
             let keys = timeline_keys(new);
@@ -384,10 +381,14 @@ impl Publisher {
         }
     }
 
+    /// Whether a call started now ends before the invocation's deadline: one operation timeout.
+    fn time_left(&self, deadline: Option<Instant>) -> bool {
+        deadline.is_none_or(|d| Instant::now() + self.call_budget <= d)
+    }
+
     /// One PutEvents call, and what became of each entry.
-    async fn put_events(&self, chunk: &[(usize, DomainEvent)]) -> CallAnswer {
-        let entries: Vec<PutEventsRequestEntry> =
-            chunk.iter().map(|(_, e)| self.entry(e)).collect();
+    async fn put_events(&self, chunk: &[Outgoing]) -> CallAnswer {
+        let entries: Vec<PutEventsRequestEntry> = chunk.iter().map(|o| self.entry(o)).collect();
         match self
             .bus
             .put_events()
@@ -400,7 +401,7 @@ impl Publisher {
                 let entries = chunk
                     .iter()
                     .enumerate()
-                    .map(|(j, (_, e))| match results.get(j) {
+                    .map(|(j, Outgoing { event: e, .. })| match results.get(j) {
                         Some(r) if r.event_id().is_some() => Entry::Published,
                         // An entry the answer does not cover is not known to be on the bus.
                         None => Entry::Retry,
@@ -445,12 +446,12 @@ impl Publisher {
 
     /// The envelope's `time` is left to EventBridge (the publish time), so an archive replay by
     /// time window finds events published late; the fact's time is `detail.at`.
-    fn entry(&self, event: &DomainEvent) -> PutEventsRequestEntry {
+    fn entry(&self, outgoing: &Outgoing) -> PutEventsRequestEntry {
         PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus_name)
             .source(EVENT_SOURCE)
-            .detail_type(event.detail_type)
-            .detail(detail_text(event))
+            .detail_type(outgoing.event.detail_type)
+            .detail(&outgoing.body)
             .build()
     }
 }
@@ -555,18 +556,38 @@ fn detail_text(event: &DomainEvent) -> String {
     detail.to_string()
 }
 
-/// Entry size as PutEvents counts it (source, detail-type, detail, and time).
-fn entry_size(event: &DomainEvent) -> usize {
-    EVENT_SOURCE.len() + event.detail_type.len() + detail_text(event).len() + 14
+/// An event on its way: the record it comes from, and its detail as sent, serialized once
+/// however many attempts it takes.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    record: usize,
+    event: DomainEvent,
+    body: String,
+}
+
+impl Outgoing {
+    fn new(record: usize, event: DomainEvent) -> Self {
+        let body = detail_text(&event);
+        Self {
+            record,
+            event,
+            body,
+        }
+    }
+
+    /// Entry size as PutEvents counts it (source, detail-type, detail, and time).
+    fn size(&self) -> usize {
+        EVENT_SOURCE.len() + self.event.detail_type.len() + self.body.len() + 14
+    }
 }
 
 /// Splits events into PutEvents calls: at most 10 entries and 256 KB each.
-fn chunks(events: &[(usize, DomainEvent)]) -> Vec<&[(usize, DomainEvent)]> {
+fn chunks(events: &[Outgoing]) -> Vec<&[Outgoing]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
-    for (i, (_, e)) in events.iter().enumerate() {
-        let size = entry_size(e);
+    for (i, o) in events.iter().enumerate() {
+        let size = o.size();
         if i > start && (i - start == MAX_ENTRIES_PER_CALL || bytes + size > MAX_BYTES_PER_CALL) {
             out.push(&events[start..i]);
             start = i;
@@ -596,12 +617,13 @@ mod tests {
 
     #[test]
     fn calls_hold_at_most_ten_entries_and_256_kb() {
-        let small: Vec<(usize, DomainEvent)> =
-            (0..23).map(|i| (i, event(json!({"a": i})))).collect();
+        let small: Vec<Outgoing> = (0..23)
+            .map(|i| Outgoing::new(i, event(json!({"a": i}))))
+            .collect();
         let sizes: Vec<usize> = chunks(&small).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, vec![10, 10, 3]);
-        let big: Vec<(usize, DomainEvent)> = (0..5)
-            .map(|i| (i, event(json!({"text": "x".repeat(100_000)}))))
+        let big: Vec<Outgoing> = (0..5)
+            .map(|i| Outgoing::new(i, event(json!({"text": "x".repeat(100_000)}))))
             .collect();
         let sizes: Vec<usize> = chunks(&big).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);

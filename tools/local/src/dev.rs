@@ -206,7 +206,18 @@ pub async fn provision_events(sdk: &SdkConfig, name: &str) -> Result<(String, St
 /// SQS keeps order, and deletes what it returns: each event is shown once.
 pub async fn take_events(dev: &DevEnv, wait_secs: i32) -> Result<Vec<Value>, String> {
     let sqs = aws_sdk_sqs::Client::new(&dev.sdk().await?);
-    let url = dev.get("WAHOOK_EVENTS_TAP_URL")?;
+    let mut out = drain_queue(&sqs, dev.get("WAHOOK_EVENTS_TAP_URL")?, wait_secs).await?;
+    out.sort_by_key(|e| e["detail"]["at"].as_i64().unwrap_or(0));
+    Ok(out)
+}
+
+/// Every message a queue holds now (waiting up to `wait_secs` for the first), each body read as
+/// JSON, deleted once read.
+pub async fn drain_queue(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    wait_secs: i32,
+) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     loop {
         let got = sqs
@@ -219,7 +230,7 @@ pub async fn take_events(dev: &DevEnv, wait_secs: i32) -> Result<Vec<Value>, Str
             .map_err(|e| aws_sdk_sqs::Error::from(e).to_string())?;
         let messages = got.messages.unwrap_or_default();
         if messages.is_empty() {
-            break;
+            return Ok(out);
         }
         for m in messages {
             let body = m.body.as_deref().unwrap_or("{}");
@@ -234,8 +245,6 @@ pub async fn take_events(dev: &DevEnv, wait_secs: i32) -> Result<Vec<Value>, Str
             }
         }
     }
-    out.sort_by_key(|e| e["detail"]["at"].as_i64().unwrap_or(0));
-    Ok(out)
 }
 
 /// One event as a line a person reads: when, what, and the detail.

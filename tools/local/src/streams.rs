@@ -71,17 +71,11 @@ impl StreamPoller {
     /// Reads every table's stream once (up to 100 records per shard) and publishes what it read.
     pub async fn poll_once(&self) -> Result<StreamPollReport, String> {
         let mut report = StreamPollReport::default();
-        for table in &self.tables {
-            // A table without a stream has nothing to publish (the local stack enables them).
-            let Some(arn) = self.stream_arn(table).await? else {
-                continue;
-            };
-            for shard_id in self.shard_ids(&arn).await? {
-                let key = format!("{table}/{shard_id}");
-                let (records, failed) = self.poll_shard(&arn, &shard_id, &key).await?;
-                report.records += records;
-                report.failed_batches += usize::from(failed);
-            }
+        for (table, arn, shard_id) in self.shards().await? {
+            let key = format!("{table}/{shard_id}");
+            let (records, failed) = self.poll_shard(&arn, &shard_id, &key).await?;
+            report.records += records;
+            report.failed_batches += usize::from(failed);
         }
         Ok(report)
     }
@@ -90,88 +84,98 @@ impl StreamPoller {
     /// publishing anything or moving a checkpoint: what a replay feeds the publisher again.
     pub async fn read_all(&self) -> Result<Vec<Value>, String> {
         let mut out = Vec::new();
-        for table in &self.tables {
-            let Some(arn) = self.stream_arn(table).await? else {
-                continue;
-            };
-            for shard_id in self.shard_ids(&arn).await? {
-                let mut iterator = self
-                    .streams
-                    .get_shard_iterator()
-                    .stream_arn(&arn)
-                    .shard_id(&shard_id)
-                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "GetShardIterator: {}",
-                            aws_sdk_dynamodbstreams::Error::from(e)
-                        )
-                    })?
-                    .shard_iterator;
-                while let Some(it) = iterator {
-                    let got = self
-                        .streams
-                        .get_records()
-                        .shard_iterator(it)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            format!("GetRecords: {}", aws_sdk_dynamodbstreams::Error::from(e))
-                        })?;
-                    if got.records().is_empty() {
-                        break;
-                    }
-                    out.extend(got.records().iter().map(|r| self.lambda_record(&arn, r)));
-                    iterator = got.next_shard_iterator;
+        for (_, arn, shard_id) in self.shards().await? {
+            let mut iterator = self.shard_iterator(&arn, &shard_id, None).await?;
+            while let Some(it) = iterator {
+                let got = self.records(it, None).await?;
+                if got.records().is_empty() {
+                    break;
                 }
+                out.extend(got.records().iter().map(|r| self.lambda_record(&arn, r)));
+                iterator = got.next_shard_iterator;
             }
         }
         Ok(out)
     }
 
-    async fn stream_arn(&self, table: &str) -> Result<Option<String>, String> {
-        let described = self
-            .dynamodb
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "DescribeTable {table}: {}",
-                    aws_sdk_dynamodb::Error::from(e)
-                )
-            })?;
-        Ok(described
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .map(str::to_owned))
+    /// (table, stream ARN, shard id) of every shard of every table that has a stream (the local
+    /// stack enables them; a table without one has nothing to publish).
+    async fn shards(&self) -> Result<Vec<(String, String, String)>, String> {
+        let mut out = Vec::new();
+        for table in &self.tables {
+            let described = self
+                .dynamodb
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "DescribeTable {table}: {}",
+                        aws_sdk_dynamodb::Error::from(e)
+                    )
+                })?;
+            let Some(arn) = described.table().and_then(|t| t.latest_stream_arn()) else {
+                continue;
+            };
+            let stream = self
+                .streams
+                .describe_stream()
+                .stream_arn(arn)
+                .send()
+                .await
+                .map_err(|e| streams_error("DescribeStream", e))?;
+            let shards = stream
+                .stream_description()
+                .map(|d| d.shards())
+                .unwrap_or_default();
+            out.extend(
+                shards
+                    .iter()
+                    .filter_map(|s| s.shard_id())
+                    .map(|id| (table.clone(), arn.to_owned(), id.to_owned())),
+            );
+        }
+        Ok(out)
     }
 
-    async fn shard_ids(&self, arn: &str) -> Result<Vec<String>, String> {
-        let stream = self
+    /// A fresh iterator: after `checkpoint`, or from the oldest record.
+    async fn shard_iterator(
+        &self,
+        arn: &str,
+        shard_id: &str,
+        checkpoint: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        let request = self
             .streams
-            .describe_stream()
+            .get_shard_iterator()
             .stream_arn(arn)
+            .shard_id(shard_id);
+        let request = match checkpoint {
+            Some(seq) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(seq),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        Ok(request
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "DescribeStream {arn}: {}",
-                    aws_sdk_dynamodbstreams::Error::from(e)
-                )
-            })?;
-        Ok(stream
-            .stream_description()
-            .map(|d| {
-                d.shards()
-                    .iter()
-                    .filter_map(|s| s.shard_id().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
+            .map_err(|e| streams_error("GetShardIterator", e))?
+            .shard_iterator)
+    }
+
+    async fn records(
+        &self,
+        iterator: String,
+        limit: Option<i32>,
+    ) -> Result<aws_sdk_dynamodbstreams::operation::get_records::GetRecordsOutput, String> {
+        self.streams
+            .get_records()
+            .shard_iterator(iterator)
+            .set_limit(limit)
+            .send()
+            .await
+            .map_err(|e| streams_error("GetRecords", e))
     }
 
     async fn poll_shard(
@@ -181,36 +185,11 @@ impl StreamPoller {
         key: &str,
     ) -> Result<(usize, bool), String> {
         let checkpoint = self.checkpoints.lock().await.get(key).cloned();
-        let mut request = self
-            .streams
-            .get_shard_iterator()
-            .stream_arn(arn)
-            .shard_id(shard_id);
-        request = match &checkpoint {
-            Some(seq) => request
-                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                .sequence_number(seq),
-            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
-        };
-        let iterator = request
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "GetShardIterator: {}",
-                    aws_sdk_dynamodbstreams::Error::from(e)
-                )
-            })?
-            .shard_iterator
+        let iterator = self
+            .shard_iterator(arn, shard_id, checkpoint.as_deref())
+            .await?
             .ok_or("GetShardIterator answered no iterator")?;
-        let out = self
-            .streams
-            .get_records()
-            .shard_iterator(iterator)
-            .limit(100)
-            .send()
-            .await
-            .map_err(|e| format!("GetRecords: {}", aws_sdk_dynamodbstreams::Error::from(e)))?;
+        let out = self.records(iterator, Some(100)).await?;
         let records = out.records();
         if records.is_empty() {
             return Ok((0, false));
@@ -277,6 +256,13 @@ impl StreamPoller {
             "dynamodb": dynamodb,
         })
     }
+}
+
+fn streams_error<E, R>(operation: &str, e: aws_sdk_dynamodbstreams::error::SdkError<E, R>) -> String
+where
+    aws_sdk_dynamodbstreams::Error: From<aws_sdk_dynamodbstreams::error::SdkError<E, R>>,
+{
+    format!("{operation}: {}", aws_sdk_dynamodbstreams::Error::from(e))
 }
 
 fn to_json(v: &AttributeValue) -> Value {
