@@ -146,9 +146,17 @@ impl World {
 
     /// Everything the rule delivered so far (each envelope once).
     async fn tapped(&self) -> Vec<Value> {
-        wahook_local::dev::drain_queue(&self.sqs, &self.tap_url, 0)
+        let got = wahook_local::dev::drain_queue(&self.sqs, &self.tap_url, 0)
             .await
-            .expect("read the tap queue")
+            .expect("read the tap queue");
+        // drain_queue keeps what it cannot parse (dev.sh shows it); here that is a failure.
+        for e in &got {
+            assert!(
+                e.get("unreadable").is_none(),
+                "tap message is not JSON: {e}"
+            );
+        }
+        got
     }
 }
 

@@ -60,7 +60,8 @@ pub type ReadRecord = Result<ChangeRecord, (Option<String>, RecordError)>;
 
 pub struct Publisher {
     bus: aws_sdk_eventbridge::Client,
-    /// The figures table, and the messages a reply is credited against.
+    /// The figures table, the messages a reply is credited against, and the table names a stream
+    /// record is placed by.
     store: crate::store::Store,
     rates: RateCard,
     bus_name: String,
@@ -123,7 +124,7 @@ impl Publisher {
             records: records.len(),
             ..BatchOutcome::default()
         };
-        // (record index, event) in shard order.
+        // The events derived so far, in shard order.
         let mut pending: Vec<Outgoing> = Vec::new();
         // The first record that names a table we are not configured for: a configuration problem,
         // so the shard waits there until it is fixed.

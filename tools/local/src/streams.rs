@@ -71,11 +71,14 @@ impl StreamPoller {
     /// Reads every table's stream once (up to 100 records per shard) and publishes what it read.
     pub async fn poll_once(&self) -> Result<StreamPollReport, String> {
         let mut report = StreamPollReport::default();
-        for (table, arn, shard_id) in self.shards().await? {
-            let key = format!("{table}/{shard_id}");
-            let (records, failed) = self.poll_shard(&arn, &shard_id, &key).await?;
-            report.records += records;
-            report.failed_batches += usize::from(failed);
+        // Table by table: one table's lookup failing does not hold back the tables before it.
+        for table in &self.tables {
+            for (arn, shard_id) in self.shards(table).await? {
+                let key = format!("{table}/{shard_id}");
+                let (records, failed) = self.poll_shard(&arn, &shard_id, &key).await?;
+                report.records += records;
+                report.failed_batches += usize::from(failed);
+            }
         }
         Ok(report)
     }
@@ -84,59 +87,56 @@ impl StreamPoller {
     /// publishing anything or moving a checkpoint: what a replay feeds the publisher again.
     pub async fn read_all(&self) -> Result<Vec<Value>, String> {
         let mut out = Vec::new();
-        for (_, arn, shard_id) in self.shards().await? {
-            let mut iterator = self.shard_iterator(&arn, &shard_id, None).await?;
-            while let Some(it) = iterator {
-                let got = self.records(it, None).await?;
-                if got.records().is_empty() {
-                    break;
+        for table in &self.tables {
+            for (arn, shard_id) in self.shards(table).await? {
+                let mut iterator = self.shard_iterator(&arn, &shard_id, None).await?;
+                while let Some(it) = iterator {
+                    let got = self.records(it, None).await?;
+                    if got.records().is_empty() {
+                        break;
+                    }
+                    out.extend(got.records().iter().map(|r| self.lambda_record(&arn, r)));
+                    iterator = got.next_shard_iterator;
                 }
-                out.extend(got.records().iter().map(|r| self.lambda_record(&arn, r)));
-                iterator = got.next_shard_iterator;
             }
         }
         Ok(out)
     }
 
-    /// (table, stream ARN, shard id) of every shard of every table that has a stream (the local
-    /// stack enables them; a table without one has nothing to publish).
-    async fn shards(&self) -> Result<Vec<(String, String, String)>, String> {
-        let mut out = Vec::new();
-        for table in &self.tables {
-            let described = self
-                .dynamodb
-                .describe_table()
-                .table_name(table)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "DescribeTable {table}: {}",
-                        aws_sdk_dynamodb::Error::from(e)
-                    )
-                })?;
-            let Some(arn) = described.table().and_then(|t| t.latest_stream_arn()) else {
-                continue;
-            };
-            let stream = self
-                .streams
-                .describe_stream()
-                .stream_arn(arn)
-                .send()
-                .await
-                .map_err(|e| streams_error("DescribeStream", e))?;
-            let shards = stream
-                .stream_description()
-                .map(|d| d.shards())
-                .unwrap_or_default();
-            out.extend(
-                shards
-                    .iter()
-                    .filter_map(|s| s.shard_id())
-                    .map(|id| (table.clone(), arn.to_owned(), id.to_owned())),
-            );
-        }
-        Ok(out)
+    /// (stream ARN, shard id) of every shard of `table`'s stream; none when it has no stream (the
+    /// local stack enables them; a table without one has nothing to publish).
+    async fn shards(&self, table: &str) -> Result<Vec<(String, String)>, String> {
+        let described = self
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "DescribeTable {table}: {}",
+                    aws_sdk_dynamodb::Error::from(e)
+                )
+            })?;
+        let Some(arn) = described.table().and_then(|t| t.latest_stream_arn()) else {
+            return Ok(Vec::new());
+        };
+        let stream = self
+            .streams
+            .describe_stream()
+            .stream_arn(arn)
+            .send()
+            .await
+            .map_err(|e| streams_error(&format!("DescribeStream {arn}"), e))?;
+        let shards = stream
+            .stream_description()
+            .map(|d| d.shards())
+            .unwrap_or_default();
+        Ok(shards
+            .iter()
+            .filter_map(|s| s.shard_id())
+            .map(|id| (arn.to_owned(), id.to_owned()))
+            .collect())
     }
 
     /// A fresh iterator: after `checkpoint`, or from the oldest record.
@@ -164,6 +164,7 @@ impl StreamPoller {
             .shard_iterator)
     }
 
+    /// One GetRecords call (up to `limit` records).
     async fn records(
         &self,
         iterator: String,
