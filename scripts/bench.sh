@@ -90,7 +90,7 @@ if [ "$what" = compare ]; then
     "$VENV_ROOT/pywa/bin/python" scripts/bench/pywa_core.py --seconds "$pywa_seconds" --out "$RUN_DIR/pywa.json" \
         text_625B="$WAHOOK_BENCH_PAYLOAD_DIR/text-hola.json" statuses_1000="$WAHOOK_BENCH_PAYLOAD_DIR/statuses-1000.json"
 
-    log "cold starts: the $profile webhook and sender binaries and Python + pywa + boto3, $runs runs each"
+    log "cold starts: the $profile webhook, sender and publisher binaries and Python + pywa + boto3, $runs runs each"
     cargo build --locked --profile "$profile" "${scope[@]}"
     bin="$WAHOOK_TARGET_DIR/$out"
     # Secrets from env, fixture values; the endpoint is never called by the verification event.
@@ -100,11 +100,15 @@ if [ "$what" = compare ]; then
     cold=("$bin/coldstart" --runs "$runs" --event events/apigw-get-verify.json --expect-status 200 "${cold_env[@]}")
     "${cold[@]}" --label "wahook webhook" --json "$RUN_DIR/cold-wahook.json" -- "$bin/webhook"
     # The sender with an empty batch: its init (config, SDK clients, the Graph client) and memory.
+    # (`{"Records":[]}` is an empty batch for the publisher's stream event too.)
     echo '{"Records":[]}' >"$RUN_DIR/sqs-empty.json"
     "$bin/coldstart" --runs "$runs" --event "$RUN_DIR/sqs-empty.json" "${cold_env[@]}" --env WAHOOK_ACCESS_TOKEN=bench-token \
         --env WAHOOK_SENDS_QUEUE_URL=http://127.0.0.1:9/123456789012/sends \
         --env WAHOOK_SENDS_DLQ_URL=http://127.0.0.1:9/123456789012/sends-dlq \
         --label "wahook sender" --json "$RUN_DIR/cold-sender.json" -- "$bin/sender"
+    # The publisher with an empty stream batch: its init (config, the DynamoDB and EventBridge clients).
+    "$bin/coldstart" --runs "$runs" --event "$RUN_DIR/sqs-empty.json" "${cold_env[@]}" \
+        --label "wahook publisher" --json "$RUN_DIR/cold-publisher.json" -- "$bin/publisher"
     "${cold[@]}" --label "python+pywa+boto3" --json "$RUN_DIR/cold-python.json" -- \
         "$VENV_ROOT/pywa/bin/python" scripts/bench/pywa_lambda.py
     printf '%s\n' "$bin/webhook" "$bin/sender" "$bin/template-sync" "$bin/media" "$bin/publisher" >"$RUN_DIR/binaries.txt"

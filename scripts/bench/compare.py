@@ -3,8 +3,9 @@ against pywa on the same payload files, cold starts under the same harness, and 
 
     python compare.py RUN_DIR CRITERION_DIR [--smoke]
 
-RUN_DIR holds pywa.json, payloads/, cold-wahook.json, cold-sender.json, cold-python.json and
-binaries.txt (one path a line); CRITERION_DIR is criterion's output (target/criterion).
+RUN_DIR holds pywa.json, payloads/, cold-wahook.json, cold-sender.json, cold-publisher.json,
+cold-python.json and binaries.txt (one path a line); CRITERION_DIR is criterion's output
+(target/criterion).
 """
 
 import io
@@ -108,13 +109,15 @@ def main():
             f"| {b['median']:.1f} {unit} ({b['min']:.1f}–{b['max']:.1f}) | {ratio:.1f}× |"
         )
 
-    with open(os.path.join(run_dir, "cold-sender.json")) as f:
-        sender = json.load(f)
-    init = sender["init_ms"]
-    out.append("")
-    out.append(f"Our `sender` under the same harness ({sender['runs']} runs, an empty SQS batch): "
-               f"init {init['median']:.1f} ms ({init['min']:.1f}–{init['max']:.1f}), "
-               f"RSS at ready {sender['rss_ready_mb']['median']:.1f} MB, peak {sender['peak_rss_mb']['median']:.1f} MB.")
+    for name, batch in (("sender", "an empty SQS batch"), ("publisher", "an empty stream batch")):
+        with open(os.path.join(run_dir, f"cold-{name}.json")) as f:
+            other = json.load(f)
+        init = other["init_ms"]
+        ratio = init["median"] / ours["init_ms"]["median"] if ours["init_ms"]["median"] else float("nan")
+        out.append("")
+        out.append(f"Our `{name}` under the same harness ({other['runs']} runs, {batch}): "
+                   f"init {init['median']:.1f} ms ({init['min']:.1f}–{init['max']:.1f}), {ratio:.2f}× the webhook's, "
+                   f"RSS at ready {other['rss_ready_mb']['median']:.1f} MB, peak {other['peak_rss_mb']['median']:.1f} MB.")
     out.append("")
     out.append("## Lambda packages (the binary as `bootstrap`, deflate)")
     out.append("")
