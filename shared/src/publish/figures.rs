@@ -13,6 +13,11 @@ use crate::store::attrs::{get_m, get_n, get_s, Item};
 /// An inbound message within this long of a delivered template is a reply to it.
 pub const REPLY_WINDOW_SECS: i64 = 24 * 60 * 60;
 
+/// How far before a reply the templates it may answer are looked for, by their send time: one
+/// delivered in the reply window was sent at most a few days before (Meta retries an offline phone
+/// for up to 30 days; a template delivered that long after its send is not credited).
+pub const TEMPLATE_LOOKBACK_SECS: i64 = 3 * REPLY_WINDOW_SECS;
+
 /// The figures row of one of our messages, once the sender recorded it.
 pub fn key_of(item: &Item) -> Option<FigureKey> {
     if get_s(item, "direction") != Some("out") {
@@ -134,9 +139,13 @@ fn priced_counts(item: &Item, rates: &RateCard) -> Vec<(String, i64)> {
 /// The template message the user's message `inbound` (at `inbound_at`) replies to: of
 /// `candidates` (that person's messages), the template delivered latest within the 24 h before
 /// it. The fact is exclusive with the user's message's own `reply` fact: it credits one template.
-pub fn replied_to(inbound: &str, inbound_at: i64, candidates: &[Item]) -> Option<Fact> {
+pub fn replied_to<'a>(
+    inbound: &str,
+    inbound_at: i64,
+    candidates: impl IntoIterator<Item = &'a Item>,
+) -> Option<Fact> {
     candidates
-        .iter()
+        .into_iter()
         .filter(|m| get_s(m, "template_name").is_some())
         .filter_map(|m| {
             let d = delivered_at(m)?;
@@ -153,6 +162,20 @@ pub fn replied_to(inbound: &str, inbound_at: i64, candidates: &[Item]) -> Option
             fact.exclusive_with = Some(fact_id("reply", inbound));
             Some(fact)
         })
+}
+
+/// Of messages read from several timelines, those a reply at `at` on the timelines `keys` may
+/// answer: on one of its keys, sent in the lookback before it. What reading each key's lookback
+/// alone would have given, so one read can serve several replies.
+pub fn reply_candidates<'a>(
+    messages: &'a [Item],
+    keys: &'a [String],
+    at: i64,
+) -> impl Iterator<Item = &'a Item> {
+    messages.iter().filter(move |m| {
+        get_s(m, "contact").is_some_and(|c| keys.iter().any(|k| k == c))
+            && get_n(m, "at").is_some_and(|t| at - TEMPLATE_LOOKBACK_SECS <= t && t <= at)
+    })
 }
 
 #[cfg(test)]
@@ -317,6 +340,38 @@ mod tests {
         assert!(
             replied_to("wamid.IN", 200 + REPLY_WINDOW_SECS + 1, &all).is_none(),
             "over 24 h later"
+        );
+    }
+
+    #[test]
+    fn one_read_serves_each_reply_as_its_own_read_would() {
+        let on = |wamid: &str, contact: &str, at: i64| {
+            let mut t = template(wamid, at, &[("delivered", at + 1)], true);
+            t.insert("contact".into(), AttributeValue::S(contact.into()));
+            t
+        };
+        let read = [
+            on("wamid.PHONE", "123#5215512345678", 1_000),
+            on("wamid.BSUID", "123#MX.abc", 2_000),
+            on("wamid.OLD", "123#5215512345678", 10),
+            on("wamid.LATER", "123#5215512345678", 5_000),
+        ];
+        let phone = vec!["123#5215512345678".to_owned()];
+        let wamids = |keys: &[String], at: i64| -> Vec<String> {
+            reply_candidates(&read, keys, at)
+                .filter_map(|m| get_s(m, "wamid").map(str::to_owned))
+                .collect()
+        };
+        let at = 10 + TEMPLATE_LOOKBACK_SECS + 1;
+        assert_eq!(
+            wamids(&phone, at),
+            vec!["wamid.PHONE", "wamid.LATER"],
+            "its own keys only, sent in its lookback"
+        );
+        assert_eq!(
+            wamids(&phone, 4_000),
+            vec!["wamid.PHONE", "wamid.OLD"],
+            "nothing sent after it"
         );
     }
 }

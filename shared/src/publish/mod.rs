@@ -272,8 +272,11 @@ impl Publisher {
                 // A user's message, new: a reply to the template delivered last before it?
                 Some("in") if record.old.is_none() => {
                     if let (Some(wamid), Some(at)) = (get_s(new, "wamid"), get_n(new, "at")) {
-                        match self.reply_to(&keys, wamid, at, &time_left).await {
-                            Ok(fact) => facts.extend(fact),
+                        let window = (at - figures::TEMPLATE_LOOKBACK_SECS, at);
+                        match self.timelines(&keys, window, &time_left).await {
+                            Ok(candidates) => {
+                                facts.extend(figures::replied_to(wamid, at, &candidates))
+                            }
                             Err(stop) => return out.stopped(stop),
                         }
                     }
@@ -282,30 +285,9 @@ impl Publisher {
                 // messages after it may be replies to it, their own records read before this one.
                 Some("out") => {
                     if let Some(d) = figures::became_reply_target(record.old.as_ref(), new) {
-                        let mut later = Vec::new();
-                        for key in &keys {
-                            if !time_left() {
-                                return out.stopped(Stop::Deadline);
-                            }
-                            match self
-                                .store
-                                .messages_between(key, d, d + figures::REPLY_WINDOW_SECS)
-                                .await
-                            {
-                                Ok(items) => later.extend(items),
-                                Err(e) => return out.stopped(Stop::Store(e)),
-                            }
-                        }
-                        for m in later.iter().filter(|m| get_s(m, "direction") == Some("in")) {
-                            if let (Some(wamid), Some(at)) = (get_s(m, "wamid"), get_n(m, "at")) {
-                                match self
-                                    .reply_to(&timeline_keys(m), wamid, at, &time_left)
-                                    .await
-                                {
-                                    Ok(fact) => facts.extend(fact),
-                                    Err(stop) => return out.stopped(stop),
-                                }
-                            }
+                        match self.replies_after(&keys, d, &time_left).await {
+                            Ok(replied) => facts.extend(replied),
+                            Err(stop) => return out.stopped(stop),
                         }
                     }
                 }
@@ -325,31 +307,63 @@ impl Publisher {
         out
     }
 
-    /// The reply fact of the user's message `wamid` at `at`, if a template was delivered to them
-    /// in the 24 h before it.
-    async fn reply_to(
+    /// The reply facts of the user's messages in the reply window after a template was delivered
+    /// (at `delivered`) to the person on `keys`: each credited to the template delivered last
+    /// before it, which may be this one or a later one.
+    async fn replies_after(
         &self,
         keys: &[String],
-        wamid: &str,
-        at: i64,
+        delivered: i64,
         time_left: &impl Fn() -> bool,
-    ) -> Result<Option<Fact>, Stop> {
-        // Templates are found by their send time: one delivered in the window was sent at most a
-        // few days before (Meta retries an offline phone for up to 30 days; a template delivered
-        // that long after its send is not credited).
-        let mut candidates = Vec::new();
+    ) -> Result<Vec<Fact>, Stop> {
+        let window = (delivered, delivered + figures::REPLY_WINDOW_SECS);
+        let later = self.timelines(keys, window, time_left).await?;
+        let replies: Vec<(&str, i64, Vec<String>)> = later
+            .iter()
+            .filter(|m| get_s(m, "direction") == Some("in"))
+            .filter_map(|m| Some((get_s(m, "wamid")?, get_n(m, "at")?, timeline_keys(m))))
+            .collect();
+        let (Some(first), Some(last)) = (
+            replies.iter().map(|r| r.1).min(),
+            replies.iter().map(|r| r.1).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        // One read of every reply's timelines over all their lookbacks, not one per reply: a
+        // chatty day has dozens of messages after a template.
+        let mut reply_keys: Vec<String> = replies.iter().flat_map(|r| r.2.clone()).collect();
+        reply_keys.sort();
+        reply_keys.dedup();
+        let window = (first - figures::TEMPLATE_LOOKBACK_SECS, last);
+        let before = self.timelines(&reply_keys, window, time_left).await?;
+        Ok(replies
+            .iter()
+            .filter_map(|(wamid, at, keys)| {
+                figures::replied_to(wamid, *at, figures::reply_candidates(&before, keys, *at))
+            })
+            .collect())
+    }
+
+    /// The messages on each of the timelines `keys` with `at` in `window` (inclusive).
+    async fn timelines(
+        &self,
+        keys: &[String],
+        (from, to): (i64, i64),
+        time_left: &impl Fn() -> bool,
+    ) -> Result<Vec<Item>, Stop> {
+        let mut out = Vec::new();
         for key in keys {
             if !time_left() {
                 return Err(Stop::Deadline);
             }
-            candidates.extend(
+            out.extend(
                 self.store
-                    .messages_between(key, at - 3 * figures::REPLY_WINDOW_SECS, at)
+                    .messages_between(key, from, to)
                     .await
                     .map_err(Stop::Store)?,
             );
         }
-        Ok(figures::replied_to(wamid, at, &candidates))
+        Ok(out)
     }
 
     /// EMF metrics of the facts counted, per category and template (and, by the dimension sets'
