@@ -89,20 +89,9 @@ fn pricing_word(word: &str) -> String {
     word.trim().to_ascii_lowercase().replace('-', "_")
 }
 
-/// `YYYY-MM-DD` of an epoch second, UTC.
+/// `YYYY-MM-DD` of an epoch second, UTC: a figures row's day.
 pub fn day_of(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    super::time::UnixTime::from_secs(secs).day()
 }
 
 /// What a delivered message costs, estimated: per country calling code prefix (longest wins, `*`

@@ -111,15 +111,20 @@ impl UnixTime {
 
     /// `2026-11-23T12:00:00Z`.
     pub fn to_rfc3339(self) -> String {
-        let days = self.0.div_euclid(86_400);
         let secs = self.0.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
         format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            "{}T{:02}:{:02}:{:02}Z",
+            self.day(),
             secs / 3600,
             secs % 3600 / 60,
             secs % 60
         )
+    }
+
+    /// The UTC day, `2026-11-23`.
+    pub fn day(self) -> String {
+        let (y, m, d) = civil_from_days(self.0.div_euclid(86_400));
+        format!("{y:04}-{m:02}-{d:02}")
     }
 }
 

@@ -237,8 +237,11 @@ async fn run(command: &str, args: &mut Args) -> Result<(), String> {
                 .value("--day")
                 .unwrap_or_else(|| wahook::domain::figures::day_of(UnixTime::now().secs()));
             args.done()?;
-            if day.len() != 10 || !day.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() }) {
-                return Err(format!("--day {day:?}: give a day as YYYY-MM-DD (UTC)"));
+            // A day that reads back as itself: YYYY-MM-DD, and a date that exists.
+            let exists = UnixTime::parse_rfc3339(&format!("{day}T00:00:00Z"))
+                .is_some_and(|t| t.day() == day);
+            if !exists {
+                return Err(format!("--day {day:?}: give a date that exists, as YYYY-MM-DD (UTC)"));
             }
             print!("{}", dev::report(&DevEnv::load()?, &day).await?);
             Ok(())
