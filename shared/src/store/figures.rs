@@ -38,6 +38,12 @@ impl FigureRow {
     pub fn get(&self, name: &str) -> i64 {
         self.counts.get(name).copied().unwrap_or(0)
     }
+
+    /// Replies per delivered message (what the reply-rate alarm reads), once any was delivered.
+    pub fn reply_rate(&self) -> Option<f64> {
+        let delivered = self.get("delivered");
+        (delivered > 0).then(|| self.get("replied") as f64 / delivered as f64)
+    }
 }
 
 impl Store {

@@ -289,15 +289,9 @@ pub async fn report(dev: &DevEnv, day: &str) -> Result<String, String> {
     ));
     let mut details = Vec::new();
     for r in &rows {
-        let delivered = r.get("delivered");
-        let rate = if delivered > 0 {
-            format!(
-                "{:.0} %",
-                100.0 * r.get("replied") as f64 / delivered as f64
-            )
-        } else {
-            "-".into()
-        };
+        let rate = r
+            .reply_rate()
+            .map_or_else(|| "-".into(), |rate| format!("{:.0} %", 100.0 * rate));
         let cost = r
             .counts
             .get("cost_micros")
@@ -309,7 +303,7 @@ pub async fn report(dev: &DevEnv, day: &str) -> Result<String, String> {
             r.language,
             r.category,
             r.get("sent"),
-            delivered,
+            r.get("delivered"),
             r.get("read"),
             r.get("failed"),
             r.get("replied"),
